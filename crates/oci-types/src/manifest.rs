@@ -84,9 +84,9 @@ impl TryFrom<&SpecDescriptor> for Descriptor {
 
     fn try_from(d: &SpecDescriptor) -> Result<Self, Error> {
         let digest = d.digest().to_string();
-        let digest = digest.parse().map_err(|e: Error| {
-            Error::InvalidManifest(format!("descriptor digest: {e}"))
-        })?;
+        let digest = digest
+            .parse()
+            .map_err(|e: Error| Error::InvalidManifest(format!("descriptor digest: {e}")))?;
         Ok(Self {
             media_type: d.media_type().to_string(),
             digest,
@@ -154,7 +154,10 @@ impl ParsedManifest {
             Some(_) => return Err(Error::InvalidManifest("mediaType is not a string".into())),
         };
         let header_type = content_type.map(essence).filter(|ct| !is_generic(ct));
-        let schema1 = [media_type::DOCKER_SCHEMA1, media_type::DOCKER_SCHEMA1_SIGNED];
+        let schema1 = [
+            media_type::DOCKER_SCHEMA1,
+            media_type::DOCKER_SCHEMA1_SIGNED,
+        ];
         if object.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
             || [body_type, header_type]
                 .iter()
@@ -311,7 +314,10 @@ mod tests {
         let m = ParsedManifest::parse(image(&extra).as_bytes(), None).unwrap();
         assert_eq!(m.subject.as_ref().unwrap().digest.to_string(), d("subject"));
         let r = m.referrer_descriptor();
-        assert_eq!(r.artifact_type.as_deref(), Some("application/vnd.example.sbom"));
+        assert_eq!(
+            r.artifact_type.as_deref(),
+            Some("application/vnd.example.sbom")
+        );
         assert_eq!(r.annotations.unwrap()["a"], "b");
     }
 
@@ -360,7 +366,8 @@ mod tests {
     #[test]
     fn rejects_bad_manifests() {
         let good = image("");
-        let cases: Vec<(String, Option<&str>)> = vec![
+        let cases: Vec<(String, Option<&str>)> =
+            vec![
             ("not json".into(), None),
             ("[]".into(), None),
             (good.clone(), Some(media_type::OCI_INDEX)),

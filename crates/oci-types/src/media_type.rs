@@ -22,11 +22,7 @@ pub const OCTET_STREAM: &str = "application/octet-stream";
 /// Strips parameters and whitespace: `application/json; charset=utf-8` ->
 /// `application/json`.
 pub fn essence(content_type: &str) -> &str {
-    content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
+    content_type.split(';').next().unwrap_or_default().trim()
 }
 
 /// Layer media types whose blobs a registry need not hold (image-spec
@@ -42,7 +38,10 @@ mod tests {
 
     #[test]
     fn essence_strips_parameters() {
-        assert_eq!(essence("application/json; charset=utf-8"), "application/json");
+        assert_eq!(
+            essence("application/json; charset=utf-8"),
+            "application/json"
+        );
         assert_eq!(essence(" a/b "), "a/b");
         assert_eq!(essence(""), "");
     }
@@ -55,6 +54,8 @@ mod tests {
         assert!(is_non_distributable(
             "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         ));
-        assert!(!is_non_distributable("application/vnd.oci.image.layer.v1.tar+gzip"));
+        assert!(!is_non_distributable(
+            "application/vnd.oci.image.layer.v1.tar+gzip"
+        ));
     }
 }

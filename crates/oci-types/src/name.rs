@@ -81,6 +81,12 @@ impl FromStr for RepositoryName {
     }
 }
 
+impl AsRef<str> for RepositoryName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for RepositoryName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -153,7 +159,10 @@ mod tests {
             "ä",
             "a/\u{0}",
         ] {
-            assert!(bad.parse::<RepositoryName>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<RepositoryName>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         assert!("a".repeat(256).parse::<RepositoryName>().is_err());
     }

@@ -1,0 +1,147 @@
+//! Blobs as a repository sees them: stat, read (whole or a range), mount,
+//! unlink. A blob is visible through a repository only while the repository
+//! links it, even if its bytes are stored for another repository.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::{GetOptions, ObjectStoreExt};
+use oci_types::{ByteRange, Digest, RepositoryName};
+
+use crate::error::{Result, StorageError, is_not_found};
+use crate::upload_area::delete_if_exists;
+use crate::{Storage, layout};
+
+/// What is known of a stored blob.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobMeta {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// A blob being read: the stream of its bytes and what they are.
+pub struct BlobRead {
+    /// The whole blob's size.
+    pub size: u64,
+    /// The byte range the stream covers, when a range was asked for.
+    pub range: Option<Range<u64>>,
+    /// The bytes.
+    pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for BlobRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlobRead")
+            .field("size", &self.size)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Result of a cross-repository mount request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountOutcome {
+    /// The blob is now linked into the target repository.
+    Mounted,
+    /// The source does not hold the blob; the client must upload it.
+    NotFound,
+}
+
+impl Storage {
+    /// Size of the blob, if `name` holds it.
+    pub async fn blob_stat(&self, name: &RepositoryName, digest: &Digest) -> Result<BlobMeta> {
+        if !self.blob_linked(name, digest).await? {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        match self.store().head(&layout::blob_data(digest)).await {
+            Ok(meta) => Ok(BlobMeta {
+                digest: digest.clone(),
+                size: meta.size,
+            }),
+            Err(e) if is_not_found(&e) => Err(StorageError::BlobUnknown(digest.clone())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Streams the blob, or the part of it `range` selects.
+    pub async fn blob_get(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        range: Option<ByteRange>,
+    ) -> Result<BlobRead> {
+        let meta = self.blob_stat(name, digest).await?;
+        let range = match range {
+            None => None,
+            Some(r) => Some(
+                r.resolve(meta.size)
+                    .ok_or(StorageError::RangeNotSatisfiable { size: meta.size })?,
+            ),
+        };
+        let opts = GetOptions::new().with_range(range.clone());
+        let result = match self
+            .store()
+            .get_opts(&layout::blob_data(digest), opts)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) if is_not_found(&e) => return Err(StorageError::BlobUnknown(digest.clone())),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(BlobRead {
+            size: meta.size,
+            range,
+            stream: result.into_stream().map_err(StorageError::from).boxed(),
+        })
+    }
+
+    /// Removes the blob from `name`. The bytes stay while other repositories
+    /// (or manifests) may use them; garbage collection reclaims them.
+    pub async fn blob_delete(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        if !self.blob_linked(name, digest).await? {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        delete_if_exists(self.store(), &layout::blob_link(name, digest)).await
+    }
+
+    /// Links a blob held elsewhere into `name` (distribution-spec "Mounting
+    /// a blob from another repository"). With `from`, only a blob that `from`
+    /// holds is mounted; without it, any blob stored in the registry is
+    /// (spec v1.1: automatic content discovery).
+    pub async fn blob_mount(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        from: Option<&RepositoryName>,
+    ) -> Result<MountOutcome> {
+        let source_holds = match from {
+            Some(from) => self.blob_linked(from, digest).await?,
+            None => true,
+        };
+        if !source_holds || !self.blob_data_exists(digest).await? {
+            return Ok(MountOutcome::NotFound);
+        }
+        self.link_blob(name, digest).await?;
+        Ok(MountOutcome::Mounted)
+    }
+
+    /// True if `name` links the blob.
+    pub(crate) async fn blob_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
+        self.exists(&layout::blob_link(name, digest)).await
+    }
+
+    /// True if the blob's bytes are stored (for any repository).
+    pub(crate) async fn blob_data_exists(&self, digest: &Digest) -> Result<bool> {
+        self.exists(&layout::blob_data(digest)).await
+    }
+
+    /// Makes `name` hold the blob. The data must already be stored.
+    pub(crate) async fn link_blob(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        self.write_small(&layout::blob_link(name, digest), digest.to_string())
+            .await?;
+        self.ensure_repository(name).await
+    }
+}

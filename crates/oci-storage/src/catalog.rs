@@ -1,0 +1,54 @@
+//! The repository catalog (`GET /v2/_catalog`): one marker object per
+//! repository, written the first time a repository receives content.
+
+use futures::TryStreamExt;
+use object_store::{PutMode, PutOptions, PutPayload};
+use oci_types::{Pagination, RepositoryName};
+
+use crate::error::Result;
+use crate::{Storage, layout};
+
+/// Page size when the client does not give `n`.
+pub const DEFAULT_CATALOG_PAGE: usize = 1000;
+
+impl Storage {
+    /// Records that `name` exists. Idempotent; one conditional write.
+    pub(crate) async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
+        let opts = PutOptions::from(PutMode::Create);
+        match self
+            .store()
+            .put_opts(
+                &layout::catalog_marker(name),
+                PutPayload::from_static(b""),
+                opts,
+            )
+            .await
+        {
+            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            // Backends without conditional create fall back to a plain put.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.write_small(&layout::catalog_marker(name), "").await
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// True if the repository has ever held content.
+    pub async fn repository_exists(&self, name: &RepositoryName) -> Result<bool> {
+        self.exists(&layout::catalog_marker(name)).await
+    }
+
+    /// All repositories, sorted, paginated. Returns the page and whether
+    /// more remain.
+    pub async fn catalog(&self, page: &Pagination) -> Result<(Vec<RepositoryName>, bool)> {
+        let mut names: Vec<RepositoryName> = self
+            .store()
+            .list(Some(&layout::catalog_dir()))
+            .try_filter_map(|m| async move { Ok(layout::name_from_catalog_marker(&m.location)) })
+            .try_collect()
+            .await?;
+        names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        names.dedup();
+        Ok(page.apply(names, DEFAULT_CATALOG_PAGE))
+    }
+}

@@ -1,0 +1,137 @@
+//! Where every object lives. The single source of truth for paths: nothing
+//! else in the crate builds a [`Path`] by hand.
+//!
+//! See the crate documentation for the layout as a picture.
+
+use object_store::path::Path;
+use oci_types::{Digest, RepositoryName, Tag};
+use uuid::Uuid;
+
+/// `blobs/<alg>/<hex[..2]>/<hex>/data`: content shared by all repositories.
+pub(crate) fn blob_data(digest: &Digest) -> Path {
+    let hex = digest.hex();
+    Path::from(format!(
+        "blobs/{}/{}/{}/data",
+        digest.algorithm(),
+        &hex[..2],
+        hex
+    ))
+}
+
+fn repo(name: &RepositoryName) -> String {
+    format!("repositories/{name}")
+}
+
+/// `repositories/<name>/_layers/<alg>/<hex>`: the repository holds the blob.
+pub(crate) fn blob_link(name: &RepositoryName, digest: &Digest) -> Path {
+    Path::from(format!(
+        "{}/_layers/{}/{}",
+        repo(name),
+        digest.algorithm(),
+        digest.hex()
+    ))
+}
+
+/// `repositories/<name>/_manifests/<alg>/<hex>`: the repository holds the
+/// manifest; the object holds its [`crate::manifests::ManifestLink`].
+pub(crate) fn manifest_link(name: &RepositoryName, digest: &Digest) -> Path {
+    Path::from(format!(
+        "{}/_manifests/{}/{}",
+        repo(name),
+        digest.algorithm(),
+        digest.hex()
+    ))
+}
+
+/// `repositories/<name>/_tags/`: one object per tag.
+pub(crate) fn tags_dir(name: &RepositoryName) -> Path {
+    Path::from(format!("{}/_tags", repo(name)))
+}
+
+/// `repositories/<name>/_tags/<tag>`: holds the tagged digest as text.
+pub(crate) fn tag(name: &RepositoryName, tag: &Tag) -> Path {
+    Path::from(format!("{}/_tags/{tag}", repo(name)))
+}
+
+/// `repositories/<name>/_referrers/<alg>/<subject hex>/`: one object per
+/// manifest whose `subject` is that digest.
+pub(crate) fn referrers_dir(name: &RepositoryName, subject: &Digest) -> Path {
+    Path::from(format!(
+        "{}/_referrers/{}/{}",
+        repo(name),
+        subject.algorithm(),
+        subject.hex()
+    ))
+}
+
+/// `.../_referrers/<alg>/<subject hex>/<alg>-<referrer hex>`: the
+/// referrer's descriptor as JSON.
+pub(crate) fn referrer(name: &RepositoryName, subject: &Digest, referrer: &Digest) -> Path {
+    referrers_dir(name, subject).join(format!("{}-{}", referrer.algorithm(), referrer.hex()))
+}
+
+/// `_catalog/`: one marker per repository.
+pub(crate) fn catalog_dir() -> Path {
+    Path::from("_catalog")
+}
+
+/// `_catalog/<name>/_repository`: the repository exists.
+pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
+    Path::from(format!("_catalog/{name}/_repository"))
+}
+
+/// The repository name a catalog marker path stands for.
+pub(crate) fn name_from_catalog_marker(path: &Path) -> Option<RepositoryName> {
+    path.as_ref()
+        .strip_prefix("_catalog/")?
+        .strip_suffix("/_repository")?
+        .parse()
+        .ok()
+}
+
+/// `_uploads/<uuid>/`: everything of one upload session.
+pub(crate) fn upload_dir(id: &Uuid) -> Path {
+    Path::from(format!("_uploads/{id}"))
+}
+
+/// `_uploads/<uuid>/state.json`: the session's [`crate::uploads::UploadState`].
+pub(crate) fn upload_state(id: &Uuid) -> Path {
+    upload_dir(id).join("state.json")
+}
+
+/// `_uploads/<uuid>/data`: received bytes (filesystem upload area).
+pub(crate) fn upload_data(id: &Uuid) -> Path {
+    upload_dir(id).join("data")
+}
+
+/// `_uploads/<uuid>/parts/<offset, 20 digits>`: one received chunk (generic
+/// upload area).
+pub(crate) fn upload_part(id: &Uuid, offset: u64) -> Path {
+    upload_dir(id).join("parts").join(format!("{offset:020}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_stable() {
+        let d = Digest::of(b"");
+        let name: RepositoryName = "a/b".parse().unwrap();
+        assert_eq!(
+            blob_data(&d).as_ref(),
+            format!("blobs/sha256/e3/{}/data", d.hex())
+        );
+        assert_eq!(
+            blob_link(&name, &d).as_ref(),
+            format!("repositories/a/b/_layers/sha256/{}", d.hex())
+        );
+        let marker = catalog_marker(&name);
+        assert_eq!(marker.as_ref(), "_catalog/a/b/_repository");
+        assert_eq!(name_from_catalog_marker(&marker), Some(name));
+        assert_eq!(
+            upload_part(&Uuid::nil(), 5).as_ref(),
+            "_uploads/00000000-0000-0000-0000-000000000000/parts/00000000000000000005"
+        );
+    }
+}

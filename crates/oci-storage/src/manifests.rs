@@ -1,0 +1,216 @@
+//! Manifests: put (with reference checks), get/head by tag or digest, delete.
+
+use bytes::Bytes;
+use oci_types::{Digest, ParsedManifest, Reference, RepositoryName};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, StorageError};
+use crate::upload_area::delete_if_exists;
+use crate::{Storage, layout};
+
+/// What a repository records about a manifest it holds (the link object).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestLink {
+    media_type: String,
+    size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<Digest>,
+}
+
+/// A stored manifest's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestMeta {
+    /// Its digest.
+    pub digest: Digest,
+    /// The media type it was pushed with and is served with.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The manifest it refers to, if it has a `subject`.
+    pub subject: Option<Digest>,
+}
+
+/// A manifest and its exact bytes.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Metadata.
+    pub meta: ManifestMeta,
+    /// The bytes as pushed.
+    pub body: Bytes,
+}
+
+impl Storage {
+    /// Stores a manifest under `reference` (a tag, or the digest it must
+    /// have).
+    ///
+    /// Distribution-spec "Pushing Manifests": every blob and child manifest
+    /// it references must already be in `name` (else
+    /// [`StorageError::ManifestBlobUnknown`]); its `subject` need not exist.
+    /// Writes data, then the link, then the referrers entry, then the tag.
+    pub async fn manifest_put(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        body: Bytes,
+        content_type: Option<&str>,
+    ) -> Result<ManifestMeta> {
+        let parsed = ParsedManifest::parse(&body, content_type)?;
+        let digest = match reference {
+            Reference::Digest(d) => {
+                let actual = Digest::of_with(d.algorithm(), &body);
+                if &actual != d {
+                    return Err(StorageError::DigestMismatch {
+                        expected: d.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => parsed.digest.clone(),
+        };
+        for blob in parsed.required_blobs() {
+            if !self.blob_linked(name, blob).await? {
+                return Err(StorageError::ManifestBlobUnknown(blob.clone()));
+            }
+        }
+        for child in parsed.required_manifests() {
+            if !self.exists(&layout::manifest_link(name, child)).await? {
+                return Err(StorageError::ManifestBlobUnknown(child.clone()));
+            }
+        }
+        let meta = ManifestMeta {
+            digest: digest.clone(),
+            media_type: parsed.media_type.clone(),
+            size: parsed.size,
+            subject: parsed.subject.as_ref().map(|s| s.digest.clone()),
+        };
+        let link = ManifestLink {
+            media_type: meta.media_type.clone(),
+            size: meta.size,
+            subject: meta.subject.clone(),
+        };
+        self.write_small(&layout::blob_data(&digest), body).await?;
+        let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
+        self.write_small(&layout::manifest_link(name, &digest), link)
+            .await?;
+        if let Some(subject) = &parsed.subject {
+            let mut descriptor = parsed.referrer_descriptor();
+            descriptor.digest = digest.clone();
+            self.add_referrer(name, &subject.digest, &descriptor)
+                .await?;
+        }
+        if let Reference::Tag(tag) = reference {
+            self.write_small(&layout::tag(name, tag), digest.to_string())
+                .await?;
+        }
+        self.ensure_repository(name).await?;
+        Ok(meta)
+    }
+
+    /// Metadata of the manifest `reference` names in `name`.
+    pub async fn manifest_head(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<ManifestMeta> {
+        let digest = self.resolve(name, reference).await?;
+        self.manifest_meta(name, &digest)
+            .await?
+            .ok_or_else(|| StorageError::ManifestUnknown(reference.to_string()))
+    }
+
+    /// The manifest `reference` names in `name`, with its bytes.
+    pub async fn manifest_get(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<StoredManifest> {
+        let meta = self.manifest_head(name, reference).await?;
+        let body = self
+            .read_small(&layout::blob_data(&meta.digest))
+            .await?
+            .ok_or_else(|| StorageError::ManifestUnknown(reference.to_string()))?;
+        Ok(StoredManifest { meta, body })
+    }
+
+    /// Deletes a tag (`reference` is a tag) or a manifest (`reference` is a
+    /// digest; its tags and its referrers entry go with it).
+    pub async fn manifest_delete(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+    ) -> Result<()> {
+        let unknown = || StorageError::ManifestUnknown(reference.to_string());
+        match reference {
+            Reference::Tag(tag) => {
+                if self.read_tag(name, tag).await?.is_none() {
+                    return Err(self.unknown_in(name, unknown()).await);
+                }
+                delete_if_exists(self.store(), &layout::tag(name, tag)).await
+            }
+            Reference::Digest(digest) => {
+                let Some(meta) = self.manifest_meta(name, digest).await? else {
+                    return Err(self.unknown_in(name, unknown()).await);
+                };
+                for tag in self.tags_pointing_to(name, digest).await? {
+                    delete_if_exists(self.store(), &layout::tag(name, &tag)).await?;
+                }
+                if let Some(subject) = &meta.subject {
+                    self.remove_referrer(name, subject, digest).await?;
+                }
+                delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await
+            }
+        }
+    }
+
+    /// The digest a reference stands for in `name`.
+    async fn resolve(&self, name: &RepositoryName, reference: &Reference) -> Result<Digest> {
+        match reference {
+            Reference::Digest(d) => Ok(d.clone()),
+            Reference::Tag(tag) => match self.read_tag(name, tag).await? {
+                Some(d) => Ok(d),
+                None => Err(self
+                    .unknown_in(name, StorageError::ManifestUnknown(tag.to_string()))
+                    .await),
+            },
+        }
+    }
+
+    /// The link record of a manifest, if `name` holds it.
+    async fn manifest_meta(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestMeta>> {
+        let path = layout::manifest_link(name, digest);
+        let Some(bytes) = self.read_small(&path).await? else {
+            return Ok(None);
+        };
+        let link: ManifestLink =
+            serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(Some(ManifestMeta {
+            digest: digest.clone(),
+            media_type: link.media_type,
+            size: link.size,
+            subject: link.subject,
+        }))
+    }
+
+    /// `err`, or [`StorageError::NameUnknown`] when the whole repository is
+    /// unknown.
+    pub(crate) async fn unknown_in(
+        &self,
+        name: &RepositoryName,
+        err: StorageError,
+    ) -> StorageError {
+        match self.repository_exists(name).await {
+            Ok(false) => StorageError::NameUnknown(name.clone()),
+            Ok(true) => err,
+            Err(e) => e,
+        }
+    }
+}
