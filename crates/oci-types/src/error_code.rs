@@ -37,6 +37,9 @@ pub enum ErrorCode {
     Unsupported,
     /// code-14: too many requests.
     TooManyRequests,
+    /// `UNKNOWN`: an internal failure. Not in the spec's table, which covers
+    /// client errors only; Docker's registry uses this code for 5xx answers.
+    Unknown,
 }
 
 impl ErrorCode {
@@ -57,6 +60,7 @@ impl ErrorCode {
             Self::Denied => "DENIED",
             Self::Unsupported => "UNSUPPORTED",
             Self::TooManyRequests => "TOOMANYREQUESTS",
+            Self::Unknown => "UNKNOWN",
         }
     }
 
@@ -79,6 +83,7 @@ impl ErrorCode {
             Self::Denied => "requested access to the resource is denied",
             Self::Unsupported => "the operation is unsupported",
             Self::TooManyRequests => "too many requests",
+            Self::Unknown => "unknown error",
         }
     }
 }

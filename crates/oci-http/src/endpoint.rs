@@ -1,0 +1,257 @@
+//! Request routing as data: a method and a path become an [`Endpoint`]
+//! before any handler runs.
+//!
+//! Repository names contain slashes (`library/ubuntu`) and may even contain
+//! path words such as `blobs`, so the path is read from the right: the last
+//! one to three segments say which endpoint it is, everything before them is
+//! the name. Every component is parsed into its type here; handlers never
+//! see raw strings.
+
+use axum::http::Method;
+use oci_types::{Digest, ErrorCode, Reference, RepositoryName};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+
+/// A distribution-spec endpoint, with its typed path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// end-1 `GET /v2/`: API version check.
+    Base,
+    /// `GET /v2/_catalog`: list repositories.
+    Catalog,
+    /// end-2, end-10 `GET|HEAD|DELETE /v2/<name>/blobs/<digest>`.
+    Blob {
+        /// Repository.
+        name: RepositoryName,
+        /// Blob digest.
+        digest: Digest,
+    },
+    /// end-4a/4b/11 `POST /v2/<name>/blobs/uploads/`: start, monolithic
+    /// upload or mount.
+    UploadStart {
+        /// Repository.
+        name: RepositoryName,
+    },
+    /// end-5, end-6, end-13 `GET|PATCH|PUT|DELETE /v2/<name>/blobs/uploads/<id>`.
+    Upload {
+        /// Repository.
+        name: RepositoryName,
+        /// Session id.
+        id: Uuid,
+    },
+    /// end-3, end-7, end-9 `GET|HEAD|PUT|DELETE /v2/<name>/manifests/<reference>`.
+    Manifest {
+        /// Repository.
+        name: RepositoryName,
+        /// Tag or digest.
+        reference: Reference,
+    },
+    /// end-8a/8b `GET /v2/<name>/tags/list`.
+    Tags {
+        /// Repository.
+        name: RepositoryName,
+    },
+    /// end-12a/12b `GET /v2/<name>/referrers/<digest>`.
+    Referrers {
+        /// Repository.
+        name: RepositoryName,
+        /// Subject digest.
+        digest: Digest,
+    },
+}
+
+impl Endpoint {
+    /// Parses a request path. Paths outside the API give `Ok(None)` (404);
+    /// paths of the API with malformed parameters give the spec's error.
+    pub fn parse(path: &str) -> Result<Option<Self>, ApiError> {
+        let Some(rest) = path.strip_prefix("/v2") else {
+            return Ok(None);
+        };
+        if rest.is_empty() || rest == "/" {
+            return Ok(Some(Self::Base));
+        }
+        let Some(rest) = rest.strip_prefix('/') else {
+            return Ok(None);
+        };
+        if rest == "_catalog" {
+            return Ok(Some(Self::Catalog));
+        }
+        let segs: Vec<&str> = rest.split('/').collect();
+        let n = segs.len();
+        let name_of = |k: usize| -> Result<RepositoryName, ApiError> {
+            if k == 0 {
+                return Err(ApiError::new(
+                    ErrorCode::NameInvalid,
+                    "empty repository name",
+                ));
+            }
+            Ok(segs[..k].join("/").parse()?)
+        };
+        let tail = |i: usize| segs.get(n.wrapping_sub(i)).copied();
+        let endpoint = match (tail(3), tail(2), tail(1)) {
+            (Some("blobs"), Some("uploads"), Some("")) => Self::UploadStart {
+                name: name_of(n - 3)?,
+            },
+            (Some("blobs"), Some("uploads"), Some(id)) => Self::Upload {
+                name: name_of(n - 3)?,
+                id: Uuid::parse_str(id).map_err(|_| {
+                    ApiError::new(ErrorCode::BlobUploadUnknown, "no such upload session")
+                })?,
+            },
+            (_, Some("blobs"), Some("uploads")) => Self::UploadStart {
+                name: name_of(n - 2)?,
+            },
+            (_, Some("blobs"), Some(digest)) => Self::Blob {
+                name: name_of(n - 2)?,
+                digest: decode(digest).parse()?,
+            },
+            (_, Some("manifests"), Some(reference)) => Self::Manifest {
+                name: name_of(n - 2)?,
+                reference: decode(reference).parse()?,
+            },
+            (_, Some("tags"), Some("list")) => Self::Tags {
+                name: name_of(n - 2)?,
+            },
+            (_, Some("referrers"), Some(digest)) => Self::Referrers {
+                name: name_of(n - 2)?,
+                digest: decode(digest).parse()?,
+            },
+            _ => return Ok(None),
+        };
+        Ok(Some(endpoint))
+    }
+
+    /// The methods this endpoint answers (for 405 and `Allow`).
+    pub fn allows(&self, method: &Method) -> bool {
+        let m = method;
+        match self {
+            Self::Base | Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => {
+                m == Method::GET || m == Method::HEAD
+            }
+            Self::Blob { .. } => m == Method::GET || m == Method::HEAD || m == Method::DELETE,
+            Self::UploadStart { .. } => m == Method::POST,
+            Self::Upload { .. } => {
+                m == Method::GET || m == Method::PATCH || m == Method::PUT || m == Method::DELETE
+            }
+            Self::Manifest { .. } => {
+                m == Method::GET || m == Method::HEAD || m == Method::PUT || m == Method::DELETE
+            }
+        }
+    }
+}
+
+/// Percent-decodes a digest or reference segment (`sha256%3A…`). Names are
+/// not decoded: a `%` in a name is simply invalid.
+fn decode(segment: &str) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(segment).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(path: &str) -> Option<Endpoint> {
+        Endpoint::parse(path).unwrap()
+    }
+
+    fn name(s: &str) -> RepositoryName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn routes_every_endpoint() {
+        let d = Digest::of(b"x");
+        assert_eq!(ep("/v2/"), Some(Endpoint::Base));
+        assert_eq!(ep("/v2"), Some(Endpoint::Base));
+        assert_eq!(ep("/v2/_catalog"), Some(Endpoint::Catalog));
+        assert_eq!(
+            ep(&format!("/v2/a/b/blobs/{d}")),
+            Some(Endpoint::Blob {
+                name: name("a/b"),
+                digest: d.clone()
+            })
+        );
+        assert_eq!(
+            ep("/v2/a/b/blobs/uploads/"),
+            Some(Endpoint::UploadStart { name: name("a/b") })
+        );
+        assert_eq!(
+            ep("/v2/a/blobs/uploads"),
+            Some(Endpoint::UploadStart { name: name("a") })
+        );
+        let id = Uuid::new_v4();
+        assert_eq!(
+            ep(&format!("/v2/x/blobs/uploads/{id}")),
+            Some(Endpoint::Upload {
+                name: name("x"),
+                id
+            })
+        );
+        assert_eq!(
+            ep("/v2/x/manifests/latest"),
+            Some(Endpoint::Manifest {
+                name: name("x"),
+                reference: "latest".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            ep(&format!(
+                "/v2/x/manifests/{}",
+                d.as_str().replace(':', "%3A")
+            )),
+            Some(Endpoint::Manifest {
+                name: name("x"),
+                reference: Reference::Digest(d.clone())
+            })
+        );
+        assert_eq!(
+            ep("/v2/x/y/tags/list"),
+            Some(Endpoint::Tags { name: name("x/y") })
+        );
+        assert_eq!(
+            ep(&format!("/v2/x/referrers/{d}")),
+            Some(Endpoint::Referrers {
+                name: name("x"),
+                digest: d
+            })
+        );
+    }
+
+    #[test]
+    fn names_may_contain_path_words() {
+        assert_eq!(
+            ep("/v2/blobs/manifests/manifests/v1"),
+            Some(Endpoint::Manifest {
+                name: name("blobs/manifests"),
+                reference: "v1".parse().unwrap()
+            })
+        );
+        assert_eq!(
+            ep("/v2/tags/list/tags/list"),
+            Some(Endpoint::Tags {
+                name: name("tags/list")
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_components() {
+        let code = |p: &str| Endpoint::parse(p).unwrap_err().code();
+        assert_eq!(code("/v2/UPPER/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a//b/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/%2e%2e/x/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/../x/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/tags/list"), ErrorCode::NameInvalid);
+        assert_eq!(code("/v2/a/blobs/sha256:zz"), ErrorCode::DigestInvalid);
+        assert_eq!(code("/v2/a/referrers/nope:1"), ErrorCode::DigestInvalid);
+        assert_eq!(code("/v2/a/manifests/-bad"), ErrorCode::ManifestInvalid);
+        assert_eq!(
+            code("/v2/a/blobs/uploads/not-a-uuid"),
+            ErrorCode::BlobUploadUnknown
+        );
+        assert_eq!(ep("/v3/a/tags/list"), None);
+        assert_eq!(ep("/v2x"), None);
+        assert_eq!(ep("/v2/a/unknown/thing"), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! The registry's HTTP API: an axum [`Router`] implementing OCI
+//! distribution-spec v1.1 (and the Docker Registry HTTP API v2 it grew
+//! from) over [`oci_storage::Storage`].
+//!
+//! [`app`] is a pure constructor: the binary binds and serves it, tests drive
+//! it over a socket or with `tower::ServiceExt::oneshot`. Requests are first
+//! parsed into an [`Endpoint`] (routing as data), then handled by the module
+//! named for the resource: [`blobs`], [`uploads`], [`manifests`],
+//! [`listing`] (tags and catalog) and [`referrers`]. Failures are
+//! [`ApiError`]s, rendered as the spec's JSON error body.
+//!
+//! Authentication and limits will come as tower layers around this router.
+
+pub mod blobs;
+pub mod body;
+pub mod endpoint;
+pub mod error;
+pub mod headers;
+pub mod listing;
+pub mod manifests;
+pub mod params;
+pub mod referrers;
+pub mod uploads;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use oci_storage::Storage;
+use oci_types::ErrorCode;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+
+pub use endpoint::Endpoint;
+pub use error::ApiError;
+
+use params::Params;
+
+/// Shared state of every handler.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The storage engine.
+    pub storage: Storage,
+}
+
+/// The whole API, ready to serve.
+pub fn app(storage: Storage) -> Router {
+    Router::new()
+        .fallback(dispatch)
+        .with_state(AppState { storage })
+        .layer(SetResponseHeaderLayer::overriding(
+            headers::DOCKER_API_VERSION,
+            HeaderValue::from_static("registry/2.0"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorCode::Unknown, "internal error").into_response()
+        }))
+}
+
+/// The one entry point: parse, check the method, hand over to the handler.
+async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let endpoint = match Endpoint::parse(parts.uri.path()) {
+        Ok(Some(endpoint)) => endpoint,
+        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Err(e) => return e.into_response(),
+    };
+    if !endpoint.allows(&parts.method) {
+        return ApiError::new(
+            ErrorCode::Unsupported,
+            format!("{} is not supported here", parts.method),
+        )
+        .into_response();
+    }
+    let params = Params::parse(parts.uri.query());
+    let s = &state.storage;
+    let head = parts.method == Method::HEAD;
+    let h = &parts.headers;
+    let result = match (endpoint, parts.method.clone()) {
+        (Endpoint::Base, _) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            "{}",
+        )
+            .into_response()),
+        (Endpoint::Catalog, _) => listing::catalog(s, &params).await,
+        (Endpoint::Tags { name }, _) => listing::tags(s, &name, &params).await,
+        (Endpoint::Referrers { name, digest }, _) => {
+            referrers::list(s, &name, &digest, &params).await
+        }
+        (Endpoint::Blob { name, digest }, Method::DELETE) => blobs::delete(s, &name, &digest).await,
+        (Endpoint::Blob { name, digest }, _) => blobs::get(s, &name, &digest, h, head).await,
+        (Endpoint::UploadStart { name }, _) => uploads::start(s, &name, &params, body).await,
+        (Endpoint::Upload { name, id }, Method::GET) => uploads::status(s, &name, &id).await,
+        (Endpoint::Upload { name, id }, Method::PATCH) => {
+            uploads::patch(s, &name, &id, h, body).await
+        }
+        (Endpoint::Upload { name, id }, Method::PUT) => {
+            uploads::complete(s, &name, &id, &params, h, body).await
+        }
+        (Endpoint::Upload { name, id }, _) => uploads::cancel(s, &name, &id).await,
+        (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(s, &name, &reference, h, body).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(s, &name, &reference).await
+        }
+        (Endpoint::Manifest { name, reference }, _) => {
+            manifests::get(s, &name, &reference, head).await
+        }
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// What every handler returns.
+pub type ApiResult = Result<Response, ApiError>;

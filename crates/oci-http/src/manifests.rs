@@ -1,0 +1,83 @@
+//! Manifests (distribution-spec "Pulling manifests", "Pushing Manifests",
+//! "Deleting Manifests").
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::IntoResponse;
+use oci_storage::Storage;
+use oci_types::manifest::MAX_MANIFEST_SIZE;
+use oci_types::{Reference, RepositoryName};
+
+use crate::blobs::accepted;
+use crate::headers::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, value};
+use crate::{ApiResult, body};
+
+/// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the exact bytes pushed,
+/// with the media type they were pushed with.
+pub async fn get(
+    storage: &Storage,
+    name: &RepositoryName,
+    reference: &Reference,
+    head: bool,
+) -> ApiResult {
+    let (meta, body) = if head {
+        (storage.manifest_head(name, reference).await?, None)
+    } else {
+        let m = storage.manifest_get(name, reference).await?;
+        (m.meta, Some(m.body))
+    };
+    let headers = [
+        (header::CONTENT_TYPE, value(&meta.media_type)),
+        (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())),
+        (header::ETAG, value(format!("\"{}\"", meta.digest))),
+        (header::CONTENT_LENGTH, HeaderValue::from(meta.size)),
+    ];
+    Ok(match body {
+        Some(body) => (StatusCode::OK, headers, body).into_response(),
+        None => (StatusCode::OK, headers).into_response(),
+    })
+}
+
+/// `PUT /v2/<name>/manifests/<reference>`: 201 with `Location`, the digest,
+/// and `OCI-Subject` when the manifest has a subject. Bodies over
+/// [`MAX_MANIFEST_SIZE`] are refused with 413 before being buffered.
+pub async fn put(
+    storage: &Storage,
+    name: &RepositoryName,
+    reference: &Reference,
+    headers: &HeaderMap,
+    request_body: Body,
+) -> ApiResult {
+    let bytes = body::read_limited(headers, request_body, MAX_MANIFEST_SIZE).await?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let meta = storage
+        .manifest_put(name, reference, bytes, content_type)
+        .await?;
+    let mut response = (
+        StatusCode::CREATED,
+        [
+            (
+                header::LOCATION,
+                value(format!("/v2/{name}/manifests/{}", meta.digest)),
+            ),
+            (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())),
+            (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
+        ],
+    )
+        .into_response();
+    if let Some(subject) = &meta.subject {
+        response
+            .headers_mut()
+            .insert(OCI_SUBJECT, value(subject.as_str()));
+    }
+    Ok(response)
+}
+
+/// `DELETE /v2/<name>/manifests/<reference>`: by digest deletes the
+/// manifest, by tag only the tag (spec v1.1). 202.
+pub async fn delete(storage: &Storage, name: &RepositoryName, reference: &Reference) -> ApiResult {
+    storage.manifest_delete(name, reference).await?;
+    Ok(accepted())
+}

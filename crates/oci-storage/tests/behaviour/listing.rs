@@ -1,0 +1,326 @@
+//! Listings: tags, referrers, the catalog.
+
+use oci_storage::StorageError;
+use oci_types::{Digest, Pagination};
+
+use crate::common::*;
+
+fn page(n: Option<usize>, last: Option<&str>) -> Pagination {
+    Pagination {
+        n,
+        last: last.map(str::to_owned),
+    }
+}
+
+// --- tags ------------------------------------------------------------------
+
+pub async fn tags_sorted(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let image = push_image(s, &name, "seed", "x").await;
+    for t in ["v2", "latest", "A", "v10", "_x", "1.0", "Latest", "v1"] {
+        s.manifest_put(&name, &tag_ref(t), image.body.clone(), None)
+            .await
+            .unwrap();
+    }
+    let (tags, more) = s.tags_list(&name, &Pagination::default()).await.unwrap();
+    assert!(!more);
+    assert_eq!(
+        tag_names(&tags),
+        vec![
+            "1.0", "A", "Latest", "_x", "latest", "seed", "v1", "v10", "v2"
+        ]
+    );
+    // Tags of a nested repository are not those of its parent.
+    let nested = repo("r/sub");
+    push_image(s, &nested, "only-nested", "n").await;
+    let (tags, _) = s.tags_list(&nested, &Pagination::default()).await.unwrap();
+    assert_eq!(tag_names(&tags), vec!["only-nested"]);
+    let (tags, _) = s.tags_list(&name, &Pagination::default()).await.unwrap();
+    assert!(!tag_names(&tags).contains(&"only-nested"));
+}
+
+pub async fn tags_paginated(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let image = push_image(s, &name, "a", "x").await;
+    for t in ["e", "c", "b", "d"] {
+        s.manifest_put(&name, &tag_ref(t), image.body.clone(), None)
+            .await
+            .unwrap();
+    }
+    let list = |p: Pagination| {
+        let name = name.clone();
+        async move {
+            let (tags, more) = s.tags_list(&name, &p).await.unwrap();
+            (
+                tag_names(&tags)
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>(),
+                more,
+            )
+        }
+    };
+    assert_eq!(
+        list(page(Some(2), None)).await,
+        (vec!["a".into(), "b".into()], true)
+    );
+    assert_eq!(
+        list(page(Some(2), Some("b"))).await,
+        (vec!["c".into(), "d".into()], true)
+    );
+    assert_eq!(
+        list(page(Some(2), Some("d"))).await,
+        (vec!["e".into()], false)
+    );
+    assert_eq!(
+        list(page(Some(5), None)).await,
+        (
+            vec!["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
+            false
+        )
+    );
+    assert_eq!(list(page(Some(4), None)).await.1, true);
+    // `last` need not be an existing tag.
+    assert_eq!(
+        list(page(None, Some("bb"))).await,
+        (vec!["c".into(), "d".into(), "e".into()], false)
+    );
+    assert_eq!(list(page(Some(3), Some("e"))).await, (vec![], false));
+    assert_eq!(list(page(Some(0), None)).await, (vec![], false));
+}
+
+pub async fn tags_of_unknown_repository(f: Fixture) {
+    let s = &f.storage;
+    push_image(s, &repo("known"), "t", "x").await;
+    let unknown = repo("unknown");
+    assert_err!(
+        s.tags_list(&unknown, &Pagination::default()).await,
+        StorageError::NameUnknown(n) if n == unknown
+    );
+    // A repository holding only blobs exists, with no tags.
+    let blobs_only = repo("blobs-only");
+    push_blob(s, &blobs_only, b"b").await;
+    let (tags, more) = s
+        .tags_list(&blobs_only, &Pagination::default())
+        .await
+        .unwrap();
+    assert!(tags.is_empty() && !more, "{tags:?}");
+}
+
+// --- referrers -------------------------------------------------------------
+
+const SBOM: &str = "application/vnd.example.sbom";
+const SIG_CONFIG: &str = "application/vnd.example.signature.config.v1+json";
+
+/// Pushes an artifact manifest whose subject is `subject`; `artifact_type`
+/// sets `artifactType`, else the config media type is `SIG_CONFIG`.
+async fn push_referrer(
+    f: &Fixture,
+    name: &oci_types::RepositoryName,
+    subject: &Digest,
+    artifact_type: Option<&str>,
+    seed: &str,
+) -> Image {
+    let s = &f.storage;
+    let config = format!("{{\"ref\":\"{seed}\"}}");
+    let config_digest = push_blob(s, name, config.as_bytes()).await;
+    let config_type = if artifact_type.is_some() {
+        "application/vnd.oci.empty.v1+json"
+    } else {
+        SIG_CONFIG
+    };
+    let mut manifest = image_manifest(
+        descriptor(config_type, &config_digest, config.len()),
+        vec![],
+    );
+    manifest["subject"] = descriptor(OCI_MANIFEST, subject, 123);
+    manifest["annotations"] = serde_json::json!({ "seed": seed });
+    if let Some(t) = artifact_type {
+        manifest["artifactType"] = serde_json::json!(t);
+    }
+    put_manifest(s, name, "@digest", &manifest).await
+}
+
+pub async fn referrers_listed(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let subject = push_image(s, &name, "v1", "subject").await;
+    let sbom = push_referrer(&f, &name, &subject.digest, Some(SBOM), "sbom").await;
+    let sig = push_referrer(&f, &name, &subject.digest, None, "sig").await;
+    let list = s.referrers(&name, &subject.digest, None).await.unwrap();
+    assert_eq!(list.len(), 2, "{list:?}");
+    let mut want = vec![sbom.digest.clone(), sig.digest.clone()];
+    want.sort();
+    assert_eq!(
+        list.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(),
+        want,
+        "sorted by digest"
+    );
+    for d in &list {
+        let (image, artifact_type, seed) = if d.digest == sbom.digest {
+            (&sbom, SBOM, "sbom")
+        } else {
+            (&sig, SIG_CONFIG, "sig")
+        };
+        assert_eq!(d.media_type, OCI_MANIFEST);
+        assert_eq!(d.size, image.body.len() as u64);
+        assert_eq!(d.artifact_type.as_deref(), Some(artifact_type));
+        assert_eq!(
+            d.annotations
+                .as_ref()
+                .and_then(|a| a.get("seed"))
+                .map(String::as_str),
+            Some(seed)
+        );
+    }
+    // The referrers are not visible through another repository.
+    push_blob(s, &repo("other"), b"x").await;
+    assert!(
+        s.referrers(&repo("other"), &subject.digest, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn referrers_filtered_by_artifact_type(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let subject = push_image(s, &name, "v1", "subject").await;
+    let sbom = push_referrer(&f, &name, &subject.digest, Some(SBOM), "sbom").await;
+    let sbom2 = push_referrer(&f, &name, &subject.digest, Some(SBOM), "sbom2").await;
+    let sig = push_referrer(&f, &name, &subject.digest, None, "sig").await;
+    let digests = |l: Vec<oci_types::Descriptor>| {
+        let mut v: Vec<Digest> = l.into_iter().map(|d| d.digest).collect();
+        v.sort();
+        v
+    };
+    let mut want = vec![sbom.digest, sbom2.digest];
+    want.sort();
+    let got = s
+        .referrers(&name, &subject.digest, Some(SBOM))
+        .await
+        .unwrap();
+    assert_eq!(digests(got), want);
+    let got = s
+        .referrers(&name, &subject.digest, Some(SIG_CONFIG))
+        .await
+        .unwrap();
+    assert_eq!(digests(got), vec![sig.digest]);
+    assert!(
+        s.referrers(&name, &subject.digest, Some("application/none"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn referrers_of_unknown_subject(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let subject = push_image(s, &name, "v1", "subject").await;
+    push_referrer(&f, &name, &subject.digest, Some(SBOM), "sbom").await;
+    // The subject itself has no referrers of its own kind.
+    for d in [
+        Digest::of(b"nothing refers to this"),
+        subject.digest.clone(),
+    ] {
+        let list = s.referrers(&name, &d, None).await.unwrap();
+        if d == subject.digest {
+            assert_eq!(list.len(), 1);
+        } else {
+            assert!(list.is_empty(), "{list:?}");
+        }
+    }
+    // Nor in a repository that does not exist.
+    assert!(
+        s.referrers(&repo("nowhere"), &subject.digest, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+pub async fn referrers_of_absent_subject_are_indexed(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let absent = Digest::of(b"a subject pushed later, or never");
+    let sig = push_referrer(&f, &name, &absent, Some(SBOM), "early").await;
+    let list = s.referrers(&name, &absent, None).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].digest, sig.digest);
+    assert_eq!(list[0].artifact_type.as_deref(), Some(SBOM));
+    assert_err!(
+        s.manifest_get(&name, &digest_ref(&absent)).await,
+        StorageError::ManifestUnknown(_)
+    );
+}
+
+// --- catalog ---------------------------------------------------------------
+
+pub async fn catalog_lists_repositories_with_content(f: Fixture) {
+    let s = &f.storage;
+    let (list, more) = s.catalog(&Pagination::default()).await.unwrap();
+    assert!(list.is_empty() && !more, "{list:?}");
+    // A started upload is not content yet.
+    s.upload_start(&repo("pending"), oci_types::DigestAlgorithm::Sha256)
+        .await
+        .unwrap();
+    assert!(!s.repository_exists(&repo("pending")).await.unwrap());
+    // Content of every kind: a blob, a manifest, a mount, a finished upload.
+    push_blob(s, &repo("a"), b"blob").await;
+    push_image(s, &repo("a/b"), "t", "nested").await;
+    let d = Digest::of(b"blob");
+    s.blob_mount(&repo("a-b"), &d, Some(&repo("a")))
+        .await
+        .unwrap();
+    let id = s
+        .upload_start(&repo("z/y/x"), oci_types::DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id;
+    s.upload_complete(&repo("z/y/x"), &id, &d, None, Some(body(b"blob")))
+        .await
+        .unwrap();
+    push_blob(s, &repo("a.b"), b"blob").await;
+    let (list, more) = s.catalog(&Pagination::default()).await.unwrap();
+    assert!(!more);
+    assert_eq!(repo_names(&list), vec!["a", "a-b", "a.b", "a/b", "z/y/x"]);
+    for n in ["a", "a-b", "a.b", "a/b", "z/y/x"] {
+        assert!(s.repository_exists(&repo(n)).await.unwrap(), "{n}");
+    }
+    for n in ["b", "z", "z/y", "pending"] {
+        assert!(!s.repository_exists(&repo(n)).await.unwrap(), "{n}");
+    }
+}
+
+pub async fn catalog_paginated(f: Fixture) {
+    let s = &f.storage;
+    for n in ["d", "b", "a/b", "c", "a"] {
+        push_blob(s, &repo(n), n.as_bytes()).await;
+    }
+    let list = |n: Option<usize>, last: Option<&str>| async move {
+        let (l, more) = s.catalog(&page(n, last)).await.unwrap();
+        (
+            repo_names(&l)
+                .into_iter()
+                .map(str::to_owned)
+                .collect::<Vec<_>>(),
+            more,
+        )
+    };
+    assert_eq!(
+        list(Some(2), None).await,
+        (vec!["a".into(), "a/b".into()], true)
+    );
+    assert_eq!(
+        list(Some(2), Some("a/b")).await,
+        (vec!["b".into(), "c".into()], true)
+    );
+    assert_eq!(list(Some(2), Some("c")).await, (vec!["d".into()], false));
+    assert_eq!(list(None, Some("a")).await.0.len(), 4);
+    assert_eq!(list(Some(10), Some("d")).await, (vec![], false));
+    assert_eq!(list(None, None).await.0.len(), 5);
+}
