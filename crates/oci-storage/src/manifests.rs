@@ -115,9 +115,12 @@ impl Storage {
         reference: &Reference,
     ) -> Result<ManifestMeta> {
         let digest = self.resolve(name, reference).await?;
-        self.manifest_meta(name, &digest)
-            .await?
-            .ok_or_else(|| StorageError::ManifestUnknown(reference.to_string()))
+        match self.manifest_meta(name, &digest).await? {
+            Some(meta) => Ok(meta),
+            None => Err(self
+                .unknown_in(name, StorageError::ManifestUnknown(reference.to_string()))
+                .await),
+        }
     }
 
     /// The manifest `reference` names in `name`, with its bytes.

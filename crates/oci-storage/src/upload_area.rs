@@ -159,6 +159,9 @@ impl UploadArea for LocalUploadArea {
     }
 
     async fn read(&self, id: &Uuid, len: u64) -> Result<BoxStream<'static, Result<Bytes>>> {
+        if len == 0 {
+            return Ok(futures::stream::empty().boxed());
+        }
         let file = tokio::fs::File::open(self.data_path(id)?).await?;
         let reader = tokio::io::AsyncReadExt::take(file, len);
         Ok(
@@ -172,7 +175,12 @@ impl UploadArea for LocalUploadArea {
         let src = self.data_path(id)?;
         let dest = self.store.path_to_filesystem(dest)?;
         blocking(move || {
-            let file = std::fs::OpenOptions::new().write(true).open(&src)?;
+            // A session that never received a body has no file yet.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create(len == 0)
+                .truncate(false)
+                .open(&src)?;
             if file.metadata()?.len() != len {
                 file.set_len(len)?;
             }

@@ -46,6 +46,8 @@ behaviour_suite! {
         empty_blob_monolithic,
         empty_blob_session_with_empty_final_chunk,
         empty_blob_session_without_body,
+        empty_blob_session_without_body_sha512,
+        complete_after_failed_append_ignores_garbage,
         status_reports_progress,
         cancel_forgets_session,
         session_bound_to_repository,

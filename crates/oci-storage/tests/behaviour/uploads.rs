@@ -160,6 +160,22 @@ pub async fn range_length_mismatch_is_refused(f: Fixture) {
         }
     );
     assert_eq!(s.upload_status(&name, &id).await.unwrap().offset, 10);
+    // Also on the final chunk given to complete; the session stays.
+    assert_err!(
+        s.upload_complete(
+            &name,
+            &id,
+            &Digest::of(&data),
+            crange(10, 29),
+            Some(body(&data[10..25]))
+        )
+        .await,
+        StorageError::SizeInvalid {
+            declared: 20,
+            received: 15
+        }
+    );
+    assert_eq!(s.upload_status(&name, &id).await.unwrap().offset, 10);
     // The session continues from where it was.
     s.upload_append(&name, &id, crange(10, 19), body(&data[10..20]))
         .await
@@ -314,6 +330,23 @@ pub async fn complete_with_wrong_digest(f: Fixture) {
         s.upload_status(&name, &id).await,
         StorageError::UploadUnknown(_)
     );
+    // Claiming the digest of a blob stored elsewhere does not link it.
+    let stored = push_blob(s, &repo("holder"), b"stored elsewhere").await;
+    let id2 = s
+        .upload_start(&name, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id;
+    assert_err!(
+        s.upload_complete(&name, &id2, &stored, None, Some(body(b"other bytes")))
+            .await,
+        StorageError::DigestMismatch { .. }
+    );
+    assert_err!(
+        s.blob_stat(&name, &stored).await,
+        StorageError::BlobUnknown(_)
+    );
+    assert_blob(s, &repo("holder"), b"stored elsewhere").await;
     assert_err!(
         s.upload_append(&name, &id, None, body(b"x")).await,
         StorageError::UploadUnknown(_)
@@ -446,6 +479,62 @@ pub async fn empty_blob_session_without_body(f: Fixture) {
         .unwrap();
     assert_eq!(meta.size, 0);
     assert_empty_blob(&f, &name).await;
+}
+
+/// As [`empty_blob_session_without_body`], completed with a sha512 digest:
+/// the session hashed sha256, so the engine re-reads the (absent) bytes.
+pub async fn empty_blob_session_without_body_sha512(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let id = s
+        .upload_start(&name, DigestAlgorithm::Sha256)
+        .await
+        .unwrap()
+        .id;
+    let empty = Digest::of_with(DigestAlgorithm::Sha512, b"");
+    let meta = s
+        .upload_complete(&name, &id, &empty, None, None)
+        .await
+        .unwrap();
+    assert_eq!(meta.size, 0);
+    assert_eq!(s.blob_stat(&name, &empty).await.unwrap().size, 0);
+    assert_eq!(read_blob(s, &name, &empty, None).await.unwrap(), b"");
+}
+
+/// Bytes of failed appends never reach the blob, even when the session is
+/// completed right after the failure (with and without re-hashing).
+pub async fn complete_after_failed_append_ignores_garbage(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let data = bytes_of(23, 100);
+    for algorithm in [DigestAlgorithm::Sha256, DigestAlgorithm::Sha512] {
+        let id = s
+            .upload_start(&name, DigestAlgorithm::Sha256)
+            .await
+            .unwrap()
+            .id;
+        s.upload_append(&name, &id, None, body(&data))
+            .await
+            .unwrap();
+        assert_err!(
+            s.upload_append(&name, &id, None, failing_body(&[0xEE; 50], 10))
+                .await,
+            StorageError::Body(_)
+        );
+        assert_err!(
+            s.upload_append(&name, &id, crange(100, 109), body(&[0xDD; 30]))
+                .await,
+            StorageError::SizeInvalid { .. }
+        );
+        let digest = Digest::of_with(algorithm, &data);
+        let meta = s
+            .upload_complete(&name, &id, &digest, None, None)
+            .await
+            .unwrap();
+        assert_eq!(meta.size, 100, "{algorithm}");
+        assert_eq!(s.blob_stat(&name, &digest).await.unwrap().size, 100);
+        assert_eq!(read_blob(s, &name, &digest, None).await.unwrap(), data);
+    }
 }
 
 pub async fn status_reports_progress(f: Fixture) {
@@ -604,6 +693,27 @@ pub async fn session_survives_restart(mut f: Fixture) {
     // And the blob is there after yet another restart.
     f.restart().await;
     assert_blob(&f.storage, &name, &data).await;
+    // A sha512 session resumes its hash state too.
+    let id = f
+        .storage
+        .upload_start(&name, DigestAlgorithm::Sha512)
+        .await
+        .unwrap()
+        .id;
+    f.storage
+        .upload_append(&name, &id, None, body(&data[..1234]))
+        .await
+        .unwrap();
+    f.restart().await;
+    let d512 = Digest::of_with(DigestAlgorithm::Sha512, &data);
+    f.storage
+        .upload_complete(&name, &id, &d512, None, Some(body(&data[1234..])))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_blob(&f.storage, &name, &d512, None).await.unwrap(),
+        data
+    );
 }
 
 pub async fn reupload_of_stored_blob(f: Fixture) {
