@@ -1,0 +1,157 @@
+//! The `oci-registry` binary as users run it: flags, environment, the
+//! startup line, and graceful shutdown on SIGTERM/SIGINT.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// A started binary and the address it printed.
+struct Running {
+    child: Child,
+    line: String,
+    base: String,
+}
+
+fn start(configure: impl FnOnce(&mut Command)) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
+    cmd.arg("serve")
+        .env_remove("OCI_REGISTRY_LISTEN")
+        .env_remove("OCI_REGISTRY_STORAGE")
+        .env_remove("OCI_REGISTRY_LOG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn oci-registry");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("startup line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
+        .to_owned();
+    Running {
+        child,
+        line,
+        base: format!("http://{addr}"),
+    }
+}
+
+fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("oci-registry did not exit within 10 s");
+}
+
+#[tokio::test]
+async fn flags_startup_line_and_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let mut run = start(|c| {
+        c.args(["--listen", "127.0.0.1:0", "--storage"])
+            .arg(&storage)
+            .args(["--log-level", "warn"]);
+    });
+    assert!(
+        run.line
+            .starts_with("oci-registry listening on http://127.0.0.1:")
+    );
+    assert!(
+        run.line.contains(&format!("file://{}", storage.display())),
+        "{}",
+        run.line
+    );
+    let r = reqwest::get(format!("{}/v2/", run.base)).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["docker-distribution-api-version"],
+        "registry/2.0"
+    );
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+    assert!(storage.is_dir(), "storage directory created");
+}
+
+#[tokio::test]
+async fn environment_variables_configure_it() {
+    let mut run = start(|c| {
+        c.env("OCI_REGISTRY_LISTEN", "127.0.0.1:0")
+            .env("OCI_REGISTRY_STORAGE", "memory://")
+            .env("OCI_REGISTRY_LOG", "error");
+    });
+    assert!(run.line.contains("memory://"), "{}", run.line);
+    let r = reqwest::get(format!("{}/v2/_catalog", run.base))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    signal(&run.child, "INT");
+    assert!(wait_exit(&mut run.child).success());
+}
+
+#[test]
+fn bad_storage_url_fails_cleanly() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oci-registry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--storage", "ftp://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid storage URL"));
+}
+
+/// SIGTERM while an upload is streaming: the request completes, then the
+/// process exits 0.
+#[tokio::test]
+async fn in_flight_requests_finish_after_sigterm() {
+    let mut run = start(|c| {
+        c.args(["--listen", "127.0.0.1:0", "--storage", "memory://"]);
+    });
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{}/v2/slow/blobs/uploads/", run.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+    tx.unbounded_send(Ok(Bytes::from_static(b"first half, ")))
+        .unwrap();
+    let patch = tokio::spawn(
+        client
+            .patch(format!("{}{location}", run.base))
+            .body(reqwest::Body::wrap_stream(rx))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    signal(&run.child, "TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "exited with a request in flight"
+    );
+    tx.unbounded_send(Ok(Bytes::from_static(b"second half")))
+        .unwrap();
+    drop(tx);
+    let r = patch.await.unwrap().unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.headers()["range"], "0-22");
+    assert!(wait_exit(&mut run.child).success());
+}
