@@ -155,3 +155,91 @@ async fn in_flight_requests_finish_after_sigterm() {
     assert_eq!(r.headers()["range"], "0-22");
     assert!(wait_exit(&mut run.child).success());
 }
+
+/// `kill -9` in the middle of a streamed upload: after a restart on the same
+/// directory nothing partial is visible, the session reports only what was
+/// committed before the crash, and the upload can be finished.
+#[tokio::test]
+async fn kill_9_mid_upload_leaves_nothing_partial() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().to_path_buf();
+    let serve = |c: &mut Command| {
+        c.args(["--listen", "127.0.0.1:0", "--storage"])
+            .arg(&storage);
+    };
+    let mut run = start(serve);
+    let client = reqwest::Client::new();
+    let first = Bytes::from(vec![7u8; 64 * 1024]);
+    let rest = Bytes::from(vec![9u8; 64 * 1024]);
+    let whole: Vec<u8> = [first.as_ref(), rest.as_ref()].concat();
+    let digest = oci_digest(&whole);
+
+    let r = client
+        .post(format!("{}/v2/crash/blobs/uploads/", run.base))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let r = client
+        .patch(format!("{}{location}", run.base))
+        .header("content-range", format!("0-{}", first.len() - 1))
+        .body(first.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // A second chunk is half sent when the process dies.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+    tx.unbounded_send(Ok(rest.slice(..1000))).unwrap();
+    let url = format!("{}{location}", run.base);
+    let pending = tokio::spawn(
+        client
+            .patch(url)
+            .body(reqwest::Body::wrap_stream(rx))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+    assert!(pending.await.unwrap().is_err(), "the cut request must fail");
+    drop(tx);
+
+    let mut run = start(serve);
+    let r = client
+        .head(format!("{}/v2/crash/blobs/{digest}", run.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "no partial blob is visible");
+    let r = client
+        .get(format!("{}{location}", run.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["range"], format!("0-{}", first.len() - 1));
+    let r = client
+        .put(format!("{}{location}?digest={digest}", run.base))
+        .header(
+            "content-range",
+            format!("{}-{}", first.len(), whole.len() - 1),
+        )
+        .body(rest)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = client
+        .get(format!("{}/v2/crash/blobs/{digest}", run.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().as_ref(), whole.as_slice());
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+}
+
+fn oci_digest(bytes: &[u8]) -> String {
+    oci_types::Digest::of(bytes).to_string()
+}
