@@ -19,10 +19,12 @@ pub async fn get(
     headers: &HeaderMap,
     head: bool,
 ) -> ApiResult {
-    let range = match headers.get(header::RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) => Some(r.parse::<ByteRange>()?),
-        None => None,
-    };
+    // RFC 9110 §14.2: a Range the server does not understand (another
+    // unit, several ranges, bad syntax) is ignored and the whole blob sent.
+    let range = headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.parse::<ByteRange>().ok());
     let mut response_headers = HeaderMap::new();
     response_headers.insert(
         header::CONTENT_TYPE,

@@ -64,7 +64,7 @@ pub enum Endpoint {
 impl Endpoint {
     /// Parses a request path. Paths outside the API give `Ok(None)` (404);
     /// paths of the API with malformed parameters give the spec's error.
-    pub fn parse(path: &str) -> Result<Option<Self>, ApiError> {
+    pub fn parse(method: &Method, path: &str) -> Result<Option<Self>, ApiError> {
         let Some(rest) = path.strip_prefix("/v2") else {
             return Ok(None);
         };
@@ -108,7 +108,7 @@ impl Endpoint {
             },
             (_, Some("manifests"), Some(reference)) => Self::Manifest {
                 name: name_of(n - 2)?,
-                reference: decode(reference).parse()?,
+                reference: parse_reference(&decode(reference), method)?,
             },
             (_, Some("tags"), Some("list")) => Self::Tags {
                 name: name_of(n - 2)?,
@@ -141,6 +141,19 @@ impl Endpoint {
     }
 }
 
+/// A manifest reference. A malformed tag cannot name a stored manifest, so
+/// reads and deletes of one are 404 MANIFEST_UNKNOWN (as the conformance
+/// suite expects); pushing to one is 400 MANIFEST_INVALID.
+fn parse_reference(text: &str, method: &Method) -> Result<Reference, ApiError> {
+    match text.parse::<Reference>() {
+        Err(oci_types::Error::InvalidTag { .. }) if method != Method::PUT => Err(ApiError::new(
+            ErrorCode::ManifestUnknown,
+            format!("no manifest is tagged {text:?}"),
+        )),
+        other => Ok(other?),
+    }
+}
+
 /// Percent-decodes a digest or reference segment (`sha256%3A…`). Names are
 /// not decoded: a `%` in a name is simply invalid.
 fn decode(segment: &str) -> std::borrow::Cow<'_, str> {
@@ -152,7 +165,7 @@ mod tests {
     use super::*;
 
     fn ep(path: &str) -> Option<Endpoint> {
-        Endpoint::parse(path).unwrap()
+        Endpoint::parse(&Method::GET, path).unwrap()
     }
 
     fn name(s: &str) -> RepositoryName {
@@ -237,7 +250,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_components() {
-        let code = |p: &str| Endpoint::parse(p).unwrap_err().code();
+        let code = |p: &str| Endpoint::parse(&Method::PUT, p).unwrap_err().code();
         assert_eq!(code("/v2/UPPER/tags/list"), ErrorCode::NameInvalid);
         assert_eq!(code("/v2/a//b/tags/list"), ErrorCode::NameInvalid);
         assert_eq!(code("/v2/%2e%2e/x/tags/list"), ErrorCode::NameInvalid);
@@ -249,6 +262,12 @@ mod tests {
         assert_eq!(
             code("/v2/a/blobs/uploads/not-a-uuid"),
             ErrorCode::BlobUploadUnknown
+        );
+        assert_eq!(
+            Endpoint::parse(&Method::GET, "/v2/a/manifests/.INVALID_MANIFEST_NAME")
+                .unwrap_err()
+                .code(),
+            ErrorCode::ManifestUnknown
         );
         assert_eq!(ep("/v3/a/tags/list"), None);
         assert_eq!(ep("/v2x"), None);

@@ -62,7 +62,7 @@ pub fn app(storage: Storage) -> Router {
 /// The one entry point: parse, check the method, hand over to the handler.
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let endpoint = match Endpoint::parse(parts.uri.path()) {
+    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path()) {
         Ok(Some(endpoint)) => endpoint,
         Ok(None) => return StatusCode::NOT_FOUND.into_response(),
         Err(e) => return e.into_response(),

@@ -67,7 +67,7 @@ use object_store::path::Path;
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
-pub use upload_area::{BodyStream, UploadArea};
+pub use upload_area::{BodyStream, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
 use error::is_not_found;

@@ -14,6 +14,7 @@
 //! interrupted request: they are discarded before the next write and never
 //! published.
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
@@ -64,6 +65,29 @@ pub trait UploadArea: Send + Sync + Debug + 'static {
 
     /// Removes the session's bytes. Missing data is not an error.
     async fn remove(&self, id: &Uuid) -> Result<()>;
+
+    /// Waits for exclusive use of the session, held until the returned
+    /// guard is dropped. Every operation that changes a session runs under
+    /// it, so concurrent requests on one session apply one after the other
+    /// (the later one then sees the new offset, and a stale `Content-Range`
+    /// gets 416) and hash state and bytes never diverge.
+    async fn lock(&self, id: &Uuid) -> Result<SessionLock>;
+}
+
+/// Exclusive use of one upload session; released on drop.
+pub struct SessionLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl SessionLock {
+    /// Wraps whatever value releases the lock when dropped.
+    pub fn new(guard: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(guard))
+    }
+}
+
+impl Debug for SessionLock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionLock")
+    }
 }
 
 /// Filesystem upload area: `<root>/_uploads/<uuid>/data`, in the same tree as
@@ -201,21 +225,70 @@ impl UploadArea for LocalUploadArea {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }
-            // The session directory, if now empty; anything left is kept.
             if let Some(dir) = path.parent() {
+                let _ = std::fs::remove_file(dir.join(LOCK_FILE));
+                // The session directory, if now empty; anything left is kept.
                 let _ = std::fs::remove_dir(dir);
             }
             Ok(())
         })
         .await
     }
+
+    /// An advisory lock (`flock`) on `_uploads/<uuid>/lock`: it spans
+    /// processes sharing the directory, and the kernel releases it when a
+    /// holder dies, so a crash never leaves a session locked.
+    async fn lock(&self, id: &Uuid) -> Result<SessionLock> {
+        let path = self.data_path(id)?.with_file_name(LOCK_FILE);
+        blocking(move || {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            file.lock()?;
+            Ok(SessionLock::new(file))
+        })
+        .await
+    }
 }
+
+/// Name of the lock file inside a session directory.
+const LOCK_FILE: &str = "lock";
 
 /// Generic upload area over any [`ObjectStore`]: chunk `k` of a session is the
 /// object `_uploads/<uuid>/parts/<start offset>`.
+///
+/// Sessions are locked within this process only, which suits the in-memory
+/// store it serves; a shared backend brings an area with shared locking.
 #[derive(Debug)]
 pub struct PartsUploadArea {
     store: Arc<dyn ObjectStore>,
+    locks: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+/// Holds a session's mutex; forgets the session's entry when the last
+/// user is done.
+struct LocalGuard {
+    id: Uuid,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    locks: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl Drop for LocalGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        if locks
+            .get(&self.id)
+            .is_some_and(|m| Arc::strong_count(m) == 1)
+        {
+            locks.remove(&self.id);
+        }
+    }
 }
 
 /// One stored part: where it starts and how long it is.
@@ -228,7 +301,10 @@ struct Part {
 impl PartsUploadArea {
     /// An upload area in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self { store }
+        Self {
+            store,
+            locks: Arc::default(),
+        }
     }
 
     /// Stored parts, sorted by start offset.
@@ -386,6 +462,19 @@ impl UploadArea for PartsUploadArea {
             delete_if_exists(self.store.as_ref(), &part.path).await?;
         }
         Ok(())
+    }
+
+    async fn lock(&self, id: &Uuid) -> Result<SessionLock> {
+        let mutex = {
+            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(locks.entry(*id).or_default())
+        };
+        let guard = mutex.lock_owned().await;
+        Ok(SessionLock::new(LocalGuard {
+            id: *id,
+            guard: Some(guard),
+            locks: Arc::clone(&self.locks),
+        }))
     }
 }
 

@@ -112,6 +112,7 @@ impl Storage {
         range: Option<ContentRange>,
         body: BodyStream,
     ) -> Result<UploadStatus> {
+        let _lock = self.inner.uploads.lock(id).await?;
         let mut state = self.load_state(name, id).await?;
         self.append(id, &mut state, range, body).await?;
         self.save_state(id, &state).await?;
@@ -133,6 +134,7 @@ impl Storage {
         range: Option<ContentRange>,
         body: Option<BodyStream>,
     ) -> Result<BlobMeta> {
+        let _lock = self.inner.uploads.lock(id).await?;
         let mut state = self.load_state(name, id).await?;
         if let Some(body) = body {
             self.append(id, &mut state, range, body).await?;
@@ -183,6 +185,7 @@ impl Storage {
 
     /// Abandons the session and frees its bytes.
     pub async fn upload_cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<()> {
+        let _lock = self.inner.uploads.lock(id).await?;
         self.load_state(name, id).await?;
         self.discard(id).await
     }
@@ -238,7 +241,12 @@ impl Storage {
     async fn load_state(&self, name: &RepositoryName, id: &UploadId) -> Result<UploadState> {
         let unknown = || StorageError::UploadUnknown(id.to_string());
         let path = layout::upload_state(id);
-        let bytes = self.read_small(&path).await?.ok_or_else(unknown)?;
+        let Some(bytes) = self.read_small(&path).await? else {
+            // Drop whatever taking the lock created for a session that does
+            // not exist (or was just finished by a concurrent request).
+            self.inner.uploads.remove(id).await?;
+            return Err(unknown());
+        };
         let state: UploadState =
             serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
                 path: path.to_string(),

@@ -1,0 +1,742 @@
+//! Content discovery (distribution-spec v1.1.1 "Content Discovery":
+//! "Listing Tags", "Listing Referrers"; "Pushing Manifests with Subject"),
+//! and the Docker Registry v2 catalog (`/v2/_catalog`).
+
+use oci_e2e::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+/// A digest that no test ever pushes.
+const DUMMY_DIGEST: &str =
+    "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+
+/// Artifact types used by the referrers tests. The `+` checks that the
+/// `artifactType` query value is percent-decoded.
+const TYPE_SBOM: &str = "application/vnd.example.sbom.v1+json";
+const TYPE_SIG: &str = "application/vnd.example.signature.v1";
+const TYPE_INDEX: &str = "application/vnd.example.bundle.v1";
+const ANNOTATION: &str = "org.opencontainers.conformance.test";
+
+/// Fetches `path` and returns `(status, Link next target, JSON body)`.
+async fn get_json(srv: &TestServer, path: &str) -> (StatusCode, Option<String>, Value) {
+    let resp = srv.get(path).await;
+    let status = resp.status();
+    let link = next_link(&resp);
+    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
+    (status, link, body)
+}
+
+/// The `tags` array of a tags/list body (must be an array).
+fn tags_of(body: &Value) -> Vec<String> {
+    serde_json::from_value(body["tags"].clone())
+        .unwrap_or_else(|_| panic!("tags must be a JSON array of strings: {body}"))
+}
+
+/// The `repositories` array of a catalog body.
+fn repos_of(body: &Value) -> Vec<String> {
+    serde_json::from_value(body["repositories"].clone())
+        .unwrap_or_else(|_| panic!("repositories must be a JSON array of strings: {body}"))
+}
+
+/// Checks a pagination `Link` target: the given path, with `n` and `last`.
+fn check_link(link: &str, path: &str, n: usize, last: &str) {
+    assert_eq!(
+        location_path(link).split('?').next().unwrap(),
+        path,
+        "Link path: {link}"
+    );
+    let params = query_params(link);
+    assert!(
+        params.contains(&("n".to_owned(), n.to_string())),
+        "Link must carry n={n}: {link}"
+    );
+    assert!(
+        params.contains(&("last".to_owned(), last.to_owned())),
+        "Link must carry last={last}: {link}"
+    );
+}
+
+/// Fetches the referrers of `digest` in `name` (with an optional
+/// `artifactType` filter), checking the response shape required by "Listing
+/// Referrers": 200, `Content-Type: application/vnd.oci.image.index.v1+json`,
+/// an image index body. Returns the `manifests` array sorted by digest, and
+/// the `OCI-Filters-Applied` header.
+async fn referrers(
+    srv: &TestServer,
+    name: &str,
+    digest: &str,
+    artifact_type: Option<&str>,
+) -> (Vec<Value>, Option<String>) {
+    let mut path = format!("/v2/{name}/referrers/{digest}");
+    if let Some(at) = artifact_type {
+        path = with_query(&path, "artifactType", at);
+    }
+    let resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK, "GET {path}");
+    assert_eq!(
+        header(&resp, "content-type").as_deref(),
+        Some(OCI_INDEX),
+        "referrers Content-Type"
+    );
+    let filters = header(&resp, "oci-filters-applied");
+    let body: Value = resp.json().await.expect("referrers body must be JSON");
+    assert_eq!(
+        body["schemaVersion"],
+        json!(2),
+        "referrers index schemaVersion"
+    );
+    assert_eq!(
+        body["mediaType"],
+        json!(OCI_INDEX),
+        "referrers index mediaType"
+    );
+    let mut manifests = body["manifests"]
+        .as_array()
+        .unwrap_or_else(|| panic!("referrers index must have a manifests array: {body}"))
+        .clone();
+    manifests.sort_by_key(|m| m["digest"].as_str().unwrap_or_default().to_owned());
+    (manifests, filters)
+}
+
+/// The descriptor the referrers API must return for a referrer.
+fn expected_descriptor(
+    media_type: &str,
+    body: &[u8],
+    artifact_type: Option<&str>,
+    annotations: &[(&str, &str)],
+) -> Value {
+    let mut d = json!({
+        "mediaType": media_type,
+        "digest": sha256_digest(body),
+        "size": body.len(),
+    });
+    if let Some(at) = artifact_type {
+        d["artifactType"] = json!(at);
+    }
+    if !annotations.is_empty() {
+        d["annotations"] = Value::Object(
+            annotations
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect(),
+        );
+    }
+    d
+}
+
+/// Compares returned descriptors with expected ones (sorted by digest).
+/// Fields beyond the expected ones (e.g. `urls`) are not allowed to change
+/// the expected ones; `artifactType` must be absent when not expected.
+fn assert_descriptors(got: &[Value], mut want: Vec<Value>) {
+    want.sort_by_key(|m| m["digest"].as_str().unwrap_or_default().to_owned());
+    let got_digests: Vec<&str> = got
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap_or("?"))
+        .collect();
+    let want_digests: Vec<&str> = want.iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(got_digests, want_digests, "referrer digests");
+    for (g, w) in got.iter().zip(&want) {
+        for key in ["mediaType", "digest", "size", "artifactType"] {
+            assert_eq!(
+                g.get(key),
+                w.get(key),
+                "field {key} of referrer {}",
+                w["digest"]
+            );
+        }
+        // No annotations may be spelled as an absent field or as `{}`.
+        let empty = json!({});
+        let norm = |v: Option<&Value>| v.filter(|a| **a != empty && !a.is_null()).cloned();
+        assert_eq!(
+            norm(g.get("annotations")),
+            norm(w.get("annotations")),
+            "annotations of referrer {}",
+            w["digest"]
+        );
+    }
+}
+
+/// Everything the referrers tests push.
+struct Referrers {
+    name: &'static str,
+    subject: Image,
+    /// Config media type is the artifact type; no `artifactType` field.
+    config_typed: Vec<u8>,
+    /// `artifactType: TYPE_SIG`, empty config.
+    sig: Vec<u8>,
+    /// `artifactType: TYPE_SBOM`, empty config.
+    sbom: Vec<u8>,
+    /// An index with `artifactType: TYPE_INDEX`.
+    index_typed: Vec<u8>,
+    /// An index without `artifactType`.
+    index_untyped: Vec<u8>,
+}
+
+/// Pushes a subject image and five referrers to it (as the conformance
+/// suite does: config-typed and layer-typed artifacts, and indexes), checking
+/// `OCI-Subject` on every push ("Pushing Manifests with Subject").
+async fn push_referrers(srv: &TestServer) -> Referrers {
+    let name = "refs/app";
+    let subject = srv.push_image(name, "v1", 1).await;
+    let empty = srv.push_blob(name, b"{}").await;
+    assert_eq!(
+        empty,
+        "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+    );
+    let empty_desc = Descriptor::of(OCI_EMPTY, b"{}");
+    let blob_a = b"NHL Peanut Butter on my NHL bagel".to_vec();
+    let blob_b = b"NBA Strawberry Jam on my NBA croissant".to_vec();
+    srv.push_blob(name, &blob_a).await;
+    srv.push_blob(name, &blob_b).await;
+    let subj = &subject.manifest_desc;
+
+    let config_typed = image_manifest(
+        &Descriptor::of(TYPE_SBOM, &blob_a),
+        std::slice::from_ref(&empty_desc),
+        Some(subj),
+        None,
+        Some(&[
+            (ANNOTATION, "test config a"),
+            ("org.example.format", "json"),
+        ]),
+    );
+    let sig = image_manifest(
+        &empty_desc,
+        &[Descriptor::of(TYPE_SIG, &blob_b)],
+        Some(subj),
+        Some(TYPE_SIG),
+        Some(&[(ANNOTATION, "test layer b")]),
+    );
+    let sbom = image_manifest(
+        &empty_desc,
+        &[Descriptor::of(TYPE_SBOM, &blob_a)],
+        Some(subj),
+        Some(TYPE_SBOM),
+        Some(&[(ANNOTATION, "test layer a")]),
+    );
+    // Pushed by digest, by tag, by digest.
+    for (reference, body) in [
+        (sha256_digest(&config_typed), &config_typed),
+        ("signature".to_owned(), &sig),
+        (sha256_digest(&sbom), &sbom),
+    ] {
+        let resp = srv.put_manifest(name, &reference, OCI_MANIFEST, body).await;
+        assert_eq!(
+            resp.status(),
+            StatusCode::CREATED,
+            "push referrer {reference}"
+        );
+        assert_eq!(
+            header(&resp, "oci-subject").as_deref(),
+            Some(subject.digest.as_str()),
+            "OCI-Subject on the push of a manifest with subject"
+        );
+    }
+    let index_typed = image_index(
+        &[
+            Descriptor::of(OCI_MANIFEST, &config_typed),
+            Descriptor::of(OCI_MANIFEST, &sbom),
+        ],
+        Some(subj),
+        Some(TYPE_INDEX),
+        Some(&[(ANNOTATION, "test index")]),
+    );
+    let index_untyped = image_index(
+        &[Descriptor::of(OCI_MANIFEST, &sig)],
+        Some(subj),
+        None,
+        Some(&[(ANNOTATION, "test index untyped")]),
+    );
+    for body in [&index_typed, &index_untyped] {
+        let resp = srv
+            .put_manifest(name, &sha256_digest(body), OCI_INDEX, body)
+            .await;
+        assert_eq!(resp.status(), StatusCode::CREATED, "push index referrer");
+        assert_eq!(
+            header(&resp, "oci-subject").as_deref(),
+            Some(subject.digest.as_str()),
+            "OCI-Subject on the push of an index with subject"
+        );
+    }
+    Referrers {
+        name,
+        subject,
+        config_typed,
+        sig,
+        sbom,
+        index_typed,
+        index_untyped,
+    }
+}
+
+/// "Listing Tags": 200, `{"name": ..., "tags": [...]}` in lexical order.
+async fn list_tags(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "disc/tags";
+    let img = srv.push_image(name, "v2", 1).await;
+    for tag in ["alpha", "v10", "beta", "latest", "1.0", "1-rc"] {
+        srv.push_manifest(name, tag, OCI_MANIFEST, &img.manifest)
+            .await;
+    }
+    let (status, link, body) = get_json(&srv, &format!("/v2/{name}/tags/list")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], json!(name));
+    assert_eq!(
+        tags_of(&body),
+        ["1-rc", "1.0", "alpha", "beta", "latest", "v10", "v2"]
+    );
+    assert_eq!(link, None, "no Link when the whole list is returned");
+    srv.stop().await;
+}
+
+/// "Listing Tags" with `n` and `last`: `n` limits the page, a `Link:
+/// <...>; rel="next"` points to the rest while some remains, `last` starts
+/// after the given tag, `n=0` is an empty list without `Link`; following
+/// the links yields every tag exactly once.
+async fn list_tags_paginated(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "disc/paged";
+    let img = srv.push_image(name, "v2", 1).await;
+    for tag in ["alpha", "v10", "beta", "latest", "1.0", "1-rc"] {
+        srv.push_manifest(name, tag, OCI_MANIFEST, &img.manifest)
+            .await;
+    }
+    let all = ["1-rc", "1.0", "alpha", "beta", "latest", "v10", "v2"];
+    let list = format!("/v2/{name}/tags/list");
+
+    let (status, link, body) = get_json(&srv, &format!("{list}?n=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        tags_of(&body),
+        &all[..3],
+        "n=3 must return exactly the first 3 tags"
+    );
+    let link = link.expect("a Link header must point to the remaining tags");
+    check_link(&link, &list, 3, "alpha");
+
+    // Follow the links to the end.
+    let mut seen = tags_of(&body);
+    let mut next = Some(link);
+    let mut pages = 1;
+    while let Some(l) = next {
+        let (status, link, body) = get_json(&srv, &l).await;
+        assert_eq!(status, StatusCode::OK, "GET {l}");
+        let page = tags_of(&body);
+        assert!(page.len() <= 3 && !page.is_empty(), "page {l}: {page:?}");
+        seen.extend(page);
+        next = link;
+        pages += 1;
+        assert!(pages < 10, "pagination does not terminate");
+    }
+    assert_eq!(seen, all, "pages concatenated");
+    assert_eq!(pages, 3);
+
+    // n and last together.
+    let (_, link, body) = get_json(&srv, &format!("{list}?n=2&last=alpha")).await;
+    assert_eq!(tags_of(&body), ["beta", "latest"]);
+    check_link(
+        &link.expect("more tags remain after latest"),
+        &list,
+        2,
+        "latest",
+    );
+
+    // last alone, with an existing tag and with a tag between two others.
+    let (_, _, body) = get_json(&srv, &format!("{list}?last=beta")).await;
+    assert_eq!(tags_of(&body), ["latest", "v10", "v2"]);
+    let (_, _, body) = get_json(&srv, &format!("{list}?last=c")).await;
+    assert_eq!(tags_of(&body), ["latest", "v10", "v2"]);
+    let (_, link, body) = get_json(&srv, &format!("{list}?last=v2")).await;
+    assert!(tags_of(&body).is_empty());
+    assert_eq!(link, None);
+
+    // "When n is zero, this endpoint MUST return an empty list, and MUST
+    // NOT include a Link header."
+    let (status, link, body) = get_json(&srv, &format!("{list}?n=0")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(tags_of(&body).is_empty(), "n=0 must return an empty list");
+    assert_eq!(link, None, "n=0 must not include a Link header");
+
+    // n equal to or larger than the count: everything, nothing remains.
+    for n in [7, 100] {
+        let (_, link, body) = get_json(&srv, &format!("{list}?n={n}")).await;
+        assert_eq!(tags_of(&body), all);
+        assert_eq!(link, None, "no Link when nothing remains (n={n})");
+    }
+    srv.stop().await;
+}
+
+/// Tags list of a repository that does not exist: 404 `NAME_UNKNOWN`.
+async fn list_tags_of_unknown_repository(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    srv.push_image("disc/exists", "v1", 1).await;
+    let resp = srv.get("/v2/disc/doesnotexist/tags/list").await;
+    assert_error(resp, 404, &["NAME_UNKNOWN"]).await;
+    srv.stop().await;
+}
+
+/// "The list of tags MAY be empty if there are no tags on the
+/// repository": a repository holding only an untagged manifest lists no
+/// tags.
+async fn list_tags_of_untagged_repository(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "disc/untagged";
+    let config = config_json("untagged");
+    srv.push_blob(name, &config).await;
+    let m = image_manifest(&Descriptor::of(OCI_CONFIG, &config), &[], None, None, None);
+    srv.push_manifest(name, &sha256_digest(&m), OCI_MANIFEST, &m)
+        .await;
+    let (status, _, body) = get_json(&srv, &format!("/v2/{name}/tags/list")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], json!(name));
+    assert!(tags_of(&body).is_empty());
+    srv.stop().await;
+}
+
+/// `GET /v2/_catalog` (Docker Registry v2): repositories sorted, paged
+/// with `n`/`last` and `Link: </v2/_catalog?n=..&last=..>; rel="next"`.
+async fn catalog(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    for name in ["zeta", "beta/two", "alpha", "gamma", "beta/one"] {
+        srv.push_image(name, "v1", 1).await;
+    }
+    let all = ["alpha", "beta/one", "beta/two", "gamma", "zeta"];
+    let (status, link, body) = get_json(&srv, "/v2/_catalog").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(repos_of(&body), all);
+    assert_eq!(link, None);
+
+    let (status, link, body) = get_json(&srv, "/v2/_catalog?n=2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(repos_of(&body), &all[..2]);
+    let link = link.expect("Link to the next catalog page");
+    check_link(&link, "/v2/_catalog", 2, "beta/one");
+    let mut seen = repos_of(&body);
+    let mut next = Some(link);
+    let mut pages = 1;
+    while let Some(l) = next {
+        let (status, link, body) = get_json(&srv, &l).await;
+        assert_eq!(status, StatusCode::OK, "GET {l}");
+        seen.extend(repos_of(&body));
+        next = link;
+        pages += 1;
+        assert!(pages < 10, "catalog pagination does not terminate");
+    }
+    assert_eq!(seen, all);
+    assert_eq!(pages, 3);
+
+    let (_, _, body) = get_json(&srv, "/v2/_catalog?last=beta/two").await;
+    assert_eq!(repos_of(&body), ["gamma", "zeta"]);
+    let (status, link, body) = get_json(&srv, "/v2/_catalog?n=0").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(repos_of(&body).is_empty());
+    assert_eq!(link, None);
+    srv.stop().await;
+}
+
+/// An empty registry has an empty catalog.
+async fn empty_catalog(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let (status, link, body) = get_json(&srv, "/v2/_catalog").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(repos_of(&body).is_empty());
+    assert_eq!(link, None);
+    srv.stop().await;
+}
+
+/// "Listing Referrers": every manifest and index whose `subject` is the
+/// digest is listed with `mediaType`, `digest`, `size`, `artifactType`
+/// (the manifest's own, else its config `mediaType`; omitted for an index
+/// without one) and its annotations.
+async fn list_referrers(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let r = push_referrers(&srv).await;
+    let (got, _) = referrers(&srv, r.name, &r.subject.digest, None).await;
+    assert_descriptors(
+        &got,
+        vec![
+            expected_descriptor(
+                OCI_MANIFEST,
+                &r.config_typed,
+                Some(TYPE_SBOM),
+                &[
+                    (ANNOTATION, "test config a"),
+                    ("org.example.format", "json"),
+                ],
+            ),
+            expected_descriptor(
+                OCI_MANIFEST,
+                &r.sig,
+                Some(TYPE_SIG),
+                &[(ANNOTATION, "test layer b")],
+            ),
+            expected_descriptor(
+                OCI_MANIFEST,
+                &r.sbom,
+                Some(TYPE_SBOM),
+                &[(ANNOTATION, "test layer a")],
+            ),
+            expected_descriptor(
+                OCI_INDEX,
+                &r.index_typed,
+                Some(TYPE_INDEX),
+                &[(ANNOTATION, "test index")],
+            ),
+            expected_descriptor(
+                OCI_INDEX,
+                &r.index_untyped,
+                None,
+                &[(ANNOTATION, "test index untyped")],
+            ),
+        ],
+    );
+    // Nothing has a referrer as its subject (the untyped index merely
+    // lists `sig`), so its referrers list is empty.
+    let (got, _) = referrers(&srv, r.name, &sha256_digest(&r.sig), None).await;
+    assert!(got.is_empty());
+    srv.stop().await;
+}
+
+/// "The registry SHOULD support filtering on `artifactType`": only the
+/// matching descriptors are returned, with `OCI-Filters-Applied:
+/// artifactType`.
+async fn list_referrers_filtered(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let r = push_referrers(&srv).await;
+
+    let (got, filters) = referrers(&srv, r.name, &r.subject.digest, Some(TYPE_SBOM)).await;
+    assert_eq!(
+        filters.as_deref(),
+        Some("artifactType"),
+        "OCI-Filters-Applied"
+    );
+    assert_descriptors(
+        &got,
+        vec![
+            expected_descriptor(
+                OCI_MANIFEST,
+                &r.config_typed,
+                Some(TYPE_SBOM),
+                &[
+                    (ANNOTATION, "test config a"),
+                    ("org.example.format", "json"),
+                ],
+            ),
+            expected_descriptor(
+                OCI_MANIFEST,
+                &r.sbom,
+                Some(TYPE_SBOM),
+                &[(ANNOTATION, "test layer a")],
+            ),
+        ],
+    );
+
+    let (got, filters) = referrers(&srv, r.name, &r.subject.digest, Some(TYPE_INDEX)).await;
+    assert_eq!(filters.as_deref(), Some("artifactType"));
+    assert_descriptors(
+        &got,
+        vec![expected_descriptor(
+            OCI_INDEX,
+            &r.index_typed,
+            Some(TYPE_INDEX),
+            &[(ANNOTATION, "test index")],
+        )],
+    );
+
+    let (got, filters) = referrers(
+        &srv,
+        r.name,
+        &r.subject.digest,
+        Some("application/vnd.nothing.matches"),
+    )
+    .await;
+    assert_eq!(filters.as_deref(), Some("artifactType"));
+    assert!(got.is_empty(), "no referrer has that type: {got:?}");
+
+    // Without a filter the header is not claimed.
+    let (_, filters) = referrers(&srv, r.name, &r.subject.digest, None).await;
+    assert_eq!(filters, None, "OCI-Filters-Applied without a filter");
+    srv.stop().await;
+}
+
+/// "If a query results in no matching referrers, an empty manifest list
+/// MUST be returned" (200, not 404), also for a digest the registry has
+/// never seen.
+async fn referrers_of_unknown_digest(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    srv.push_image("refs/empty", "v1", 1).await;
+    let (got, _) = referrers(&srv, "refs/empty", DUMMY_DIGEST, None).await;
+    assert!(got.is_empty());
+    srv.stop().await;
+}
+
+/// "If the request is invalid, such as a `<digest>` with an invalid
+/// syntax, a `400 Bad Request` MUST be returned."
+async fn referrers_with_invalid_digest(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    srv.push_image("refs/invalid", "v1", 1).await;
+    for bad in ["sha256:nothex", "notadigest", "sha256:abc"] {
+        let resp = srv.get(&format!("/v2/refs/invalid/referrers/{bad}")).await;
+        assert_error(resp, 400, &[]).await;
+    }
+    srv.stop().await;
+}
+
+/// "A registry MUST initially accept an otherwise valid manifest with a
+/// `subject` field that references a manifest that does not exist":
+/// 201 with `OCI-Subject`, and the referrer is listed for that digest.
+async fn referrer_before_its_subject(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "refs/early";
+    srv.push_blob(name, b"{}").await;
+    let blob = b"payload".to_vec();
+    srv.push_blob(name, &blob).await;
+    // The subject is a manifest that is never pushed.
+    let absent = image_manifest(
+        &Descriptor::of(OCI_CONFIG, b"{\"absent\":true}"),
+        &[],
+        None,
+        None,
+        None,
+    );
+    let absent_desc = Descriptor::of(OCI_MANIFEST, &absent);
+    let artifact = image_manifest(
+        &Descriptor::of(OCI_EMPTY, b"{}"),
+        &[Descriptor::of(TYPE_SIG, &blob)],
+        Some(&absent_desc),
+        Some(TYPE_SIG),
+        None,
+    );
+    let resp = srv
+        .put_manifest(name, &sha256_digest(&artifact), OCI_MANIFEST, &artifact)
+        .await;
+    assert_eq!(
+        resp.status(),
+        StatusCode::CREATED,
+        "referrer to a missing subject"
+    );
+    assert_eq!(
+        header(&resp, "oci-subject").as_deref(),
+        Some(absent_desc.digest.as_str())
+    );
+    let (got, _) = referrers(&srv, name, &absent_desc.digest, None).await;
+    assert_descriptors(
+        &got,
+        vec![expected_descriptor(
+            OCI_MANIFEST,
+            &artifact,
+            Some(TYPE_SIG),
+            &[],
+        )],
+    );
+    srv.stop().await;
+}
+
+/// A deleted referrer disappears from the list; the others stay.
+async fn deleted_referrer_disappears(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let r = push_referrers(&srv).await;
+    let gone = sha256_digest(&r.sbom);
+    let resp = srv
+        .delete(&format!("/v2/{}/manifests/{gone}", r.name))
+        .await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (got, _) = referrers(&srv, r.name, &r.subject.digest, None).await;
+    let digests: Vec<&str> = got.iter().map(|m| m["digest"].as_str().unwrap()).collect();
+    assert_eq!(digests.len(), 4, "{digests:?}");
+    assert!(
+        !digests.contains(&gone.as_str()),
+        "deleted referrer still listed"
+    );
+    let (got, _) = referrers(&srv, r.name, &r.subject.digest, Some(TYPE_SBOM)).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0]["digest"], json!(sha256_digest(&r.config_typed)));
+    srv.stop().await;
+}
+
+/// "Each descriptor is of an image manifest or index in the same `<name>`
+/// namespace": a referrer pushed to another repository is not listed.
+async fn referrers_are_per_repository(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let a = srv.push_image("refs/one", "v1", 1).await;
+    let other = "refs/two";
+    srv.push_blob(other, b"{}").await;
+    let artifact = image_manifest(
+        &Descriptor::of(OCI_EMPTY, b"{}"),
+        &[],
+        Some(&a.manifest_desc),
+        Some(TYPE_SIG),
+        None,
+    );
+    srv.push_manifest(other, "sig", OCI_MANIFEST, &artifact)
+        .await;
+    let (got, _) = referrers(&srv, "refs/one", &a.digest, None).await;
+    assert!(
+        got.is_empty(),
+        "a referrer from another repository leaked: {got:?}"
+    );
+    let (got, _) = referrers(&srv, other, &a.digest, None).await;
+    assert_eq!(got.len(), 1);
+    srv.stop().await;
+}
+
+/// The referrers list holds manifests, not pushes or tags: pushing the same
+/// referrer under several tags and by digest lists it once; deleting one of
+/// its tags keeps it (the manifest still exists); deleting the manifest
+/// removes it.
+async fn referrer_listed_once_across_tags(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "refs/tags";
+    let subject = srv.push_image(name, "v1", 1).await;
+    srv.push_blob(name, b"{}").await;
+    let artifact = image_manifest(
+        &Descriptor::of(OCI_EMPTY, b"{}"),
+        &[],
+        Some(&subject.manifest_desc),
+        Some(TYPE_SIG),
+        Some(&[(ANNOTATION, "once")]),
+    );
+    let digest = sha256_digest(&artifact);
+    for reference in ["sig-a", "sig-b", digest.as_str()] {
+        srv.push_manifest(name, reference, OCI_MANIFEST, &artifact)
+            .await;
+    }
+    let want = || {
+        vec![expected_descriptor(
+            OCI_MANIFEST,
+            &artifact,
+            Some(TYPE_SIG),
+            &[(ANNOTATION, "once")],
+        )]
+    };
+    let (got, _) = referrers(&srv, name, &subject.digest, None).await;
+    assert_descriptors(&got, want());
+
+    let resp = srv.delete(&format!("/v2/{name}/manifests/sig-a")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (got, _) = referrers(&srv, name, &subject.digest, None).await;
+    assert_descriptors(&got, want());
+
+    let resp = srv.delete(&format!("/v2/{name}/manifests/{digest}")).await;
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let (got, _) = referrers(&srv, name, &subject.digest, None).await;
+    assert!(got.is_empty(), "deleted referrer still listed: {got:?}");
+    srv.stop().await;
+}
+
+backend_tests!(
+    list_tags,
+    list_tags_paginated,
+    list_tags_of_unknown_repository,
+    list_tags_of_untagged_repository,
+    catalog,
+    empty_catalog,
+    list_referrers,
+    list_referrers_filtered,
+    referrers_of_unknown_digest,
+    referrers_with_invalid_digest,
+    referrer_before_its_subject,
+    deleted_referrer_disappears,
+    referrers_are_per_repository,
+    referrer_listed_once_across_tags,
+);
