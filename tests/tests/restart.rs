@@ -1,4 +1,4 @@
-//! Persistence across a server restart (filesystem backend): the spec's
+//! Persistence across a server restart (filesystem and S3 backends): the spec's
 //! "Resumable Push" use case ("The registry notifies the build server that
 //! the upload has already been partially attempted. The build server
 //! responds by only sending the remaining data"), and content surviving a
@@ -27,7 +27,7 @@ async fn patch(srv: &TestServer, loc: &str, start: usize, chunk: &[u8]) -> Strin
     location_path(&location(&resp))
 }
 
-/// The backends whose content survives a restart (the filesystem).
+/// The backends whose content survives a restart (filesystem, S3).
 fn persistent_backends() -> impl Iterator<Item = Backend> {
     Backend::all().into_iter().filter(|b| b.is_persistent())
 }

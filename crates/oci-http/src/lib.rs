@@ -74,6 +74,11 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         )
         .into_response();
     }
+    // An error may be answered before the request body was read; the
+    // connection then cannot be reused, so say so (RFC 9112 §9.6) instead
+    // of letting the client send its next request into a closing socket.
+    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || body::content_length(&parts.headers).is_some_and(|n| n > 0);
     let params = Params::parse(parts.uri.query());
     let s = &state.storage;
     let head = parts.method == Method::HEAD;
@@ -113,7 +118,18 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             manifests::get(s, &name, &reference, head).await
         }
     };
-    result.unwrap_or_else(IntoResponse::into_response)
+    match result {
+        Ok(response) => response,
+        Err(e) => {
+            let mut response = e.into_response();
+            if has_body {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
+        }
+    }
 }
 
 /// What every handler returns.

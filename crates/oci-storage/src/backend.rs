@@ -2,13 +2,24 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
 
 use crate::error::{Result, StorageError};
-use crate::upload_area::{LocalUploadArea, PartsUploadArea, UploadArea};
+use crate::upload_area::{
+    LeaseLocks, LocalUploadArea, MultipartUploadArea, PartsUploadArea, UploadArea,
+};
+
+/// How long an S3 upload lock outlives a holder that stopped renewing it.
+const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a request waits for an S3 upload lock before giving up.
+const LEASE_WAIT: Duration = Duration::from_secs(120);
 
 /// A backend ready for the engine: the object store and the matching upload
 /// area.
@@ -18,9 +29,12 @@ pub(crate) struct Backend {
     pub(crate) description: String,
 }
 
-/// Parses a storage URL: `memory://`, `file:///abs/path`, or a plain path
-/// (relative paths are resolved against the current directory).
-pub(crate) fn open(url: &str) -> Result<Backend> {
+/// Parses a storage URL: `memory://`, `file:///abs/path`, a plain path
+/// (relative paths are resolved against the current directory), or
+/// `s3://bucket/prefix`. `options` are object_store configuration keys
+/// (`aws_endpoint`, `aws_region`, ...), applied over the `AWS_*`
+/// environment variables; only S3 takes any.
+pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
     let invalid = |reason: &str| StorageError::InvalidUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -33,6 +47,14 @@ pub(crate) fn open(url: &str) -> Result<Backend> {
             description: "memory://".into(),
         });
     }
+    if url.starts_with("s3://") {
+        return open_s3(url, options);
+    }
+    if let Some((key, _)) = options.first() {
+        return Err(invalid(&format!(
+            "option {key:?} applies to s3:// URLs only"
+        )));
+    }
     let path = if url.starts_with("file:") {
         url::Url::parse(url)
             .map_err(|e| invalid(&e.to_string()))?
@@ -40,7 +62,7 @@ pub(crate) fn open(url: &str) -> Result<Backend> {
             .map_err(|()| invalid("file URLs must hold an absolute local path"))?
     } else if url.contains("://") {
         return Err(invalid(
-            "unsupported scheme: use memory://, file:///abs/path or a plain path",
+            "unsupported scheme: use memory://, file:///abs/path, s3://bucket/prefix or a plain path",
         ));
     } else if url.is_empty() {
         return Err(invalid("empty"));
@@ -54,5 +76,40 @@ pub(crate) fn open(url: &str) -> Result<Backend> {
         uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local))),
         store: local,
         description: format!("file://{}", path.display()),
+    })
+}
+
+/// `s3://bucket/prefix`: configuration from `AWS_*` variables, then
+/// `options`; the prefix is applied with a [`PrefixStore`].
+fn open_s3(url: &str, options: &[(String, String)]) -> Result<Backend> {
+    let invalid = |reason: String| StorageError::InvalidUrl {
+        url: url.to_owned(),
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+    let bucket = parsed
+        .host_str()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| invalid("no bucket".into()))?;
+    let prefix = Path::from(parsed.path().trim_matches('/'));
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (key, value) in options {
+        let key: AmazonS3ConfigKey = key
+            .parse()
+            .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
+        builder = builder.with_config(key, value);
+    }
+    let s3 = Arc::new(builder.build()?);
+    let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
+        s3.clone()
+    } else {
+        Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.clone()))
+    };
+    let locks = LeaseLocks::new(Arc::clone(&store), LEASE_TTL, LEASE_WAIT);
+    let area = MultipartUploadArea::new(Arc::clone(&store), s3, prefix.clone(), locks);
+    Ok(Backend {
+        uploads: Arc::new(area),
+        store,
+        description: format!("s3://{bucket}/{prefix}"),
     })
 }

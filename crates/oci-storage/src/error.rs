@@ -27,6 +27,9 @@ pub enum StorageError {
     /// No upload session with that id for this repository.
     #[error("upload session {0} is not known")]
     UploadUnknown(String),
+    /// Another request holds the upload session for longer than we wait.
+    #[error("upload session {0} is busy")]
+    Busy(String),
     /// A chunk did not start where the session ends (spec: 416).
     #[error("chunk starts at {got} but the upload has {expected} bytes")]
     RangeInvalid {

@@ -104,6 +104,21 @@ pub(crate) fn upload_data(id: &Uuid) -> Path {
     upload_dir(id).join("data")
 }
 
+/// `_uploads/<uuid>/lock`: the session's lease (shared-store backends).
+pub(crate) fn upload_lock(id: &Uuid) -> Path {
+    upload_dir(id).join("lock")
+}
+
+/// `_uploads/<uuid>/blob`: the S3 multipart upload's target.
+pub(crate) fn upload_multipart_target(id: &Uuid) -> Path {
+    upload_dir(id).join("blob")
+}
+
+/// `_uploads/<uuid>/tail-<nonce>`: bytes short of a full part (S3).
+pub(crate) fn upload_tail(id: &Uuid, nonce: &Uuid) -> Path {
+    upload_dir(id).join(format!("tail-{nonce}"))
+}
+
 /// `_uploads/<uuid>/parts/<offset, 20 digits>`: one received chunk (generic
 /// upload area).
 pub(crate) fn upload_part(id: &Uuid, offset: u64) -> Path {

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `memory://` | in process, lost on exit (tests) |
 //! | `file:///abs/path` or a plain path | a directory on local disk |
+//! | `s3://bucket/prefix` | S3 or a compatible store (`AWS_*` variables or [`Storage::open_with`] options) |
 //!
 //! # Object layout
 //!
@@ -67,7 +68,7 @@ use object_store::path::Path;
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
-pub use upload_area::{BodyStream, SessionLock, UploadArea};
+pub use upload_area::{AreaState, BodyStream, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
 use error::is_not_found;
@@ -88,7 +89,14 @@ struct Inner {
 impl Storage {
     /// Opens the backend named by `url` (see the crate docs for the forms).
     pub async fn open(url: &str) -> Result<Self> {
-        let b = backend::open(url)?;
+        Self::open_with(url, &[]).await
+    }
+
+    /// Opens `url` with backend options: object_store configuration keys
+    /// such as `aws_endpoint` or `aws_allow_http` (S3 only), which override
+    /// the `AWS_*` environment variables.
+    pub async fn open_with(url: &str, options: &[(String, String)]) -> Result<Self> {
+        let b = backend::open(url, options)?;
         Ok(Self::from_parts(b.store, b.uploads, b.description))
     }
 

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::blobs::BlobMeta;
 use crate::error::{Result, StorageError};
-use crate::upload_area::{BodyStream, delete_if_exists};
+use crate::upload_area::{AreaState, BodyStream, delete_if_exists};
 use crate::{Storage, layout};
 
 /// The identifier of an upload session, as it appears in the `Location` URL.
@@ -43,6 +43,9 @@ pub(crate) struct UploadState {
     hash_state: String,
     /// Seconds since the Unix epoch; for expiring abandoned sessions.
     started_at: u64,
+    /// The upload area's own progress record.
+    #[serde(default)]
+    area: AreaState,
 }
 
 impl UploadState {
@@ -83,6 +86,7 @@ impl Storage {
             started_at: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
+            area: AreaState::Null,
         };
         state.set_hasher(&DigestHasher::new(algorithm));
         self.save_state(&id, &state).await?;
@@ -142,10 +146,10 @@ impl Storage {
         let actual = if state.hasher()?.algorithm() == digest.algorithm() {
             state.hasher()?.finalize()
         } else {
-            self.rehash(id, state.offset, digest.algorithm()).await?
+            self.rehash(id, &state, digest.algorithm()).await?
         };
         if &actual != digest {
-            self.discard(id).await?;
+            self.discard(id, Some(&state)).await?;
             return Err(StorageError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -154,11 +158,11 @@ impl Storage {
         if !self.blob_data_exists(digest).await? {
             self.inner
                 .uploads
-                .publish(id, state.offset, &layout::blob_data(digest))
+                .publish(id, state.offset, &state.area, &layout::blob_data(digest))
                 .await?;
         }
         self.link_blob(name, digest).await?;
-        self.discard(id).await?;
+        self.discard(id, Some(&state)).await?;
         Ok(BlobMeta {
             digest: digest.clone(),
             size: state.offset,
@@ -178,7 +182,9 @@ impl Storage {
             .await;
         if result.is_err() {
             // Best effort: the session was private to this request.
-            let _ = self.discard(&status.id).await;
+            if let Ok(state) = self.load_state(name, &status.id).await {
+                let _ = self.discard(&status.id, Some(&state)).await;
+            }
         }
         result
     }
@@ -186,8 +192,8 @@ impl Storage {
     /// Abandons the session and frees its bytes.
     pub async fn upload_cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<()> {
         let _lock = self.inner.uploads.lock(id).await?;
-        self.load_state(name, id).await?;
-        self.discard(id).await
+        let state = self.load_state(name, id).await?;
+        self.discard(id, Some(&state)).await
     }
 
     async fn append(
@@ -205,10 +211,12 @@ impl Storage {
                 got: range.start(),
             });
         }
+        let hasher = state.hasher()?;
+        let mut area = state.area.clone();
         let (written, hasher) = self
             .inner
             .uploads
-            .write(id, state.offset, body, state.hasher()?)
+            .write(id, state.offset, &mut area, body, hasher)
             .await?;
         if let Some(range) = range
             && written != range.len()
@@ -220,12 +228,22 @@ impl Storage {
         }
         state.offset += written;
         state.set_hasher(&hasher);
+        state.area = area;
         Ok(())
     }
 
-    async fn rehash(&self, id: &UploadId, len: u64, algorithm: DigestAlgorithm) -> Result<Digest> {
+    async fn rehash(
+        &self,
+        id: &UploadId,
+        state: &UploadState,
+        algorithm: DigestAlgorithm,
+    ) -> Result<Digest> {
         let mut hasher = DigestHasher::new(algorithm);
-        let mut bytes = self.inner.uploads.read(id, len).await?;
+        let mut bytes = self
+            .inner
+            .uploads
+            .read(id, state.offset, &state.area)
+            .await?;
         while let Some(chunk) = bytes.next().await {
             hasher.update(&chunk?);
         }
@@ -233,9 +251,9 @@ impl Storage {
     }
 
     /// Deletes the state first, so a half-removed session is never resumed.
-    async fn discard(&self, id: &UploadId) -> Result<()> {
+    async fn discard(&self, id: &UploadId, state: Option<&UploadState>) -> Result<()> {
         delete_if_exists(self.store(), &layout::upload_state(id)).await?;
-        self.inner.uploads.remove(id).await
+        self.inner.uploads.remove(id, state.map(|s| &s.area)).await
     }
 
     async fn load_state(&self, name: &RepositoryName, id: &UploadId) -> Result<UploadState> {
@@ -244,7 +262,7 @@ impl Storage {
         let Some(bytes) = self.read_small(&path).await? else {
             // Drop whatever taking the lock created for a session that does
             // not exist (or was just finished by a concurrent request).
-            self.inner.uploads.remove(id).await?;
+            self.inner.uploads.remove(id, None).await?;
             return Err(unknown());
         };
         let state: UploadState =

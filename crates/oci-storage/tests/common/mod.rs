@@ -24,11 +24,13 @@ macro_rules! for_each_backend {
     ($callback:ident ! ($($args:tt)*)) => {
         $callback!(memory, $($args)*);
         $callback!(filesystem, $($args)*);
+        $callback!(s3, $($args)*);
     };
 }
 
 /// Generates `mod <backend> { mod <module> { #[test] fn <test>() } }`, each
-/// test calling `crate::<module>::<test>(Fixture::<backend>().await)`.
+/// test calling `crate::<module>::<test>(Fixture::<backend>().await)`. The
+/// runtime is multi-threaded: the S3 backend's server runs in it.
 macro_rules! backend_module {
     ($backend:ident, $($module:ident { $($test:ident),* $(,)? })*) => {
         mod $backend {
@@ -79,9 +81,13 @@ pub struct Fixture {
     /// How to open the same state again (`None`: the state lives only in this
     /// process, so "reopening" keeps the same engine).
     reopen_url: Option<String>,
+    /// Backend options for reopening (`Storage::open_with`).
+    reopen_options: Vec<(String, String)>,
     /// The filesystem root, for on-disk layout checks.
     root: Option<PathBuf>,
     _dir: Option<TempDir>,
+    /// The S3 backend's server; stops when the fixture is dropped.
+    _s3: Option<oci_test_s3::S3Server>,
 }
 
 impl Fixture {
@@ -91,8 +97,10 @@ impl Fixture {
             storage: Storage::open("memory://").await.expect("open memory://"),
             backend: "memory",
             reopen_url: None,
+            reopen_options: Vec::new(),
             root: None,
             _dir: None,
+            _s3: None,
         }
     }
 
@@ -110,8 +118,33 @@ impl Fixture {
             storage,
             backend: "filesystem",
             reopen_url: Some(plain),
+            reopen_options: Vec::new(),
             root: Some(dir.path().canonicalize().expect("canonical temp dir")),
             _dir: Some(dir),
+            _s3: None,
+        }
+    }
+
+    /// `s3://<bucket>/registry` on a fresh in-process S3 server (see
+    /// `oci-test-s3`) of this fixture's own. [`Fixture::restart`] reopens
+    /// the same URL with the same options; the server stays up.
+    pub async fn s3() -> Self {
+        let server = oci_test_s3::S3Server::start()
+            .await
+            .expect("start S3 server");
+        let url = server.url("registry");
+        let options = server.options();
+        let storage = Storage::open_with(&url, &options)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e:?}"));
+        Self {
+            storage,
+            backend: "s3",
+            root: None,
+            reopen_url: Some(url),
+            reopen_options: options,
+            _dir: None,
+            _s3: Some(server),
         }
     }
 
@@ -119,7 +152,9 @@ impl Fixture {
     /// again. For backends whose state lives in the engine (memory), keeps it.
     pub async fn restart(&mut self) {
         if let Some(url) = &self.reopen_url {
-            let fresh = Storage::open(url).await.expect("reopen storage");
+            let fresh = Storage::open_with(url, &self.reopen_options)
+                .await
+                .expect("reopen storage");
             // Replacing drops the old engine: nothing survives but the store.
             self.storage = fresh;
         }
