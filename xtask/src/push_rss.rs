@@ -14,6 +14,17 @@ pub struct Args {
     /// Blob size in MiB.
     #[arg(long, default_value_t = 1024)]
     size_mib: u64,
+    /// Storage backend: `filesystem` (a temp dir) or `s3` (the in-process
+    /// S3 server the tests use, over loopback).
+    #[arg(long, default_value = "filesystem")]
+    backend: Backend,
+}
+
+/// Where the registry under test stores data.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    Filesystem,
+    S3,
 }
 
 /// Size of each generated chunk handed to the HTTP client.
@@ -50,7 +61,15 @@ fn body(seed: u64, chunks: u64) -> reqwest::Body {
 pub async fn run(args: Args) -> Result<(), Error> {
     let binary = build_release()?;
     let dir = tempfile::tempdir()?;
-    let server = Server::start(&binary, &dir.path().display().to_string()).await?;
+    let s3 = match args.backend {
+        Backend::S3 => Some(oci_test_s3::S3Server::start().await?),
+        Backend::Filesystem => None,
+    };
+    let server = match &s3 {
+        Some(s3) => Server::start(&binary, &s3.url("registry"), &s3.env()).await?,
+        None => Server::start(&binary, &dir.path().display().to_string(), &[]).await?,
+    };
+    println!("backend: {:?}", args.backend);
     let client = reqwest::Client::new();
     let chunks = args.size_mib;
     let mib = chunks as f64;

@@ -38,13 +38,18 @@ pub struct Server {
 impl Server {
     /// Starts `binary` on a free port with `storage`, and waits until
     /// `GET /v2/` answers 200.
-    pub async fn start(binary: &Path, storage: &str) -> Result<Self, Error> {
+    pub async fn start(
+        binary: &Path,
+        storage: &str,
+        env: &[(String, String)],
+    ) -> Result<Self, Error> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let child = Command::new(binary)
             .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--storage", storage, "--log-level", "warn"])
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .spawn()?;
         let server = Self {
