@@ -15,22 +15,35 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// The cargo target directory (`CARGO_TARGET_DIR`, else `target/`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
+/// The `cargo` running this task (`CARGO`), else `cargo` from `PATH`.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 /// Builds the release binary and returns its path.
 pub fn build_release() -> Result<PathBuf, Error> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
+    let status = cargo()
         .current_dir(workspace_root())
         .args(["build", "--release", "--quiet", "-p", "oci-registry-bin"])
         .status()?;
     if !status.success() {
         return Err("cargo build --release failed".into());
     }
-    Ok(workspace_root().join("target/release/oci-registry"))
+    Ok(target_dir().join("release/oci-registry"))
 }
 
-/// A running registry process, killed on drop.
+/// A running registry process, killed on drop unless [`Server::keep`] is
+/// called.
 pub struct Server {
-    child: Child,
+    child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
 }
@@ -43,17 +56,40 @@ impl Server {
         storage: &str,
         env: &[(String, String)],
     ) -> Result<Self, Error> {
+        Self::start_logged(binary, storage, env, None, false).await
+    }
+
+    /// [`Server::start`] with the server's output (its log) going to `log`
+    /// instead of this process's stderr, and with `own_group` in a process
+    /// group of its own, so a Ctrl-C at the terminal does not reach it (for
+    /// servers left running with [`Server::keep`]).
+    pub async fn start_logged(
+        binary: &Path,
+        storage: &str,
+        env: &[(String, String)],
+        log: Option<&Path>,
+        own_group: bool,
+    ) -> Result<Self, Error> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
-        let child = Command::new(binary)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        let mut cmd = Command::new(binary);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--storage", storage, "--log-level", "warn"])
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .spawn()?;
-        let server = Self {
-            child,
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if own_group {
+            use std::os::unix::process::CommandExt;
+            cmd.process_group(0);
+        }
+        if let Some(log) = log {
+            let file = std::fs::File::create(log)?;
+            cmd.stdout(file.try_clone()?).stderr(file);
+        }
+        let child = cmd.spawn()?;
+        let mut server = Self {
+            child: Some(child),
             base: format!("http://127.0.0.1:{port}"),
         };
         let client = reqwest::Client::new();
@@ -64,6 +100,11 @@ impl Server {
             {
                 return Ok(server);
             }
+            if let Some(child) = server.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                return Err(format!("the registry exited before answering /v2/ ({status})").into());
+            }
             if Instant::now() > deadline {
                 return Err("the registry did not answer /v2/ within 30 s".into());
             }
@@ -71,9 +112,32 @@ impl Server {
         }
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// Leaves the server running after this value (and this process) is
+    /// gone; returns its process id.
+    pub fn keep(mut self) -> u32 {
+        self.child.take().map_or(0, |c| c.id())
+    }
+
+    /// Stops the server (kill) and waits for it to exit.
+    pub fn stop(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
     pub fn memory_kib(&self, field: &str) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
         status
             .lines()
             .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
@@ -84,7 +148,6 @@ impl Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
