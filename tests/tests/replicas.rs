@@ -1,57 +1,21 @@
-//! Stateless replicas: several registry instances, each with its own
-//! `Storage` (own object-store client, own locks), over one shared backend.
+//! Stateless replicas: several registry instances (harness servers), each
+//! with its own `Storage` (own object-store client, own locks), over one
+//! shared backend.
 //! Any replica must serve any request: push through one and pull through
 //! another, split an upload across them, race them on one tag or blob.
 //! Run over S3 (an in-process S3 server, over the S3 HTTP protocol) and over
 //! a shared filesystem directory.
 
-use std::time::Duration;
-
 use futures::future::join;
-use oci_storage::Storage;
+use oci_e2e::TestServer;
 use oci_test_s3::S3Server;
 use oci_types::Digest;
 use reqwest::{Client, StatusCode};
 
-/// One running registry instance.
-struct Replica {
-    base: String,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Replica {
-    async fn start(storage: Storage) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, oci_http::app(storage))
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await
-                .unwrap();
-        });
-        Self {
-            base,
-            shutdown: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
-    }
-}
-
 /// A shared backend and two replicas on it.
 struct Cluster {
-    a: Replica,
-    b: Replica,
+    a: TestServer,
+    b: TestServer,
     _s3: Option<S3Server>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -60,11 +24,9 @@ impl Cluster {
     async fn s3() -> Self {
         let s3 = S3Server::start().await.unwrap();
         let url = s3.url("registry");
-        let a = Storage::open_with(&url, &s3.options()).await.unwrap();
-        let b = Storage::open_with(&url, &s3.options()).await.unwrap();
         Self {
-            a: Replica::start(a).await,
-            b: Replica::start(b).await,
+            a: TestServer::start_at_with(&url, &s3.options()).await,
+            b: TestServer::start_at_with(&url, &s3.options()).await,
             _s3: Some(s3),
             _dir: None,
         }
@@ -73,11 +35,9 @@ impl Cluster {
     async fn filesystem() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}", dir.path().display());
-        let a = Storage::open(&url).await.unwrap();
-        let b = Storage::open(&url).await.unwrap();
         Self {
-            a: Replica::start(a).await,
-            b: Replica::start(b).await,
+            a: TestServer::start_at(&url).await,
+            b: TestServer::start_at(&url).await,
             _s3: None,
             _dir: Some(dir),
         }
@@ -154,7 +114,7 @@ async fn get_bytes(c: &Client, url: String) -> (StatusCode, Vec<u8>) {
 /// Pushes an image through `a` and pulls it through `b`.
 async fn push_on_one_pull_on_other(cluster: Cluster) {
     let c = Client::new();
-    let (a, b) = (&cluster.a.base, &cluster.b.base);
+    let (a, b) = (cluster.a.base(), cluster.b.base());
     let config = b"{}".to_vec();
     let layer = blob(300 * 1024, 1);
     let cd = push_blob(&c, a, "team/app", &config).await;
@@ -180,7 +140,7 @@ async fn push_on_one_pull_on_other(cluster: Cluster) {
 /// POST on `a`, PATCH on `b`, PATCH on `a`, status on `b`, PUT on `b`.
 async fn upload_split_across_replicas(cluster: Cluster) {
     let c = Client::new();
-    let (a, b) = (&cluster.a.base, &cluster.b.base);
+    let (a, b) = (cluster.a.base(), cluster.b.base());
     let data = blob(3 * 1024 * 1024 + 17, 2);
     let digest = Digest::of(&data);
     let r = c
@@ -224,7 +184,7 @@ async fn upload_split_across_replicas(cluster: Cluster) {
 /// both succeed, and afterwards both replicas agree on one of them.
 async fn concurrent_tag_pushes(cluster: Cluster) {
     let c = Client::new();
-    let (a, b) = (&cluster.a.base, &cluster.b.base);
+    let (a, b) = (cluster.a.base(), cluster.b.base());
     let config = b"{}".to_vec();
     let layer = blob(4096, 3);
     let cd = push_blob(&c, a, "race/tag", &config).await;
@@ -255,7 +215,7 @@ async fn concurrent_tag_pushes(cluster: Cluster) {
 /// Both replicas push the same blob at once (chunked sessions).
 async fn concurrent_blob_pushes(cluster: Cluster) {
     let c = Client::new();
-    let (a, b) = (cluster.a.base.clone(), cluster.b.base.clone());
+    let (a, b) = (cluster.a.base().to_owned(), cluster.b.base().to_owned());
     let data = blob(2 * 1024 * 1024 + 3, 4);
     let digest = Digest::of(&data);
     let push = |base: String| {
@@ -296,7 +256,7 @@ async fn concurrent_blob_pushes(cluster: Cluster) {
 /// 5 MiB + 1 and 64 MiB.
 async fn awkward_chunk_sizes(cluster: Cluster) {
     let c = Client::new();
-    let replicas = [cluster.a.base.clone(), cluster.b.base.clone()];
+    let replicas = [cluster.a.base().to_owned(), cluster.b.base().to_owned()];
     const MIB: usize = 1024 * 1024;
     let sizes = [1, 100 * 1024, 5 * MIB - 1, 5 * MIB + 1, 64 * MIB];
     let data = blob(sizes.iter().sum(), 5);
