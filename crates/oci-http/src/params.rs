@@ -1,6 +1,6 @@
 //! Query-string parameters.
 
-use oci_types::{ErrorCode, Pagination};
+use oci_types::Pagination;
 
 use crate::error::ApiError;
 
@@ -32,9 +32,6 @@ impl Params {
 
     /// `n` and `last` for listings.
     pub fn pagination(&self) -> Result<Pagination, ApiError> {
-        Pagination::from_params(self.get("n"), self.get("last")).map_err(|e| {
-            ApiError::new(ErrorCode::Unsupported, e.to_string())
-                .with_status(axum::http::StatusCode::BAD_REQUEST)
-        })
+        Ok(Pagination::from_params(self.get("n"), self.get("last"))?)
     }
 }

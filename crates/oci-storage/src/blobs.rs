@@ -53,17 +53,11 @@ pub enum MountOutcome {
 impl Storage {
     /// Size of the blob, if `name` holds it.
     pub async fn blob_stat(&self, name: &RepositoryName, digest: &Digest) -> Result<BlobMeta> {
-        if !self.blob_linked(name, digest).await? {
-            return Err(StorageError::BlobUnknown(digest.clone()));
-        }
-        match self.store().head(&layout::blob_data(digest)).await {
-            Ok(meta) => Ok(BlobMeta {
-                digest: digest.clone(),
-                size: meta.size,
-            }),
-            Err(e) if is_not_found(&e) => Err(StorageError::BlobUnknown(digest.clone())),
-            Err(e) => Err(e.into()),
-        }
+        self.require_linked(name, digest).await?;
+        Ok(BlobMeta {
+            digest: digest.clone(),
+            size: self.blob_size(digest).await?,
+        })
     }
 
     /// Streams the blob, or the part of it `range` selects.
@@ -73,13 +67,18 @@ impl Storage {
         digest: &Digest,
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
-        let meta = self.blob_stat(name, digest).await?;
+        self.require_linked(name, digest).await?;
+        // A whole read learns the size from the GET itself; only a range
+        // needs it first, to be resolved.
         let range = match range {
             None => None,
-            Some(r) => Some(
-                r.resolve(meta.size)
-                    .ok_or(StorageError::RangeNotSatisfiable { size: meta.size })?,
-            ),
+            Some(r) => {
+                let size = self.blob_size(digest).await?;
+                Some(
+                    r.resolve(size)
+                        .ok_or(StorageError::RangeNotSatisfiable { size })?,
+                )
+            }
         };
         let opts = GetOptions::new().with_range(range.clone());
         let result = match self
@@ -91,12 +90,13 @@ impl Storage {
             Err(e) if is_not_found(&e) => return Err(StorageError::BlobUnknown(digest.clone())),
             Err(e) => return Err(e.into()),
         };
+        let size = result.meta.size;
         let stream = match result.payload {
             GetResultPayload::File(file, _) => file_stream(file, result.range),
             GetResultPayload::Stream(s) => s.map_err(StorageError::from).boxed(),
         };
         Ok(BlobRead {
-            size: meta.size,
+            size,
             range,
             stream,
         })
@@ -105,9 +105,7 @@ impl Storage {
     /// Removes the blob from `name`. The bytes stay while other repositories
     /// (or manifests) may use them; garbage collection reclaims them.
     pub async fn blob_delete(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
-        if !self.blob_linked(name, digest).await? {
-            return Err(StorageError::BlobUnknown(digest.clone()));
-        }
+        self.require_linked(name, digest).await?;
         delete_if_exists(self.store(), &layout::blob_link(name, digest)).await
     }
 
@@ -130,6 +128,24 @@ impl Storage {
         }
         self.link_blob(name, digest).await?;
         Ok(MountOutcome::Mounted)
+    }
+
+    /// [`StorageError::BlobUnknown`] unless `name` links the blob.
+    async fn require_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
+        if self.blob_linked(name, digest).await? {
+            Ok(())
+        } else {
+            Err(StorageError::BlobUnknown(digest.clone()))
+        }
+    }
+
+    /// Size of the stored bytes of a blob.
+    async fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        match self.store().head(&layout::blob_data(digest)).await {
+            Ok(meta) => Ok(meta.size),
+            Err(e) if is_not_found(&e) => Err(StorageError::BlobUnknown(digest.clone())),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// True if `name` links the blob.

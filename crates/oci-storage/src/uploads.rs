@@ -143,8 +143,9 @@ impl Storage {
         if let Some(body) = body {
             self.append(id, &mut state, range, body).await?;
         }
-        let actual = if state.hasher()?.algorithm() == digest.algorithm() {
-            state.hasher()?.finalize()
+        let hasher = state.hasher()?;
+        let actual = if hasher.algorithm() == digest.algorithm() {
+            hasher.finalize()
         } else {
             self.rehash(id, &state, digest.algorithm()).await?
         };

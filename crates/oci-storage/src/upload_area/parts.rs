@@ -16,7 +16,7 @@ use crate::error::{Result, StorageError};
 use crate::layout;
 
 /// Part size used when streaming into a multipart object.
-const PART_SIZE: usize = 8 * 1024 * 1024;
+const PART_SIZE: usize = super::multipart::DEFAULT_PART_SIZE;
 
 /// Generic upload area over any [`ObjectStore`]: chunk `k` of a session is the
 /// object `_uploads/<uuid>/parts/<start offset>`.
