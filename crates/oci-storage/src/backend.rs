@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 
 use crate::error::{Result, StorageError};
+use crate::local::LocalFiles;
 use crate::upload_area::{
     LeaseLocks, LocalUploadArea, MultipartUploadArea, PartsUploadArea, UploadArea,
 };
@@ -27,6 +28,8 @@ pub(crate) struct Backend {
     pub(crate) store: Arc<dyn ObjectStore>,
     pub(crate) uploads: Arc<dyn UploadArea>,
     pub(crate) description: String,
+    /// Direct file access, on the filesystem backend.
+    pub(crate) local: Option<LocalFiles>,
 }
 
 /// Parses a storage URL: `memory://`, `file:///abs/path`, a plain path
@@ -45,6 +48,7 @@ pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
             uploads: Arc::new(PartsUploadArea::new(Arc::clone(&store))),
             store,
             description: "memory://".into(),
+            local: None,
         });
     }
     if url.starts_with("s3://") {
@@ -74,8 +78,9 @@ pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
     let local = Arc::new(LocalFileSystem::new_with_prefix(&path)?);
     Ok(Backend {
         uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local))),
-        store: local,
+        store: Arc::clone(&local) as Arc<dyn ObjectStore>,
         description: format!("file://{}", path.display()),
+        local: Some(LocalFiles::new(local)),
     })
 }
 
@@ -111,5 +116,6 @@ fn open_s3(url: &str, options: &[(String, String)]) -> Result<Backend> {
         uploads: Arc::new(area),
         store,
         description: format!("s3://{bucket}/{prefix}"),
+        local: None,
     })
 }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use object_store::{GetOptions, GetResultPayload, ObjectStoreExt};
+use object_store::{GetOptions, ObjectStoreExt};
 use oci_types::{ByteRange, Digest, RepositoryName};
 
 use crate::error::{Result, StorageError, is_not_found};
@@ -80,6 +80,19 @@ impl Storage {
                 )
             }
         };
+        if let Some(local) = self.local() {
+            let Some((size, stream)) = local
+                .stream(&layout::blob_data(digest), range.clone())
+                .await?
+            else {
+                return Err(StorageError::BlobUnknown(digest.clone()));
+            };
+            return Ok(BlobRead {
+                size,
+                range,
+                stream,
+            });
+        }
         let opts = GetOptions::new().with_range(range.clone());
         let result = match self
             .store()
@@ -91,10 +104,9 @@ impl Storage {
             Err(e) => return Err(e.into()),
         };
         let size = result.meta.size;
-        let stream = match result.payload {
-            GetResultPayload::File(file, _) => file_stream(file, result.range),
-            GetResultPayload::Stream(s) => s.map_err(StorageError::from).boxed(),
-        };
+        // Local files are read by `local` above; any other store (or one
+        // built with `from_parts`) streams through object_store.
+        let stream = result.into_stream().map_err(StorageError::from).boxed();
         Ok(BlobRead {
             size,
             range,
@@ -141,6 +153,11 @@ impl Storage {
 
     /// Size of the stored bytes of a blob.
     async fn blob_size(&self, digest: &Digest) -> Result<u64> {
+        if let Some(local) = self.local() {
+            return local
+                .size(&layout::blob_data(digest))?
+                .ok_or_else(|| StorageError::BlobUnknown(digest.clone()));
+        }
         match self.store().head(&layout::blob_data(digest)).await {
             Ok(meta) => Ok(meta.size),
             Err(e) if is_not_found(&e) => Err(StorageError::BlobUnknown(digest.clone())),
@@ -164,25 +181,4 @@ impl Storage {
             .await?;
         self.ensure_repository(name).await
     }
-}
-
-/// Read size for blobs served from local files.
-const FILE_READ_CHUNK: usize = 512 * 1024;
-
-/// Streams `range` of a local file in large reads. object_store's own file
-/// stream reads 8 KiB per blocking task, which caps a pull far below what
-/// the disk and the network can do.
-fn file_stream(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes>> {
-    futures::stream::once(async move {
-        let mut file = tokio::fs::File::from_std(file);
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(range.start)).await?;
-        file.set_max_buf_size(FILE_READ_CHUNK);
-        let reader = tokio::io::AsyncReadExt::take(file, range.end - range.start);
-        Ok::<_, StorageError>(
-            tokio_util::io::ReaderStream::with_capacity(reader, FILE_READ_CHUNK)
-                .map_err(StorageError::Io),
-        )
-    })
-    .try_flatten()
-    .boxed()
 }

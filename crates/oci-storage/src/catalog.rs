@@ -41,12 +41,22 @@ impl Storage {
     /// All repositories, sorted, paginated. Returns the page and whether
     /// more remain.
     pub async fn catalog(&self, page: &Pagination) -> Result<(Vec<RepositoryName>, bool)> {
-        let mut names: Vec<RepositoryName> = self
-            .store()
-            .list(Some(&layout::catalog_dir()))
-            .try_filter_map(|m| async move { Ok(layout::name_from_catalog_marker(&m.location)) })
-            .try_collect()
-            .await?;
+        let mut names: Vec<RepositoryName> = if let Some(local) = self.local() {
+            local
+                .dirs_with(&layout::catalog_dir(), layout::CATALOG_MARKER)
+                .await?
+                .into_iter()
+                .filter_map(|rel| rel.parse().ok())
+                .collect()
+        } else {
+            self.store()
+                .list(Some(&layout::catalog_dir()))
+                .try_filter_map(
+                    |m| async move { Ok(layout::name_from_catalog_marker(&m.location)) },
+                )
+                .try_collect()
+                .await?
+        };
         names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         names.dedup();
         Ok(page.apply(names, DEFAULT_CATALOG_PAGE))

@@ -75,9 +75,12 @@ pub(crate) fn catalog_dir() -> Path {
     Path::from("_catalog")
 }
 
+/// File name of the catalog marker object.
+pub(crate) const CATALOG_MARKER: &str = "_repository";
+
 /// `_catalog/<name>/_repository`: the repository exists.
 pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
-    Path::from(format!("_catalog/{name}/_repository"))
+    Path::from(format!("_catalog/{name}/{CATALOG_MARKER}"))
 }
 
 /// The repository name a catalog marker path stands for.

@@ -52,6 +52,7 @@ mod blobs;
 mod catalog;
 mod error;
 mod layout;
+mod local;
 mod manifests;
 mod referrers;
 mod tags;
@@ -84,6 +85,7 @@ struct Inner {
     store: Arc<dyn ObjectStore>,
     uploads: Arc<dyn UploadArea>,
     description: String,
+    local: Option<local::LocalFiles>,
 }
 
 impl Storage {
@@ -97,7 +99,11 @@ impl Storage {
     /// the `AWS_*` environment variables.
     pub async fn open_with(url: &str, options: &[(String, String)]) -> Result<Self> {
         let b = backend::open(url, options)?;
-        Ok(Self::from_parts(b.store, b.uploads, b.description))
+        let mut storage = Self::from_parts(b.store, b.uploads, b.description);
+        if let Some(inner) = Arc::get_mut(&mut storage.inner) {
+            inner.local = b.local;
+        }
+        Ok(storage)
     }
 
     /// Builds an engine from an object store and an upload area; for
@@ -112,6 +118,7 @@ impl Storage {
                 store,
                 uploads,
                 description: description.into(),
+                local: None,
             }),
         }
     }
@@ -125,8 +132,16 @@ impl Storage {
         self.inner.store.as_ref()
     }
 
+    /// Direct file access, on the filesystem backend.
+    fn local(&self) -> Option<&local::LocalFiles> {
+        self.inner.local.as_ref()
+    }
+
     /// Reads a small object whole; `None` if it does not exist.
     async fn read_small(&self, path: &Path) -> Result<Option<Bytes>> {
+        if let Some(local) = self.local() {
+            return local.read(path);
+        }
         match self.store().get(path).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
             Err(e) if is_not_found(&e) => Ok(None),
@@ -136,6 +151,9 @@ impl Storage {
 
     /// True if the object exists.
     async fn exists(&self, path: &Path) -> Result<bool> {
+        if let Some(local) = self.local() {
+            return Ok(local.size(path)?.is_some());
+        }
         match self.store().head(path).await {
             Ok(_) => Ok(true),
             Err(e) if is_not_found(&e) => Ok(false),

@@ -23,14 +23,24 @@ impl Storage {
 
     /// Every tag of the repository, sorted.
     async fn all_tags(&self, name: &RepositoryName) -> Result<Vec<Tag>> {
-        let mut tags: Vec<Tag> = self
-            .store()
-            .list(Some(&layout::tags_dir(name)))
-            .try_filter_map(
-                |m| async move { Ok(m.location.filename().and_then(|f| f.parse().ok())) },
-            )
-            .try_collect()
-            .await?;
+        let mut tags: Vec<Tag> = if let Some(local) = self.local() {
+            // Staging files of tag writes in progress (`<tag>#<n>`) are not
+            // valid tags and drop out here.
+            local
+                .file_names(&layout::tags_dir(name))
+                .await?
+                .into_iter()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        } else {
+            self.store()
+                .list(Some(&layout::tags_dir(name)))
+                .try_filter_map(|m| async move {
+                    Ok(m.location.filename().and_then(|f| f.parse().ok()))
+                })
+                .try_collect()
+                .await?
+        };
         tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         tags.dedup();
         Ok(tags)

@@ -1,0 +1,325 @@
+//! Direct access to the filesystem backend's files, for the hot read paths.
+//!
+//! object_store's `LocalFileSystem` runs every operation on the blocking
+//! thread pool. For the small objects read on every request (tags, links,
+//! manifests, existence checks) the two thread hand-offs cost more than the
+//! read itself: `cargo xtask bench` showed them as most of the server's time
+//! for a manifest GET. So, on the filesystem backend only:
+//!
+//! - small objects are read and stat'ed on the calling task: a page-cache
+//!   hit takes microseconds, as a blocking `read(2)` in any HTTP server does;
+//! - listings of the tags and the catalog read directory entries (names and
+//!   types, no `stat` per entry) in one blocking task;
+//! - blob data is streamed in large reads with one read ahead, each read
+//!   into the buffer that is sent (one copy from the page cache).
+//!
+//! Writes still go through object_store (staging file, then rename).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+
+use crate::error::{Result, StorageError};
+
+/// Size of each read when streaming a blob file.
+const BLOB_READ_CHUNK: u64 = 2 << 20;
+
+/// The filesystem backend's root, for direct access.
+#[derive(Debug, Clone)]
+pub(crate) struct LocalFiles {
+    store: Arc<LocalFileSystem>,
+}
+
+/// True for errors that mean "no such object" on a local path: missing, or
+/// a path component that is a file.
+fn is_absent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+    )
+}
+
+impl LocalFiles {
+    /// Direct access to the files of `store`.
+    pub(crate) fn new(store: Arc<LocalFileSystem>) -> Self {
+        Self { store }
+    }
+
+    fn path(&self, path: &Path) -> Result<PathBuf> {
+        Ok(self.store.path_to_filesystem(path)?)
+    }
+
+    /// The whole object, read on the calling task; `None` if absent.
+    pub(crate) fn read(&self, path: &Path) -> Result<Option<Bytes>> {
+        match std::fs::read(self.path(path)?) {
+            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(StorageError::Io(e)),
+        }
+    }
+
+    /// The object's size, stat'ed on the calling task; `None` if absent.
+    pub(crate) fn size(&self, path: &Path) -> Result<Option<u64>> {
+        match std::fs::metadata(self.path(path)?) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(StorageError::Io(e)),
+        }
+    }
+
+    /// Names of the files directly in `dir` (not sorted; staging files of
+    /// writes in progress included: callers parse names and skip those).
+    pub(crate) async fn file_names(&self, dir: &Path) -> Result<Vec<String>> {
+        let dir = self.path(dir)?;
+        blocking(move || {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if is_absent(&e) => return Ok(Vec::new()),
+                Err(e) => return Err(StorageError::Io(e)),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_file()
+                    && let Ok(name) = entry.file_name().into_string()
+                {
+                    names.push(name);
+                }
+            }
+            Ok(names)
+        })
+        .await
+    }
+
+    /// Relative paths (`a/b`) of the directories under `dir` that hold a
+    /// file named `marker`, found by one walk reading only directory
+    /// entries.
+    pub(crate) async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
+        let root = self.path(dir)?;
+        blocking(move || {
+            let mut found = Vec::new();
+            let mut stack = vec![(root, String::new())];
+            while let Some((dir, rel)) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if is_absent(&e) => continue,
+                    Err(e) => return Err(StorageError::Io(e)),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let Ok(name) = entry.file_name().into_string() else {
+                        continue;
+                    };
+                    let kind = entry.file_type()?;
+                    if kind.is_file() && name == marker {
+                        found.push(rel.clone());
+                    } else if kind.is_dir() {
+                        let child = if rel.is_empty() {
+                            name
+                        } else {
+                            format!("{rel}/{name}")
+                        };
+                        stack.push((entry.path(), child));
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Opens a blob file and returns its size and a stream of `range` (the
+    /// whole file when `None`); `None` if absent.
+    pub(crate) async fn stream(
+        &self,
+        path: &Path,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<(u64, BoxStream<'static, Result<Bytes>>)>> {
+        let path = self.path(path)?;
+        let opened = blocking(move || match std::fs::File::open(&path) {
+            Ok(mut file) => {
+                let size = file.metadata()?.len();
+                let range = range.unwrap_or(0..size);
+                file.seek(SeekFrom::Start(range.start))?;
+                Ok(Some((file, size, range)))
+            }
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(StorageError::Io(e)),
+        })
+        .await?;
+        Ok(opened.map(|(file, size, range)| (size, read_ahead(file, range))))
+    }
+}
+
+/// Runs blocking file work on the blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StorageError::Io(std::io::Error::other(e)))?
+}
+
+/// Reads the next `len` bytes of `file` into a new buffer (`read_to_end`
+/// fills spare capacity: no zeroing, one copy from the page cache).
+fn read_chunk(file: &std::fs::File, len: u64) -> Result<Bytes> {
+    let mut buf = Vec::with_capacity(len as usize);
+    file.take(len).read_to_end(&mut buf)?;
+    if (buf.len() as u64) < len {
+        return Err(StorageError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "blob file shorter than its recorded size",
+        )));
+    }
+    Ok(Bytes::from(buf))
+}
+
+/// Streams `range` of `file` in [`BLOB_READ_CHUNK`] reads on the blocking
+/// pool. Each read starts as soon as the previous one finished, before that
+/// chunk is handed out, so the file read and the socket write overlap; reads
+/// never overlap each other, so they share the file position. Memory: two
+/// chunks per stream.
+fn read_ahead(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes>> {
+    type Pending = tokio::task::JoinHandle<Result<Bytes>>;
+    let file = Arc::new(file);
+    let spawn = |file: &Arc<std::fs::File>, remaining: u64| -> Option<Pending> {
+        if remaining == 0 {
+            return None;
+        }
+        let len = BLOB_READ_CHUNK.min(remaining);
+        let file = Arc::clone(file);
+        Some(tokio::task::spawn_blocking(move || read_chunk(&file, len)))
+    };
+    let remaining = range.end.saturating_sub(range.start);
+    let first = spawn(&file, remaining);
+    futures::stream::unfold(
+        (file, first, remaining),
+        move |(file, pending, remaining)| async move {
+            let chunk = match pending?.await {
+                Ok(chunk) => chunk,
+                Err(e) => Err(StorageError::Io(std::io::Error::other(e))),
+            };
+            let (next, remaining) = match &chunk {
+                Ok(bytes) => {
+                    let remaining = remaining - bytes.len() as u64;
+                    (spawn(&file, remaining), remaining)
+                }
+                // After an error the stream ends.
+                Err(_) => (None, 0),
+            };
+            Some((chunk, (file, next, remaining)))
+        },
+    )
+    .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+
+    use super::*;
+
+    fn files() -> (tempfile::TempDir, LocalFiles) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        (dir, LocalFiles::new(Arc::new(store)))
+    }
+
+    #[tokio::test]
+    async fn streams_ranges_across_chunk_boundaries() {
+        let (dir, files) = files();
+        let len = (2 * BLOB_READ_CHUNK + 12_345) as usize;
+        let data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(dir.path().join("blob"), &data).unwrap();
+        let path = Path::from("blob");
+        for range in [
+            None,
+            Some(0..1),
+            Some(BLOB_READ_CHUNK - 3..BLOB_READ_CHUNK + 3),
+            Some(1..len as u64),
+            Some(len as u64..len as u64),
+        ] {
+            let (size, stream) = files.stream(&path, range.clone()).await.unwrap().unwrap();
+            assert_eq!(size, len as u64);
+            let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
+            assert!(chunks.iter().all(|c| c.len() as u64 <= BLOB_READ_CHUNK));
+            let got = chunks.concat();
+            let want = range.map_or(&data[..], |r| &data[r.start as usize..r.end as usize]);
+            assert!(got == want, "range differs");
+        }
+        assert!(
+            files
+                .stream(&Path::from("nope"), None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_file_shorter_than_the_range_is_an_error_not_short_data() {
+        let (dir, files) = files();
+        std::fs::write(dir.path().join("blob"), b"0123456789").unwrap();
+        let (_, stream) = files
+            .stream(&Path::from("blob"), Some(5..20))
+            .await
+            .unwrap()
+            .unwrap();
+        let result: Result<Vec<Bytes>> = stream.try_collect().await;
+        assert!(result.is_err());
+    }
+
+    #[tokio::test]
+    async fn listings_read_names_and_skip_what_is_not_asked_for() {
+        let (dir, files) = files();
+        let tags = dir.path().join("r/_tags");
+        std::fs::create_dir_all(tags.join("subdir")).unwrap();
+        for name in ["v1", "v2", "v3#staging"] {
+            std::fs::write(tags.join(name), "x").unwrap();
+        }
+        let mut names = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        names.sort();
+        assert_eq!(names, ["v1", "v2", "v3#staging"]);
+        assert!(
+            files
+                .file_names(&Path::from("missing"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let catalog = dir.path().join("_catalog");
+        for name in ["a", "a/b/c", "d/e"] {
+            std::fs::create_dir_all(catalog.join(name)).unwrap();
+            std::fs::write(catalog.join(name).join("_repository"), "").unwrap();
+        }
+        std::fs::create_dir_all(catalog.join("f")).unwrap();
+        std::fs::write(catalog.join("f/_repository#1"), "").unwrap();
+        let mut found = files
+            .dirs_with(&Path::from("_catalog"), "_repository")
+            .await
+            .unwrap();
+        found.sort();
+        assert_eq!(found, ["a", "a/b/c", "d/e"]);
+    }
+
+    #[test]
+    fn small_reads_and_sizes_treat_missing_paths_as_absent() {
+        let (dir, files) = files();
+        std::fs::write(dir.path().join("f"), b"abc").unwrap();
+        assert_eq!(
+            files.read(&Path::from("f")).unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert_eq!(files.size(&Path::from("f")).unwrap(), Some(3));
+        assert_eq!(files.read(&Path::from("g")).unwrap(), None);
+        // A path "through" a file is absent, not an error.
+        assert_eq!(files.read(&Path::from("f/x")).unwrap(), None);
+        assert_eq!(files.size(&Path::from("f/x")).unwrap(), None);
+    }
+}
