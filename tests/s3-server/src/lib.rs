@@ -72,6 +72,7 @@ pub const REGION: &str = "us-east-1";
 pub struct S3Server {
     addr: SocketAddr,
     accept_task: JoinHandle<()>,
+    objects: memory::MemoryS3,
 }
 
 impl S3Server {
@@ -85,6 +86,7 @@ impl S3Server {
     /// Tests want [`S3Server::start`]; this is for the standalone binary.
     pub async fn serve(listen: SocketAddr) -> std::io::Result<S3Server> {
         let s3 = memory::MemoryS3::with_buckets([BUCKET]);
+        let objects = s3.clone();
         let mut builder = S3ServiceBuilder::new(s3);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY_ID, SECRET_ACCESS_KEY));
         // No `set_host`: path-style requests only.
@@ -113,7 +115,18 @@ impl S3Server {
                 }
             }
         });
-        Ok(S3Server { addr, accept_task })
+        Ok(S3Server {
+            addr,
+            accept_task,
+            objects,
+        })
+    }
+
+    /// Removes the object `key` of the bucket directly, without a request
+    /// (e.g. to free memory between benchmark rounds); returns whether it
+    /// existed.
+    pub fn remove(&self, key: &str) -> bool {
+        self.objects.remove_object(BUCKET, key)
     }
 
     /// The address the server listens on.

@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -35,10 +35,11 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 /// AWS's minimum size of every part of a multipart upload but the last.
 const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
 
-/// An in-memory S3 service. See the module documentation.
-#[derive(Debug, Default)]
+/// An in-memory S3 service. See the module documentation. Clones share
+/// the objects.
+#[derive(Debug, Default, Clone)]
 pub struct MemoryS3 {
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
 }
 
 #[derive(Debug, Default)]
@@ -130,6 +131,15 @@ impl MemoryS3 {
             }
         }
         s
+    }
+
+    /// Removes an object directly (not through the S3 protocol); returns
+    /// whether it existed.
+    pub fn remove_object(&self, bucket: &str, key: &str) -> bool {
+        self.lock()
+            .buckets
+            .get_mut(bucket)
+            .is_some_and(|b| b.objects.remove(key).is_some())
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
