@@ -1,15 +1,15 @@
 //! Developer tasks, run as `cargo xtask <task>`.
 //!
-//! - `push-rss`: builds the release binary, starts it on a free loopback port
-//!   with fresh filesystem storage, pushes a large incompressible blob the
-//!   ways clients do (monolithic POST, one streamed PATCH), and reports
-//!   throughput and the server's peak resident memory (`VmHWM`).
+//! - `bench`: builds the release binary and measures push/pull throughput,
+//!   request rates and latencies, list paging, memory and startup over
+//!   loopback HTTP, optionally side by side with a peer registry (see
+//!   [`bench`]).
 //! - `conformance`: runs the official OCI distribution-spec conformance
 //!   suite against the release binary on every storage backend (see
 //!   [`conformance`]); exit 0 passed, 1 failed, 2 suite missing.
 
+mod bench;
 mod conformance;
-mod push_rss;
 mod server;
 
 use std::process::ExitCode;
@@ -26,8 +26,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Push a large blob to a release build and report peak server RSS.
-    PushRss(push_rss::Args),
+    /// Measure the release binary (and optionally a peer registry):
+    /// throughput, latency, memory, startup.
+    Bench(bench::Args),
     /// Run the official OCI distribution-spec v1.1.1 conformance suite
     /// against the release binary on each storage backend.
     Conformance(conformance::Args),
@@ -37,7 +38,7 @@ enum Task {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::PushRss(args) => push_rss::run(args).await.map(|()| 0),
+        Task::Bench(args) => bench::run(args).await.map(|()| 0),
         Task::Conformance(args) => conformance::run(args).await,
     };
     match result {

@@ -46,20 +46,20 @@ pub struct Server {
     child: Option<Child>,
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// Time from spawning the process to its first `GET /v2/` 200.
+    pub startup: Duration,
+}
+
+/// A port that was free a moment ago on the loopback interface.
+pub fn free_port() -> Result<u16, Error> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 impl Server {
-    /// Starts `binary` on a free port with `storage`, and waits until
-    /// `GET /v2/` answers 200.
-    pub async fn start(
-        binary: &Path,
-        storage: &str,
-        env: &[(String, String)],
-    ) -> Result<Self, Error> {
-        Self::start_logged(binary, storage, env, None, false).await
-    }
-
-    /// [`Server::start`] with the server's output (its log) going to `log`
+    /// Starts `binary` on a free port with `storage` and waits until
+    /// `GET /v2/` answers 200, with the server's output (its log) going to `log`
     /// instead of this process's stderr, and with `own_group` in a process
     /// group of its own, so a Ctrl-C at the terminal does not reach it (for
     /// servers left running with [`Server::keep`]).
@@ -70,15 +70,25 @@ impl Server {
         log: Option<&Path>,
         own_group: bool,
     ) -> Result<Self, Error> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let port = free_port()?;
         let mut cmd = Command::new(binary);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--storage", storage, "--log-level", "warn"])
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        Self::spawn(cmd, port, log, own_group).await
+    }
+
+    /// Spawns `cmd`, a registry that will listen on `127.0.0.1:port`, and
+    /// waits until `GET /v2/` answers 200; [`Server::startup`] is how long
+    /// that took. Output goes to `log` (else stdout is dropped and stderr
+    /// inherited); `own_group` as in [`Server::start_logged`].
+    pub async fn spawn(
+        mut cmd: Command,
+        port: u16,
+        log: Option<&Path>,
+        own_group: bool,
+    ) -> Result<Self, Error> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::null());
         if own_group {
             use std::os::unix::process::CommandExt;
             cmd.process_group(0);
@@ -87,17 +97,21 @@ impl Server {
             let file = std::fs::File::create(log)?;
             cmd.stdout(file.try_clone()?).stderr(file);
         }
+        let client = reqwest::Client::new();
+        let base = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
         let child = cmd.spawn()?;
         let mut server = Self {
             child: Some(child),
-            base: format!("http://127.0.0.1:{port}"),
+            base,
+            startup: Duration::ZERO,
         };
-        let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = started + Duration::from_secs(30);
         loop {
             if let Ok(r) = client.get(format!("{}/v2/", server.base)).send().await
                 && r.status() == 200
             {
+                server.startup = started.elapsed();
                 return Ok(server);
             }
             if let Some(child) = server.child.as_mut()
@@ -108,7 +122,8 @@ impl Server {
             if Instant::now() > deadline {
                 return Err("the registry did not answer /v2/ within 30 s".into());
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            // Short polls: startup time is one of the figures `bench` reports.
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -134,16 +149,6 @@ impl Server {
             let _ = child.wait();
         }
     }
-
-    /// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`).
-    pub fn memory_kib(&self, field: &str) -> Result<u64, Error> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .ok_or_else(|| format!("no {field} in /proc status").into())
-    }
 }
 
 impl Drop for Server {
@@ -151,3 +156,34 @@ impl Drop for Server {
         self.kill();
     }
 }
+
+/// A field of `/proc/<pid>/status` in KiB (`VmRSS`, `VmHWM`) of any process.
+pub fn memory_kib(pid: u32, field: &str) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status").into())
+}
+
+/// CPU time (user + system) a process has used so far, from
+/// `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Result<Duration, Error> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or("malformed /proc stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    let ticks =
+        |i: usize| -> Result<u64, Error> { Ok(fields.get(i).ok_or("short /proc stat")?.parse()?) };
+    let total = ticks(11)? + ticks(12)?;
+    Ok(Duration::from_millis(total * 1000 / CLOCK_TICKS_PER_SEC))
+}
+
+/// `USER_HZ`, the unit of `/proc/<pid>/stat` times: 100 on every Linux
+/// architecture Rust supports.
+const CLOCK_TICKS_PER_SEC: u64 = 100;

@@ -1,0 +1,620 @@
+//! `cargo xtask bench`: throughput, latency, memory and startup of the
+//! release binary over loopback HTTP, optionally side by side with a peer
+//! registry measured in the same run, interleaved.
+//!
+//! Workloads (each repeated `--rounds` times; medians reported; ours and the
+//! peer alternate which goes first):
+//! - push a large incompressible blob: monolithic PUT, one streamed PATCH,
+//!   chunked PATCHes of 5 MiB and 16 MiB ([`blob`]);
+//! - pull it whole and by 16 MiB ranges;
+//! - manifest GET by tag and blob HEAD at several concurrencies, driven by
+//!   oha ([`load`]);
+//! - page through 10,000 tags and a catalog of 10,000 repositories
+//!   ([`seed`]);
+//! - peak (`VmHWM`) and idle RSS, and startup time to the first `/v2/` 200
+//!   with an empty store and with 10,000 repositories.
+
+mod blob;
+mod load;
+mod report;
+mod seed;
+mod target;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+use self::blob::{Blob, PushKind};
+use self::report::{Better, Report, Row};
+use self::seed::Image;
+use self::target::{BlobFiles, Target};
+use crate::server::{Error, build_release, free_port};
+
+/// Options of `bench`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Storage backend of ours: `filesystem` (a temp dir under --dir) or `s3`
+    /// (the in-process S3 test server, over loopback).
+    #[arg(long, default_value = "filesystem")]
+    backend: Backend,
+    /// Directory for the run's data (ours, and a peer the bench starts);
+    /// default: the system temp dir. A tmpfs such as /dev/shm takes the disk
+    /// out of the figures.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Size of the pushed and pulled blob, MiB.
+    #[arg(long, default_value_t = 1024)]
+    size_mib: u64,
+    /// Rounds of every measurement; the table shows medians.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Seconds of each request-rate run.
+    #[arg(long, default_value_t = 3.0)]
+    duration: f64,
+    /// Concurrencies of the request-rate runs.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    concurrency: Vec<usize>,
+    /// Worker threads of the load generator (oha): one leaves the other
+    /// core of a 2-core machine to the registry.
+    #[arg(long, default_value_t = 1)]
+    loadgen_threads: usize,
+    /// Tags in the tags-list workload.
+    #[arg(long, default_value_t = 10_000)]
+    tags: usize,
+    /// Repositories in the catalog workload.
+    #[arg(long, default_value_t = 10_000)]
+    repos: usize,
+    /// A peer registry to measure in the same run (`http://host:port`),
+    /// empty or at least without the bench's repositories.
+    #[arg(long, conflicts_with = "peer_distribution")]
+    peer: Option<String>,
+    /// Process id of the --peer registry, for its memory and CPU figures.
+    #[arg(long, requires = "peer")]
+    peer_pid: Option<u32>,
+    /// Start CNCF distribution as the peer from this binary (Debian package
+    /// `docker-registry`: /usr/bin/docker-registry), with filesystem storage
+    /// under --dir, so its startup and memory are measured too.
+    #[arg(long, num_args = 0..=1, default_missing_value = "/usr/bin/docker-registry")]
+    peer_distribution: Option<PathBuf>,
+    /// The oha binary (else `oha` on PATH, else installed under
+    /// target/tools by `cargo install`).
+    #[arg(long)]
+    oha: Option<PathBuf>,
+    /// Workloads to run (default: all).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "startup,blobs,requests,lists"
+    )]
+    workloads: Vec<Workload>,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// Where ours stores data.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Backend {
+    Filesystem,
+    S3,
+}
+
+/// The parts of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Workload {
+    /// Startup time to the first `/v2/` 200 (empty; with `--repos`
+    /// repositories when `lists` runs too) and idle RSS.
+    Startup,
+    /// Large-blob pushes and pulls, and peak RSS.
+    Blobs,
+    /// Manifest GET and blob HEAD request rates and latencies.
+    Requests,
+    /// Tags list and catalog paging.
+    Lists,
+}
+
+/// Size of each ranged GET of the pull-by-range workload.
+const RANGE: u64 = 16 << 20;
+
+/// The samples of one figure.
+struct Series {
+    group: String,
+    name: String,
+    unit: &'static str,
+    better: Better,
+    ours: Vec<f64>,
+    peer: Vec<f64>,
+}
+
+/// Samples gathered so far, in the order figures were first seen.
+#[derive(Default)]
+struct Samples {
+    rows: Vec<Series>,
+}
+
+impl Samples {
+    /// Adds a sample of `target` to the figure `group` / `name`, and prints
+    /// it as a progress line.
+    fn add(
+        &mut self,
+        target: &Target,
+        group: &str,
+        name: &str,
+        unit: &'static str,
+        better: Better,
+        value: f64,
+    ) {
+        let index = match self
+            .rows
+            .iter()
+            .position(|r| r.group == group && r.name == name)
+        {
+            Some(i) => i,
+            None => {
+                self.rows.push(Series {
+                    group: group.to_owned(),
+                    name: name.to_owned(),
+                    unit,
+                    better,
+                    ours: Vec::new(),
+                    peer: Vec::new(),
+                });
+                self.rows.len() - 1
+            }
+        };
+        let series = &mut self.rows[index];
+        if target.label == "ours" {
+            series.ours.push(value);
+        } else {
+            series.peer.push(value);
+        }
+        let shown = if value >= 100.0 {
+            format!("{value:.0}")
+        } else {
+            format!("{value:.2}")
+        };
+        println!("  {:<5} {group} / {name}: {shown} {unit}", target.label);
+    }
+
+    /// The rows, grouped (groups in order of first appearance).
+    fn into_rows(self) -> Vec<Row> {
+        let mut groups: Vec<String> = Vec::new();
+        for series in &self.rows {
+            if !groups.contains(&series.group) {
+                groups.push(series.group.clone());
+            }
+        }
+        let mut rows = self.rows;
+        rows.sort_by_key(|series| groups.iter().position(|g| *g == series.group));
+        rows.into_iter()
+            .map(|s| Row::new(&s.group, &s.name, s.unit, s.better, s.ours, s.peer))
+            .collect()
+    }
+}
+
+/// Ours and the optional peer.
+struct Registries {
+    ours: Target,
+    peer: Option<Target>,
+}
+
+impl Registries {
+    /// Both, in the order round `round` visits them: ours first in even
+    /// rounds, the peer first in odd ones, so neither always runs on a
+    /// machine the other just warmed (or loaded).
+    fn order(&mut self, round: usize) -> Vec<&mut Target> {
+        let mut v = vec![&mut self.ours];
+        if let Some(peer) = self.peer.as_mut() {
+            if round.is_multiple_of(2) {
+                v.push(peer);
+            } else {
+                v.insert(0, peer);
+            }
+        }
+        v
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn megabytes_per_sec(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1e6 / took.as_secs_f64()
+}
+
+/// Runs the task.
+pub async fn run(args: Args) -> Result<(), Error> {
+    let binary = build_release()?;
+    let oha = if args.workloads.contains(&Workload::Requests) {
+        Some(load::find_or_install(args.oha.as_deref())?)
+    } else {
+        None
+    };
+    let load_generator = oha.as_deref().map_or("none".into(), load::version);
+    let dir = match &args.dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("oci-bench-")
+            .tempdir_in(d)?,
+        None => tempfile::Builder::new().prefix("oci-bench-").tempdir()?,
+    };
+    let rounds = args.rounds.max(1);
+
+    let s3 = match args.backend {
+        Backend::S3 => Some(Arc::new(oci_test_s3::S3Server::start().await?)),
+        Backend::Filesystem => None,
+    };
+    let (storage, env, blob_files) = match &s3 {
+        Some(s3) => (
+            s3.url("bench"),
+            s3.env(),
+            BlobFiles::S3(Arc::clone(s3), "bench".into()),
+        ),
+        None => {
+            let root = dir.path().join("ours");
+            (root.display().to_string(), Vec::new(), BlobFiles::Dir(root))
+        }
+    };
+    let port = free_port()?;
+    let ours = Target::start(
+        "ours",
+        port,
+        dir.path().join("ours.log"),
+        target::ours_command(binary, storage, env, port),
+    )
+    .await?
+    .with_blob_files(blob_files);
+    let (peer, peer_label) = match (&args.peer, &args.peer_distribution) {
+        (Some(url), _) => (
+            Some(Target::remote("peer", url.clone(), args.peer_pid)),
+            Some(match args.peer_pid {
+                Some(pid) => format!("{url} (pid {pid})"),
+                None => url.clone(),
+            }),
+        ),
+        (None, Some(bin)) => {
+            let port = free_port()?;
+            let peer_dir = dir.path().join("peer");
+            let command = target::distribution_command(bin.clone(), &peer_dir, port)?;
+            let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
+                .await?
+                .with_blob_files(BlobFiles::Dir(target::distribution_blobs(&peer_dir)));
+            let label = format!(
+                "{} ({}), filesystem storage in {}",
+                target::version_of(bin),
+                peer.base,
+                peer_dir.display()
+            );
+            (Some(peer), Some(label))
+        }
+        (None, None) => (None, None),
+    };
+    let mut registries = Registries { ours, peer };
+    println!(
+        "bench: ours {} ({:?} storage, data in {}), peer: {}, load generator: {load_generator}",
+        registries.ours.base,
+        args.backend,
+        dir.path().display(),
+        peer_label.as_deref().unwrap_or("none")
+    );
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut samples = Samples::default();
+    let image = Image::new();
+    let runs = |w: Workload| args.workloads.contains(&w);
+
+    if runs(Workload::Startup) {
+        startup(&mut registries, &mut samples, rounds, "empty store").await?;
+        for t in registries.order(0) {
+            if let Some(rss) = t.memory_kib("VmRSS") {
+                samples.add(t, "memory", "idle RSS", "MiB", Better::Lower, mib(rss));
+            }
+        }
+    }
+    if runs(Workload::Blobs) {
+        blobs(
+            &client,
+            &mut registries,
+            &mut samples,
+            rounds,
+            args.size_mib.max(2) << 20,
+        )
+        .await?;
+    }
+    for t in registries.order(0) {
+        image.push(&client, t, "bench", "latest").await?;
+    }
+    let mut loadgen_cores = None;
+    if let Some(oha) = &oha {
+        loadgen_cores =
+            Some(requests(oha, &args, &image, &mut registries, &mut samples, rounds).await?);
+    }
+    if runs(Workload::Lists) {
+        lists(
+            &client,
+            &args,
+            &image,
+            &mut registries,
+            &mut samples,
+            rounds,
+        )
+        .await?;
+        if runs(Workload::Startup) {
+            let label = format!("{} repositories", args.repos);
+            startup(&mut registries, &mut samples, rounds, &label).await?;
+        }
+    }
+
+    let report = Report {
+        unix_time: SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs(),
+        backend: format!("{:?}", args.backend).to_lowercase(),
+        data_dir: dir.path().display().to_string(),
+        blob_mib: args.size_mib.max(2),
+        rounds,
+        peer: peer_label,
+        load_generator,
+        loadgen_cores,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        rows: samples.into_rows(),
+    };
+    println!("\n{}", report.table());
+    if let Some(cores) = report.loadgen_cores {
+        println!(
+            "load generator: {} used at most {cores:.2} of {} cores in a request-rate run",
+            report.load_generator, report.cores
+        );
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+        println!("json: {}", path.display());
+    }
+    Ok(())
+}
+
+/// Restarts every registry the bench started, `rounds` times, and records
+/// the time to the first `/v2/` 200 under `label`. Restarts, not first
+/// starts, so the binary is in the page cache as on a real restart.
+async fn startup(
+    registries: &mut Registries,
+    samples: &mut Samples,
+    rounds: usize,
+    label: &str,
+) -> Result<(), Error> {
+    for round in 0..rounds {
+        for t in registries.order(round) {
+            if t.restart().await?
+                && let Some(took) = t.startup()
+            {
+                let ms = took.as_secs_f64() * 1e3;
+                samples.add(t, "startup", label, "ms", Better::Lower, ms);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Pushes a `size`-byte blob every way, pulls it whole and by ranges;
+/// records throughput and the peak RSS after the pushes.
+async fn blobs(
+    client: &reqwest::Client,
+    registries: &mut Registries,
+    samples: &mut Samples,
+    rounds: usize,
+    size: u64,
+) -> Result<(), Error> {
+    println!("bench: generating a {} MiB blob", size >> 20);
+    let tail = Bytes::from(blob::random_bytes(u64::MAX, size as usize - (1 << 20)));
+    let kinds = [
+        PushKind::Monolithic,
+        PushKind::Streamed,
+        PushKind::Chunked(5 << 20),
+        PushKind::Chunked(16 << 20),
+    ];
+    let mut pulled: Option<Blob> = None;
+    for round in 0..rounds {
+        for (k, kind) in kinds.iter().enumerate() {
+            let blob = Blob::new((round * kinds.len() + k) as u64, &tail);
+            let keep = round + 1 == rounds && *kind == PushKind::Monolithic;
+            for t in registries.order(round) {
+                let cpu_before = t.cpu_time();
+                let took = blob::push(client, t, "bench", &blob, *kind).await?;
+                let rate = megabytes_per_sec(blob.len(), took);
+                samples.add(t, "push", &kind.label(), "MB/s", Better::Higher, rate);
+                cpu_per_gb(samples, t, "push", &kind.label(), cpu_before, blob.len());
+                if !keep {
+                    blob::delete(client, t, "bench", &blob.digest).await?;
+                    t.reclaim(&blob.digest);
+                }
+            }
+            if keep {
+                pulled = Some(blob);
+            }
+        }
+    }
+    for t in registries.order(0) {
+        if let Some(hwm) = t.memory_kib("VmHWM") {
+            let name = "peak RSS (VmHWM) after the pushes";
+            samples.add(t, "memory", name, "MiB", Better::Lower, mib(hwm));
+        }
+    }
+    let pulled = pulled.ok_or("no blob was kept for pulls")?;
+    // One untimed pull each checks the bytes against the digest.
+    for t in registries.order(0) {
+        blob::verify(client, t, "bench", &pulled).await?;
+    }
+    for round in 0..rounds {
+        for t in registries.order(round) {
+            let cpu_before = t.cpu_time();
+            let took = blob::pull(t, "bench", &pulled, None).await?;
+            let rate = megabytes_per_sec(pulled.len(), took);
+            samples.add(t, "pull", "whole blob", "MB/s", Better::Higher, rate);
+            cpu_per_gb(samples, t, "pull", "whole blob", cpu_before, pulled.len());
+            let took = blob::pull(t, "bench", &pulled, Some(RANGE)).await?;
+            let rate = megabytes_per_sec(pulled.len(), took);
+            let name = "16 MiB ranges, one after another";
+            samples.add(t, "pull", name, "MB/s", Better::Higher, rate);
+        }
+    }
+    Ok(())
+}
+
+/// Records the server CPU time a transfer of `bytes` took, per GB, when
+/// the server's pid is known: with the throughput it shows whether the
+/// server or the machine is the limit.
+fn cpu_per_gb(
+    samples: &mut Samples,
+    t: &Target,
+    group: &str,
+    what: &str,
+    before: Option<Duration>,
+    bytes: u64,
+) {
+    if let (Some(before), Some(after)) = (before, t.cpu_time()) {
+        let seconds = (after - before).as_secs_f64() / (bytes as f64 / 1e9);
+        let name = format!("{what}: server CPU");
+        samples.add(t, group, &name, "core-s/GB", Better::Lower, seconds);
+    }
+}
+
+/// Manifest GET by tag and blob HEAD under oha at each concurrency;
+/// returns the most CPU the load generator used in a run, in cores.
+async fn requests(
+    oha: &std::path::Path,
+    args: &Args,
+    image: &Image,
+    registries: &mut Registries,
+    samples: &mut Samples,
+    rounds: usize,
+) -> Result<f64, Error> {
+    let duration = Duration::from_secs_f64(args.duration.max(0.5));
+    let manifest = (
+        "manifest GET by tag",
+        "GET",
+        "/v2/bench/manifests/latest".to_owned(),
+        vec![format!("Accept: {}", seed::ACCEPT)],
+    );
+    let head = (
+        "blob HEAD",
+        "HEAD",
+        format!("/v2/bench/blobs/{}", image.blob),
+        vec![],
+    );
+    let mut loadgen_cores: f64 = 0.0;
+    for round in 0..rounds {
+        for &c in &args.concurrency {
+            for (group, method, path, headers) in [&manifest, &head] {
+                for t in registries.order(round) {
+                    let cpu_before = t.cpu_time();
+                    let started = Instant::now();
+                    let load = load::Load {
+                        url: format!("{}{path}", t.base),
+                        method,
+                        headers: headers.clone(),
+                        concurrency: c,
+                        duration,
+                        threads: args.loadgen_threads,
+                    };
+                    let outcome = load::run(oha, &load)?;
+                    let wall = started.elapsed();
+                    if outcome.failures > 0 {
+                        return Err(format!(
+                            "{group} on {}: {} failed requests",
+                            t.label, outcome.failures
+                        )
+                        .into());
+                    }
+                    loadgen_cores = loadgen_cores.max(outcome.loadgen_cores);
+                    let rps = outcome.rps;
+                    samples.add(
+                        t,
+                        group,
+                        &format!("c={c} requests/s"),
+                        "req/s",
+                        Better::Higher,
+                        rps,
+                    );
+                    samples.add(
+                        t,
+                        group,
+                        &format!("c={c} p50"),
+                        "ms",
+                        Better::Lower,
+                        outcome.p50_ms,
+                    );
+                    samples.add(
+                        t,
+                        group,
+                        &format!("c={c} p99"),
+                        "ms",
+                        Better::Lower,
+                        outcome.p99_ms,
+                    );
+                    if let (Some(before), Some(after)) = (cpu_before, t.cpu_time()) {
+                        let requests = (rps * wall.as_secs_f64()).max(1.0);
+                        let micros = (after - before).as_secs_f64() * 1e6 / requests;
+                        let name = format!("c={c} server CPU per request");
+                        samples.add(t, group, &name, "us", Better::Lower, micros);
+                    }
+                }
+            }
+        }
+    }
+    Ok(loadgen_cores)
+}
+
+/// Seeds `--tags` tags and `--repos` repositories, then pages through the
+/// tags list and the catalog as clients do.
+async fn lists(
+    client: &reqwest::Client,
+    args: &Args,
+    image: &Image,
+    registries: &mut Registries,
+    samples: &mut Samples,
+    rounds: usize,
+) -> Result<(), Error> {
+    println!(
+        "bench: tagging {} manifests, creating {} repositories",
+        args.tags, args.repos
+    );
+    let group = "seeding (16 requests in flight)";
+    for t in registries.order(0) {
+        let took = seed::seed_tags(client, t, image, "bench-tags", args.tags).await?;
+        let name = format!("put {} tags", args.tags);
+        samples.add(t, group, &name, "s", Better::Lower, took.as_secs_f64());
+        let took = seed::seed_repos(client, t, image, "bench", args.repos).await?;
+        let name = format!("create {} repositories", args.repos);
+        samples.add(t, group, &name, "s", Better::Lower, took.as_secs_f64());
+    }
+    for round in 0..rounds {
+        for t in registries.order(round) {
+            let paged = seed::page(client, t, "/v2/bench-tags/tags/list", "tags").await?;
+            if paged.entries != args.tags {
+                return Err(format!(
+                    "{}: tags list gave {} of {} tags",
+                    t.label, paged.entries, args.tags
+                )
+                .into());
+            }
+            let name = format!("page {} tags", args.tags);
+            println!("  {:<5} tags list: {} pages", t.label, paged.pages);
+            let ms = paged.elapsed.as_secs_f64() * 1e3;
+            samples.add(t, "lists", &name, "ms", Better::Lower, ms);
+            let paged = seed::page(client, t, "/v2/_catalog", "repositories").await?;
+            if paged.entries < args.repos {
+                return Err(format!(
+                    "{}: catalog gave {} of {} repositories",
+                    t.label, paged.entries, args.repos
+                )
+                .into());
+            }
+            let ms = paged.elapsed.as_secs_f64() * 1e3;
+            let name = format!("page a catalog of {} repositories", args.repos);
+            samples.add(t, "lists", &name, "ms", Better::Lower, ms);
+            println!("  {:<5} catalog: {} pages", t.label, paged.pages);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,236 @@
+//! The registries under test: ours, started by the bench, and a peer, either
+//! started by the bench (Debian's `docker-registry`) or given by URL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use oci_types::Digest;
+
+use crate::server::{self, Error, Server};
+
+/// How to (re)start a registry the bench manages.
+struct Managed {
+    server: Option<Server>,
+    command: Box<dyn Fn() -> Command + Send + Sync>,
+    port: u16,
+    log: PathBuf,
+}
+
+/// Where a registry keeps blob bytes, for the bench to free them between
+/// rounds: deleting a blob through the API only unlinks it (the bytes wait
+/// for garbage collection), and gigabytes of unreclaimed pushes slow the
+/// machine's memory and page cache down for every later figure.
+pub enum BlobFiles {
+    /// `<root>/blobs/<alg>/<hex[0..2]>/<hex>/data`: our filesystem layout,
+    /// and distribution's under `docker/registry/v2`.
+    Dir(PathBuf),
+    /// The same keys under `prefix` in the in-process S3 server.
+    S3(Arc<oci_test_s3::S3Server>, String),
+}
+
+impl BlobFiles {
+    fn remove(&self, digest: &Digest) {
+        let (alg, hex) = (digest.algorithm().as_str(), digest.hex());
+        let key = format!("blobs/{alg}/{}/{hex}/data", &hex[..2]);
+        match self {
+            Self::Dir(root) => {
+                let _ = std::fs::remove_file(root.join(key));
+            }
+            Self::S3(server, prefix) => {
+                server.remove(&format!("{prefix}/{key}"));
+            }
+        }
+    }
+}
+
+/// One registry under test.
+pub struct Target {
+    /// `ours` or `peer`.
+    pub label: &'static str,
+    /// `http://host:port`.
+    pub base: String,
+    pid: Option<u32>,
+    managed: Option<Managed>,
+    blob_files: Option<BlobFiles>,
+}
+
+impl Target {
+    /// A registry running elsewhere; `pid` (if on this machine) lets the
+    /// bench read its memory and CPU time.
+    pub fn remote(label: &'static str, base: String, pid: Option<u32>) -> Self {
+        Self {
+            label,
+            base: base.trim_end_matches('/').to_owned(),
+            pid,
+            managed: None,
+            blob_files: None,
+        }
+    }
+
+    /// Starts a registry with `command` (which must make it listen on
+    /// `127.0.0.1:port`), logging to `log`.
+    pub async fn start(
+        label: &'static str,
+        port: u16,
+        log: PathBuf,
+        command: impl Fn() -> Command + Send + Sync + 'static,
+    ) -> Result<Self, Error> {
+        let server = Server::spawn(command(), port, Some(&log), false).await?;
+        Ok(Self {
+            label,
+            base: server.base.clone(),
+            pid: Some(server.pid()),
+            managed: Some(Managed {
+                server: Some(server),
+                command: Box::new(command),
+                port,
+                log,
+            }),
+            blob_files: None,
+        })
+    }
+
+    /// Tells the bench where this registry keeps blob bytes.
+    pub fn with_blob_files(mut self, files: BlobFiles) -> Self {
+        self.blob_files = Some(files);
+        self
+    }
+
+    /// Frees the bytes of a blob already deleted through the API, when the
+    /// bench knows where they are.
+    pub fn reclaim(&self, digest: &Digest) {
+        if let Some(files) = &self.blob_files {
+            files.remove(digest);
+        }
+    }
+
+    /// Time from spawn to the first `/v2/` 200 of the last (re)start, for a
+    /// registry the bench started.
+    pub fn startup(&self) -> Option<Duration> {
+        self.managed
+            .as_ref()
+            .and_then(|m| m.server.as_ref())
+            .map(|s| s.startup)
+    }
+
+    /// Stops and starts again a registry the bench started (same storage,
+    /// same port); returns whether it did.
+    pub async fn restart(&mut self) -> Result<bool, Error> {
+        let Some(managed) = self.managed.as_mut() else {
+            return Ok(false);
+        };
+        if let Some(server) = managed.server.take() {
+            server.stop();
+        }
+        let server = Server::spawn((managed.command)(), managed.port, Some(&managed.log), false)
+            .await
+            .map_err(|e| {
+                format!(
+                    "{} restart: {e} (log: {})",
+                    self.label,
+                    managed.log.display()
+                )
+            })?;
+        self.pid = Some(server.pid());
+        managed.server = Some(server);
+        Ok(true)
+    }
+
+    /// A `/proc/<pid>/status` memory field in KiB, when the pid is known.
+    pub fn memory_kib(&self, field: &str) -> Option<u64> {
+        server::memory_kib(self.pid?, field).ok()
+    }
+
+    /// CPU time used so far, when the pid is known.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        server::cpu_time(self.pid?).ok()
+    }
+}
+
+/// The command that runs our release binary on `storage`.
+pub fn ours_command(
+    binary: PathBuf,
+    storage: String,
+    env: Vec<(String, String)>,
+    port: u16,
+) -> impl Fn() -> Command + Send + Sync + 'static {
+    move || {
+        let mut cmd = Command::new(&binary);
+        cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--storage", &storage, "--log-level", "warn"])
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+}
+
+/// Where distribution's filesystem driver keeps blob bytes, for a peer
+/// started by [`distribution_command`] in `dir`.
+pub fn distribution_blobs(dir: &Path) -> PathBuf {
+    dir.join("storage/docker/registry/v2")
+}
+
+/// Writes a configuration for CNCF distribution (Debian's `docker-registry`)
+/// with filesystem storage in `root`, listening on `127.0.0.1:port`, deletes
+/// enabled and no auth (as ours runs), and returns the command that serves
+/// it.
+pub fn distribution_command(
+    binary: PathBuf,
+    dir: &Path,
+    port: u16,
+) -> Result<impl Fn() -> Command + Send + Sync + 'static, Error> {
+    let root = dir.join("storage");
+    std::fs::create_dir_all(&root)?;
+    let config = dir.join("config.yml");
+    std::fs::write(&config, distribution_config(&root, port))?;
+    Ok(move || {
+        let mut cmd = Command::new(&binary);
+        cmd.arg("serve").arg(&config);
+        cmd
+    })
+}
+
+/// The distribution configuration `distribution_command` writes.
+pub fn distribution_config(root: &Path, port: u16) -> String {
+    format!(
+        "version: 0.1\n\
+         log:\n  level: error\n  accesslog:\n    disabled: true\n\
+         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+         http:\n  addr: 127.0.0.1:{port}\n",
+        root.display()
+    )
+}
+
+/// `docker-registry --version`, or the binary's path if it will not say.
+pub fn version_of(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| binary.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distribution_config_names_root_port_and_delete() {
+        let c = distribution_config(Path::new("/d/s"), 5123);
+        assert!(c.contains("rootdirectory: /d/s"));
+        assert!(c.contains("addr: 127.0.0.1:5123"));
+        assert!(c.contains("delete:\n    enabled: true"));
+    }
+
+    #[test]
+    fn remote_targets_trim_the_slash_and_know_no_startup() {
+        let t = Target::remote("peer", "http://h:5000/".into(), None);
+        assert_eq!(t.base, "http://h:5000");
+        assert_eq!(t.startup(), None);
+        assert_eq!(t.memory_kib("VmHWM"), None);
+    }
+}
