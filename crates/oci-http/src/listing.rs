@@ -6,7 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use oci_storage::Storage;
 use oci_types::{Pagination, RepositoryName};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::ApiResult;
 use crate::headers::value;
@@ -18,7 +18,13 @@ pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> 
     let (tags, more) = storage.tags_list(name, &page).await?;
     let tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
     let link = more.then(|| next_link(&format!("/v2/{name}/tags/list"), &page, tags.last()));
-    Ok(with_link(json!({ "name": name, "tags": tags }), link))
+    Ok(with_link(
+        TagList {
+            name: name.as_str(),
+            tags,
+        },
+        link,
+    ))
 }
 
 /// `GET /v2/_catalog?n=&last=`.
@@ -27,7 +33,12 @@ pub async fn catalog(storage: &Storage, params: &Params) -> ApiResult {
     let (names, more) = storage.catalog(&page).await?;
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     let link = more.then(|| next_link("/v2/_catalog", &page, names.last()));
-    Ok(with_link(json!({ "repositories": names }), link))
+    Ok(with_link(
+        Catalog {
+            repositories: names,
+        },
+        link,
+    ))
 }
 
 /// `Link: <path?n=N&last=L>; rel="next"` (RFC 8288), as the spec shows.
@@ -42,7 +53,20 @@ fn next_link(path: &str, page: &Pagination, last: Option<&&str>) -> String {
     format!("<{path}?{}>; rel=\"next\"", query.finish())
 }
 
-fn with_link(body: serde_json::Value, link: Option<String>) -> axum::response::Response {
+/// The tags list body (serialized straight from borrowed names).
+#[derive(Serialize)]
+struct TagList<'a> {
+    name: &'a str,
+    tags: Vec<&'a str>,
+}
+
+/// The catalog body.
+#[derive(Serialize)]
+struct Catalog<'a> {
+    repositories: Vec<&'a str>,
+}
+
+fn with_link(body: impl Serialize, link: Option<String>) -> axum::response::Response {
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if let Some(link) = link {
         response.headers_mut().insert(header::LINK, value(link));

@@ -9,16 +9,20 @@
 //! - small objects are read and stat'ed on the calling task: a page-cache
 //!   hit takes microseconds, as a blocking `read(2)` in any HTTP server does;
 //! - listings of the tags and the catalog read directory entries (names and
-//!   types, no `stat` per entry) in one blocking task;
+//!   types, no `stat` per entry) in one blocking task; large tag listings
+//!   are kept in memory while their directory's modification time stays
+//!   the same (see [`LocalFiles::file_names`]);
 //! - blob data is streamed in large reads with one read ahead, each read
 //!   into the buffer that is sent (one copy from the page cache).
 //!
 //! Writes still go through object_store (staging file, then rename).
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
@@ -30,10 +34,27 @@ use crate::error::{Result, StorageError};
 /// Size of each read when streaming a blob file.
 const BLOB_READ_CHUNK: u64 = 2 << 20;
 
+/// Directories with fewer entries are listed afresh every time.
+const DIR_CACHE_MIN_NAMES: usize = 1024;
+/// Listings kept at most (one per directory).
+const DIR_CACHE_ENTRIES: usize = 64;
+/// A listing is kept only if its directory was last modified at least this
+/// long before it was read: a later change then gets a later timestamp even
+/// on filesystems whose timestamps are coarse.
+const DIR_CACHE_SETTLED: Duration = Duration::from_secs(2);
+
+/// A directory listing and the modification time it was read at.
+#[derive(Debug)]
+struct CachedNames {
+    modified: SystemTime,
+    names: Arc<Vec<String>>,
+}
+
 /// The filesystem backend's root, for direct access.
 #[derive(Debug, Clone)]
 pub(crate) struct LocalFiles {
     store: Arc<LocalFileSystem>,
+    dir_cache: Arc<Mutex<HashMap<PathBuf, CachedNames>>>,
 }
 
 /// True for errors that mean "no such object" on a local path: missing, or
@@ -48,7 +69,10 @@ fn is_absent(e: &std::io::Error) -> bool {
 impl LocalFiles {
     /// Direct access to the files of `store`.
     pub(crate) fn new(store: Arc<LocalFileSystem>) -> Self {
-        Self { store }
+        Self {
+            store,
+            dir_cache: Arc::default(),
+        }
     }
 
     fn path(&self, path: &Path) -> Result<PathBuf> {
@@ -76,22 +100,43 @@ impl LocalFiles {
 
     /// Names of the files directly in `dir` (not sorted; staging files of
     /// writes in progress included: callers parse names and skip those).
-    pub(crate) async fn file_names(&self, dir: &Path) -> Result<Vec<String>> {
+    ///
+    /// A listing of at least [`DIR_CACHE_MIN_NAMES`] names is kept in memory
+    /// and served again, after one `stat`, while the directory's
+    /// modification time is unchanged: creating, renaming into or removing
+    /// an entry changes it (POSIX), so a kept listing is never stale on a
+    /// local filesystem. Listing 10,000 tags then costs one `stat` instead
+    /// of reading 10,000 directory entries.
+    pub(crate) async fn file_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
         let dir = self.path(dir)?;
+        let cache = Arc::clone(&self.dir_cache);
         blocking(move || {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if is_absent(&e) => return Ok(Vec::new()),
+            let modified = match std::fs::metadata(&dir) {
+                Ok(m) => m.modified()?,
+                Err(e) if is_absent(&e) => return Ok(Arc::default()),
                 Err(e) => return Err(StorageError::Io(e)),
             };
-            let mut names = Vec::new();
-            for entry in entries {
-                let entry = entry?;
-                if entry.file_type()?.is_file()
-                    && let Ok(name) = entry.file_name().into_string()
+            if let Some(kept) = lock(&cache).get(&dir)
+                && kept.modified == modified
+            {
+                return Ok(Arc::clone(&kept.names));
+            }
+            let names = Arc::new(read_file_names(&dir)?);
+            let settled = SystemTime::now()
+                .duration_since(modified)
+                .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
+            let mut cache = lock(&cache);
+            if settled && names.len() >= DIR_CACHE_MIN_NAMES {
+                if cache.len() >= DIR_CACHE_ENTRIES
+                    && !cache.contains_key(&dir)
+                    && let Some(evict) = cache.keys().next().cloned()
                 {
-                    names.push(name);
+                    cache.remove(&evict);
                 }
+                let names = Arc::clone(&names);
+                cache.insert(dir, CachedNames { modified, names });
+            } else {
+                cache.remove(&dir);
             }
             Ok(names)
         })
@@ -156,6 +201,32 @@ impl LocalFiles {
         .await?;
         Ok(opened.map(|(file, size, range)| (size, read_ahead(file, range))))
     }
+}
+
+/// The names of the regular files in `dir` (empty if it does not exist).
+fn read_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::Io(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_type()?.is_file()
+            && let Ok(name) = entry.file_name().into_string()
+        {
+            names.push(name);
+        }
+    }
+    Ok(names)
+}
+
+/// The listing cache, even if a holder panicked.
+fn lock(
+    cache: &Mutex<HashMap<PathBuf, CachedNames>>,
+) -> std::sync::MutexGuard<'_, HashMap<PathBuf, CachedNames>> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Runs blocking file work on the blocking pool.
@@ -282,7 +353,11 @@ mod tests {
         for name in ["v1", "v2", "v3#staging"] {
             std::fs::write(tags.join(name), "x").unwrap();
         }
-        let mut names = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        let mut names = files
+            .file_names(&Path::from("r/_tags"))
+            .await
+            .unwrap()
+            .to_vec();
         names.sort();
         assert_eq!(names, ["v1", "v2", "v3#staging"]);
         assert!(
@@ -306,6 +381,64 @@ mod tests {
             .unwrap();
         found.sort();
         assert_eq!(found, ["a", "a/b/c", "d/e"]);
+    }
+
+    #[tokio::test]
+    async fn large_listings_are_kept_until_the_directory_changes() {
+        let (dir, files) = files();
+        let tags = dir.path().join("r/_tags");
+        std::fs::create_dir_all(&tags).unwrap();
+        for i in 0..DIR_CACHE_MIN_NAMES {
+            std::fs::write(tags.join(format!("t{i}")), "x").unwrap();
+        }
+        // Backdate the directory so the listing counts as settled.
+        let old = SystemTime::now() - DIR_CACHE_SETTLED * 2;
+        let set_mtime = |t: SystemTime| {
+            std::fs::File::open(&tags).unwrap().set_modified(t).unwrap();
+        };
+        set_mtime(old);
+        let listed = |files: &LocalFiles| {
+            let files = files.clone();
+            async move { files.file_names(&Path::from("r/_tags")).await.unwrap() }
+        };
+        let first = listed(&files).await;
+        assert_eq!(first.len(), DIR_CACHE_MIN_NAMES);
+        let again = listed(&files).await;
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "unchanged directory is listed from memory"
+        );
+
+        // A new entry changes the directory's mtime: the listing is re-read.
+        std::fs::write(tags.join("new"), "x").unwrap();
+        let after_add = listed(&files).await;
+        assert_eq!(after_add.len(), DIR_CACHE_MIN_NAMES + 1);
+        assert!(after_add.iter().any(|n| n == "new"));
+
+        // Backdated again, the new listing is kept; a removal re-reads it.
+        set_mtime(old - Duration::from_secs(10));
+        let kept = listed(&files).await;
+        assert!(Arc::ptr_eq(&kept, &listed(&files).await));
+        std::fs::remove_file(tags.join("new")).unwrap();
+        let after_remove = listed(&files).await;
+        assert_eq!(kept.len(), DIR_CACHE_MIN_NAMES + 1);
+        assert_eq!(after_remove.len(), DIR_CACHE_MIN_NAMES);
+    }
+
+    #[tokio::test]
+    async fn recently_changed_directories_are_not_kept() {
+        let (dir, files) = files();
+        let tags = dir.path().join("r/_tags");
+        std::fs::create_dir_all(&tags).unwrap();
+        for i in 0..DIR_CACHE_MIN_NAMES {
+            std::fs::write(tags.join(format!("t{i}")), "x").unwrap();
+        }
+        let first = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        let again = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "a just-modified directory is re-read"
+        );
     }
 
     #[test]

@@ -29,7 +29,7 @@ impl Storage {
             local
                 .file_names(&layout::tags_dir(name))
                 .await?
-                .into_iter()
+                .iter()
                 .filter_map(|n| n.parse().ok())
                 .collect()
         } else {
