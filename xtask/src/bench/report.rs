@@ -133,7 +133,7 @@ impl Report {
         let name_width = self
             .rows
             .iter()
-            .map(|r| r.group.len() + r.name.len() + r.unit.len() + 4)
+            .map(|r| r.name.len() + r.unit.len() + 5)
             .max()
             .unwrap_or(20);
         out.push_str(&format!(
