@@ -289,6 +289,51 @@ async fn list_tags(backend: Backend) {
     srv.stop().await;
 }
 
+/// A large tag list (over the 1,024 names the filesystem backend keeps in
+/// memory) read after its directory settled, then changed: every list
+/// shows the change at once. Filesystem only: the other backends list
+/// their store every time.
+async fn large_tag_list_follows_changes(backend: Backend) {
+    use futures::StreamExt;
+    let srv = TestServer::start(backend).await;
+    let name = "disc/many";
+    let img = srv.push_image(name, "t0000", 1).await;
+    let tags: Vec<String> = (1..1100).map(|i| format!("t{i:04}")).collect();
+    futures::stream::iter(&tags)
+        .for_each_concurrent(16, |tag| async {
+            srv.push_manifest(name, tag, OCI_MANIFEST, &img.manifest)
+                .await;
+        })
+        .await;
+    let list = || async {
+        let (status, _, body) = get_json(&srv, &format!("/v2/{name}/tags/list")).await;
+        assert_eq!(status, StatusCode::OK);
+        tags_of(&body)
+    };
+    // Past the 2 s a directory must stay unchanged for its listing to be kept.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(list().await.len(), 1100);
+    assert_eq!(list().await.len(), 1100, "the kept listing");
+
+    srv.push_manifest(name, "zz-new", OCI_MANIFEST, &img.manifest)
+        .await;
+    let after_push = list().await;
+    assert_eq!(after_push.len(), 1101);
+    assert_eq!(after_push.last().map(String::as_str), Some("zz-new"));
+
+    let r = srv.delete(&format!("/v2/{name}/manifests/t0500")).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let after_delete = list().await;
+    assert_eq!(after_delete.len(), 1100);
+    assert!(!after_delete.iter().any(|t| t == "t0500"));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tag_list_follows_changes_filesystem() {
+    large_tag_list_follows_changes(Backend::Filesystem).await
+}
+
 /// "Listing Tags" with `n` and `last`: `n` limits the page, a `Link:
 /// <...>; rel="next"` points to the rest while some remains, `last` starts
 /// after the given tag, `n=0` is an empty list without `Link`; following

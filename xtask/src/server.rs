@@ -187,3 +187,33 @@ pub fn cpu_time(pid: u32) -> Result<Duration, Error> {
 /// `USER_HZ`, the unit of `/proc/<pid>/stat` times: 100 on every Linux
 /// architecture Rust supports.
 const CLOCK_TICKS_PER_SEC: u64 = 100;
+
+/// Test support shared by the tasks' tests.
+#[cfg(test)]
+pub mod testing {
+    use std::path::PathBuf;
+    use std::sync::OnceLock;
+
+    use super::{cargo, target_dir, workspace_root};
+
+    /// The debug `oci-registry`, built once per test run (a no-op when up
+    /// to date); an existing binary is used if the build fails.
+    pub fn debug_registry() -> PathBuf {
+        static BIN: OnceLock<PathBuf> = OnceLock::new();
+        BIN.get_or_init(|| {
+            let built = cargo()
+                .current_dir(workspace_root())
+                .args(["build", "--quiet", "-p", "oci-registry-bin"])
+                .status()
+                .is_ok_and(|s| s.success());
+            let bin = target_dir().join("debug/oci-registry");
+            assert!(
+                bin.is_file(),
+                "no {} (build ok: {built}); run `cargo build -p oci-registry-bin`",
+                bin.display()
+            );
+            bin
+        })
+        .clone()
+    }
+}

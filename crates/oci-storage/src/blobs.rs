@@ -68,6 +68,17 @@ impl Storage {
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
         self.require_linked(name, digest).await?;
+        if let Some(local) = self.local() {
+            let (size, range, stream) = local
+                .stream(&layout::blob_data(digest), range)
+                .await?
+                .ok_or_else(|| StorageError::BlobUnknown(digest.clone()))?;
+            return Ok(BlobRead {
+                size,
+                range,
+                stream,
+            });
+        }
         // A whole read learns the size from the GET itself; only a range
         // needs it first, to be resolved.
         let range = match range {
@@ -80,19 +91,6 @@ impl Storage {
                 )
             }
         };
-        if let Some(local) = self.local() {
-            let Some((size, stream)) = local
-                .stream(&layout::blob_data(digest), range.clone())
-                .await?
-            else {
-                return Err(StorageError::BlobUnknown(digest.clone()));
-            };
-            return Ok(BlobRead {
-                size,
-                range,
-                stream,
-            });
-        }
         let opts = GetOptions::new().with_range(range.clone());
         let result = match self
             .store()
@@ -104,8 +102,6 @@ impl Storage {
             Err(e) => return Err(e.into()),
         };
         let size = result.meta.size;
-        // Local files are read by `local` above; any other store (or one
-        // built with `from_parts`) streams through object_store.
         let stream = result.into_stream().map_err(StorageError::from).boxed();
         Ok(BlobRead {
             size,

@@ -1,7 +1,6 @@
 //! The repository catalog (`GET /v2/_catalog`): one marker object per
 //! repository, written the first time a repository receives content.
 
-use futures::TryStreamExt;
 use object_store::{PutMode, PutOptions, PutPayload};
 use oci_types::{Pagination, RepositoryName};
 
@@ -41,22 +40,12 @@ impl Storage {
     /// All repositories, sorted, paginated. Returns the page and whether
     /// more remain.
     pub async fn catalog(&self, page: &Pagination) -> Result<(Vec<RepositoryName>, bool)> {
-        let mut names: Vec<RepositoryName> = if let Some(local) = self.local() {
-            local
-                .dirs_with(&layout::catalog_dir(), layout::CATALOG_MARKER)
-                .await?
-                .into_iter()
-                .filter_map(|rel| rel.parse().ok())
-                .collect()
-        } else {
-            self.store()
-                .list(Some(&layout::catalog_dir()))
-                .try_filter_map(
-                    |m| async move { Ok(layout::name_from_catalog_marker(&m.location)) },
-                )
-                .try_collect()
-                .await?
-        };
+        let mut names: Vec<RepositoryName> = self
+            .dirs_with(&layout::catalog_dir(), layout::CATALOG_MARKER)
+            .await?
+            .into_iter()
+            .filter_map(|rel| rel.parse().ok())
+            .collect();
         names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         names.dedup();
         Ok(page.apply(names, DEFAULT_CATALOG_PAGE))

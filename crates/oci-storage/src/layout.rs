@@ -83,15 +83,6 @@ pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
     Path::from(format!("_catalog/{name}/{CATALOG_MARKER}"))
 }
 
-/// The repository name a catalog marker path stands for.
-pub(crate) fn name_from_catalog_marker(path: &Path) -> Option<RepositoryName> {
-    path.as_ref()
-        .strip_prefix("_catalog/")?
-        .strip_suffix("/_repository")?
-        .parse()
-        .ok()
-}
-
 /// `_uploads/<uuid>/`: everything of one upload session.
 pub(crate) fn upload_dir(id: &Uuid) -> Path {
     Path::from(format!("_uploads/{id}"))
@@ -146,7 +137,6 @@ mod tests {
         );
         let marker = catalog_marker(&name);
         assert_eq!(marker.as_ref(), "_catalog/a/b/_repository");
-        assert_eq!(name_from_catalog_marker(&marker), Some(name));
         assert_eq!(
             upload_part(&Uuid::nil(), 5).as_ref(),
             "_uploads/00000000-0000-0000-0000-000000000000/parts/00000000000000000005"

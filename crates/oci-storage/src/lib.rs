@@ -62,6 +62,7 @@ mod uploads;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -98,12 +99,7 @@ impl Storage {
     /// such as `aws_endpoint` or `aws_allow_http` (S3 only), which override
     /// the `AWS_*` environment variables.
     pub async fn open_with(url: &str, options: &[(String, String)]) -> Result<Self> {
-        let b = backend::open(url, options)?;
-        let mut storage = Self::from_parts(b.store, b.uploads, b.description);
-        if let Some(inner) = Arc::get_mut(&mut storage.inner) {
-            inner.local = b.local;
-        }
-        Ok(storage)
+        Ok(Self::from_backend(backend::open(url, options)?))
     }
 
     /// Builds an engine from an object store and an upload area; for
@@ -113,12 +109,21 @@ impl Storage {
         uploads: Arc<dyn UploadArea>,
         description: impl Into<String>,
     ) -> Self {
+        Self::from_backend(backend::Backend {
+            store,
+            uploads,
+            description: description.into(),
+            local: None,
+        })
+    }
+
+    fn from_backend(b: backend::Backend) -> Self {
         Self {
             inner: Arc::new(Inner {
-                store,
-                uploads,
-                description: description.into(),
-                local: None,
+                store: b.store,
+                uploads: b.uploads,
+                description: b.description,
+                local: b.local,
             }),
         }
     }
@@ -159,6 +164,47 @@ impl Storage {
             Err(e) if is_not_found(&e) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Names of the objects directly in `dir` (for the filesystem backend:
+    /// staging files of writes in progress too; callers parse names and
+    /// skip those).
+    async fn list_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
+        if let Some(local) = self.local() {
+            return local.file_names(dir).await;
+        }
+        let listing = self.store().list_with_delimiter(Some(dir)).await?;
+        Ok(Arc::new(
+            listing
+                .objects
+                .iter()
+                .filter_map(|m| m.location.filename().map(str::to_owned))
+                .collect(),
+        ))
+    }
+
+    /// Paths below `dir`, relative to it (`a/b`), of the directories that
+    /// hold an object named `marker`.
+    async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
+        if let Some(local) = self.local() {
+            return local.dirs_with(dir, marker).await;
+        }
+        let prefix = format!("{dir}/");
+        let suffix = format!("/{marker}");
+        self.store()
+            .list(Some(dir))
+            .try_filter_map(|m| {
+                let found = m
+                    .location
+                    .as_ref()
+                    .strip_prefix(prefix.as_str())
+                    .and_then(|rel| rel.strip_suffix(suffix.as_str()))
+                    .map(str::to_owned);
+                async move { Ok(found) }
+            })
+            .try_collect()
+            .await
+            .map_err(Into::into)
     }
 
     /// Writes a small object whole, replacing any previous one atomically.

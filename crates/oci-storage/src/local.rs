@@ -28,11 +28,16 @@ use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
+use oci_types::ByteRange;
 
 use crate::error::{Result, StorageError};
 
 /// Size of each read when streaming a blob file.
 const BLOB_READ_CHUNK: u64 = 2 << 20;
+
+/// An opened blob: its size, the range being read (`None`: all of it) and
+/// the stream of those bytes.
+pub(crate) type Streamed = (u64, Option<Range<u64>>, BoxStream<'static, Result<Bytes>>);
 
 /// Directories with fewer entries are listed afresh every time.
 const DIR_CACHE_MIN_NAMES: usize = 1024;
@@ -180,26 +185,38 @@ impl LocalFiles {
         .await
     }
 
-    /// Opens a blob file and returns its size and a stream of `range` (the
-    /// whole file when `None`); `None` if absent.
+    /// Opens a blob file, resolves `range` (if any) against its size, and
+    /// returns the size, the resolved range and a stream of it; `None` if
+    /// absent. One open and one `fstat`: the size comes from the open file.
     pub(crate) async fn stream(
         &self,
         path: &Path,
-        range: Option<Range<u64>>,
-    ) -> Result<Option<(u64, BoxStream<'static, Result<Bytes>>)>> {
+        range: Option<ByteRange>,
+    ) -> Result<Option<Streamed>> {
         let path = self.path(path)?;
         let opened = blocking(move || match std::fs::File::open(&path) {
             Ok(mut file) => {
                 let size = file.metadata()?.len();
-                let range = range.unwrap_or(0..size);
-                file.seek(SeekFrom::Start(range.start))?;
-                Ok(Some((file, size, range)))
+                let resolved = match range {
+                    None => None,
+                    Some(r) => Some(
+                        r.resolve(size)
+                            .ok_or(StorageError::RangeNotSatisfiable { size })?,
+                    ),
+                };
+                let start = resolved.as_ref().map_or(0, |r| r.start);
+                file.seek(SeekFrom::Start(start))?;
+                Ok(Some((file, size, resolved)))
             }
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(StorageError::Io(e)),
         })
         .await?;
-        Ok(opened.map(|(file, size, range)| (size, read_ahead(file, range))))
+        Ok(opened.map(|(file, size, range)| {
+            let len = range.as_ref().map_or(size, |r| r.end - r.start);
+            let stream = read_ahead(file, len);
+            (size, range, stream)
+        }))
     }
 }
 
@@ -250,12 +267,12 @@ fn read_chunk(file: &std::fs::File, len: u64) -> Result<Bytes> {
     Ok(Bytes::from(buf))
 }
 
-/// Streams `range` of `file` in [`BLOB_READ_CHUNK`] reads on the blocking
-/// pool. Each read starts as soon as the previous one finished, before that
+/// Streams the next `len` bytes of `file` (positioned at their start) in
+/// [`BLOB_READ_CHUNK`] reads on the blocking pool. Each read starts as soon as the previous one finished, before that
 /// chunk is handed out, so the file read and the socket write overlap; reads
 /// never overlap each other, so they share the file position. Memory: two
 /// chunks per stream.
-fn read_ahead(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Result<Bytes>> {
+fn read_ahead(file: std::fs::File, len: u64) -> BoxStream<'static, Result<Bytes>> {
     type Pending = tokio::task::JoinHandle<Result<Bytes>>;
     let file = Arc::new(file);
     let spawn = |file: &Arc<std::fs::File>, remaining: u64| -> Option<Pending> {
@@ -266,10 +283,9 @@ fn read_ahead(file: std::fs::File, range: Range<u64>) -> BoxStream<'static, Resu
         let file = Arc::clone(file);
         Some(tokio::task::spawn_blocking(move || read_chunk(&file, len)))
     };
-    let remaining = range.end.saturating_sub(range.start);
-    let first = spawn(&file, remaining);
+    let first = spawn(&file, len);
     futures::stream::unfold(
-        (file, first, remaining),
+        (file, first, len),
         move |(file, pending, remaining)| async move {
             let chunk = match pending?.await {
                 Ok(chunk) => chunk,
@@ -313,10 +329,14 @@ mod tests {
             Some(0..1),
             Some(BLOB_READ_CHUNK - 3..BLOB_READ_CHUNK + 3),
             Some(1..len as u64),
-            Some(len as u64..len as u64),
         ] {
-            let (size, stream) = files.stream(&path, range.clone()).await.unwrap().unwrap();
+            let header = range
+                .as_ref()
+                .map(|r: &Range<u64>| format!("bytes={}-{}", r.start, r.end - 1));
+            let asked = header.map(|h| h.parse::<ByteRange>().unwrap());
+            let (size, resolved, stream) = files.stream(&path, asked).await.unwrap().unwrap();
             assert_eq!(size, len as u64);
+            assert_eq!(resolved, range);
             let chunks: Vec<Bytes> = stream.try_collect().await.unwrap();
             assert!(chunks.iter().all(|c| c.len() as u64 <= BLOB_READ_CHUNK));
             let got = chunks.concat();
@@ -334,13 +354,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_file_shorter_than_the_range_is_an_error_not_short_data() {
-        let (dir, files) = files();
+        let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("blob"), b"0123456789").unwrap();
-        let (_, stream) = files
-            .stream(&Path::from("blob"), Some(5..20))
-            .await
-            .unwrap()
-            .unwrap();
+        let mut file = std::fs::File::open(dir.path().join("blob")).unwrap();
+        file.seek(SeekFrom::Start(5)).unwrap();
+        let stream = read_ahead(file, 15);
         let result: Result<Vec<Bytes>> = stream.try_collect().await;
         assert!(result.is_err());
     }

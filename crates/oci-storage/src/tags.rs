@@ -1,6 +1,5 @@
 //! Tags: one small object per tag holding the digest it points to.
 
-use futures::TryStreamExt;
 use oci_types::{Digest, Pagination, RepositoryName, Tag};
 
 use crate::error::{Result, StorageError};
@@ -23,24 +22,14 @@ impl Storage {
 
     /// Every tag of the repository, sorted.
     async fn all_tags(&self, name: &RepositoryName) -> Result<Vec<Tag>> {
-        let mut tags: Vec<Tag> = if let Some(local) = self.local() {
-            // Staging files of tag writes in progress (`<tag>#<n>`) are not
-            // valid tags and drop out here.
-            local
-                .file_names(&layout::tags_dir(name))
-                .await?
-                .iter()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        } else {
-            self.store()
-                .list(Some(&layout::tags_dir(name)))
-                .try_filter_map(|m| async move {
-                    Ok(m.location.filename().and_then(|f| f.parse().ok()))
-                })
-                .try_collect()
-                .await?
-        };
+        // Staging files of tag writes in progress (`<tag>#<n>`) are not
+        // valid tags and drop out here.
+        let mut tags: Vec<Tag> = self
+            .list_names(&layout::tags_dir(name))
+            .await?
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect();
         tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         tags.dedup();
         Ok(tags)

@@ -114,7 +114,7 @@ impl Blob {
 
 /// Resolves an upload `Location` (relative or absolute) and adds a query
 /// parameter.
-fn with_query(target: &Target, location: &str, query: &str) -> String {
+pub fn with_query(target: &Target, location: &str, query: &str) -> String {
     let url = if location.starts_with("http") {
         location.to_owned()
     } else {
@@ -129,7 +129,7 @@ fn with_query(target: &Target, location: &str, query: &str) -> String {
     }
 }
 
-fn location(r: &reqwest::Response, what: &str) -> Result<String, Error> {
+pub fn location(r: &reqwest::Response, what: &str) -> Result<String, Error> {
     Ok(r.headers()
         .get("location")
         .and_then(|v| v.to_str().ok())
@@ -137,7 +137,11 @@ fn location(r: &reqwest::Response, what: &str) -> Result<String, Error> {
         .to_owned())
 }
 
-async fn expect(r: reqwest::Response, status: u16, what: &str) -> Result<reqwest::Response, Error> {
+pub async fn expect(
+    r: reqwest::Response,
+    status: u16,
+    what: &str,
+) -> Result<reqwest::Response, Error> {
     if r.status().as_u16() == status {
         Ok(r)
     } else {

@@ -55,17 +55,6 @@ pub fn find_or_install(explicit: Option<&Path>) -> Result<PathBuf, Error> {
     Ok(installed)
 }
 
-/// `oha --version`.
-pub fn version(oha: &Path) -> String {
-    Command::new(oha)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "oha".into())
-}
-
 /// One load run.
 #[derive(Debug, Clone)]
 pub struct Load<'a> {

@@ -233,7 +233,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
     } else {
         None
     };
-    let load_generator = oha.as_deref().map_or("none".into(), load::version);
+    let load_generator = oha.as_deref().map_or("none".into(), target::version_of);
     let dir = match &args.dir {
         Some(d) => tempfile::Builder::new()
             .prefix("oci-bench-")
@@ -324,8 +324,10 @@ pub async fn run(args: Args) -> Result<(), Error> {
         )
         .await?;
     }
-    for t in registries.order(0) {
-        image.push(&client, t, "bench", "latest").await?;
+    if runs(Workload::Requests) || runs(Workload::Lists) {
+        for t in registries.order(0) {
+            image.push(&client, t, "bench", "latest").await?;
+        }
     }
     let mut loadgen_cores = None;
     if let Some(oha) = &oha {
@@ -621,4 +623,84 @@ async fn lists(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::testing::debug_registry;
+
+    /// The bench's workloads against the debug registry over real HTTP, at
+    /// small sizes: every push kind, blob reclaim, pulls, seeding, paging
+    /// and a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workloads_run_against_a_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let port = free_port().unwrap();
+        let command = target::ours_command(
+            debug_registry(),
+            root.display().to_string(),
+            Vec::new(),
+            port,
+        );
+        let mut ours = Target::start("ours", port, dir.path().join("log"), command)
+            .await
+            .unwrap()
+            .with_blob_files(BlobFiles::Dir(root.clone()));
+        let client = reqwest::Client::new();
+
+        // 17 MiB: several chunks of each chunked kind, and a short tail.
+        let tail = Bytes::from(blob::random_bytes(9, 16 << 20));
+        for (i, kind) in [
+            PushKind::Monolithic,
+            PushKind::Streamed,
+            PushKind::Chunked(5 << 20),
+            PushKind::Chunked(16 << 20),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let b = Blob::new(i as u64, &tail);
+            blob::push(&client, &ours, "bench", &b, kind).await.unwrap();
+            blob::verify(&client, &ours, "bench", &b).await.unwrap();
+            let data = root.join(format!(
+                "blobs/sha256/{}/{}/data",
+                &b.digest.hex()[..2],
+                b.digest.hex()
+            ));
+            assert!(data.is_file(), "{kind:?} stored the blob");
+            if kind == PushKind::Monolithic {
+                blob::pull(&ours, "bench", &b, None).await.unwrap();
+                blob::pull(&ours, "bench", &b, Some(RANGE)).await.unwrap();
+            } else {
+                blob::delete(&client, &ours, "bench", &b.digest)
+                    .await
+                    .unwrap();
+                ours.reclaim(&b.digest);
+                assert!(!data.exists(), "{kind:?}: bytes reclaimed");
+            }
+        }
+
+        let image = Image::new();
+        image.push(&client, &ours, "bench", "latest").await.unwrap();
+        seed::seed_tags(&client, &ours, &image, "bench-tags", 30)
+            .await
+            .unwrap();
+        seed::seed_repos(&client, &ours, &image, "bench", 25)
+            .await
+            .unwrap();
+        let tags = seed::page(&client, &ours, "/v2/bench-tags/tags/list", "tags")
+            .await
+            .unwrap();
+        assert_eq!(tags.entries, 30);
+        let catalog = seed::page(&client, &ours, "/v2/_catalog?n=10", "repositories")
+            .await
+            .unwrap();
+        assert_eq!((catalog.entries, catalog.pages), (27, 3));
+
+        assert!(ours.restart().await.unwrap());
+        assert!(ours.startup().is_some_and(|t| t > Duration::ZERO));
+        assert!(ours.memory_kib("VmRSS").is_some_and(|kib| kib > 0));
+    }
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, TryStreamExt, stream};
 use oci_types::{Digest, DigestAlgorithm, DigestHasher};
 
+use super::blob::{expect, location, with_query};
 use super::target::Target;
 use crate::server::Error;
 
@@ -57,25 +58,19 @@ impl Image {
             .post(format!("{}/v2/{repo}/blobs/uploads/", target.base))
             .send()
             .await?;
-        check(&r, 202, "POST upload")?;
-        let loc = r
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or("POST upload: no Location")?;
-        let url = if loc.starts_with("http") {
-            loc.to_owned()
-        } else {
-            format!("{}{loc}", target.base)
-        };
-        let sep = if url.contains('?') { '&' } else { '?' };
+        let r = expect(r, 202, "POST upload").await?;
+        let url = with_query(
+            target,
+            &location(&r, "POST upload")?,
+            &format!("digest={}", self.blob),
+        );
         let r = client
-            .put(format!("{url}{sep}digest={}", self.blob))
+            .put(url)
             .header("content-type", "application/octet-stream")
             .body("{}")
             .send()
             .await?;
-        check(&r, 201, "PUT blob")?;
+        expect(r, 201, "PUT blob").await?;
         self.tag(client, target, repo, tag).await
     }
 
@@ -93,7 +88,7 @@ impl Image {
             .body(self.manifest.clone())
             .send()
             .await?;
-        check(&r, 201, "PUT manifest")
+        expect(r, 201, "PUT manifest").await.map(drop)
     }
 
     /// Mounts the blob from `from` into `repo`, then tags the manifest
@@ -112,16 +107,8 @@ impl Image {
             ))
             .send()
             .await?;
-        check(&r, 201, "POST mount")?;
+        expect(r, 201, "POST mount").await?;
         self.tag(client, target, repo, "v1").await
-    }
-}
-
-fn check(r: &reqwest::Response, status: u16, what: &str) -> Result<(), Error> {
-    if r.status().as_u16() == status {
-        Ok(())
-    } else {
-        Err(format!("{what} {}: expected {status}, got {}", r.url(), r.status()).into())
     }
 }
 
@@ -203,7 +190,7 @@ pub async fn page(
     let mut entries = 0;
     loop {
         let r = client.get(&url).send().await?;
-        check(&r, 200, "GET list")?;
+        let r = expect(r, 200, "GET list").await?;
         let next = r
             .headers()
             .get("link")

@@ -202,7 +202,8 @@ pub fn distribution_config(root: &Path, port: u16) -> String {
     )
 }
 
-/// `docker-registry --version`, or the binary's path if it will not say.
+/// `<binary> --version` (e.g. oha's or docker-registry's), or the binary's
+/// path if it will not say.
 pub fn version_of(binary: &Path) -> String {
     Command::new(binary)
         .arg("--version")

@@ -510,12 +510,11 @@ async fn try_run_backend(
 
 #[cfg(test)]
 mod tests {
+    use crate::server::testing::debug_registry;
     use std::os::unix::fs::PermissionsExt;
-    use std::sync::OnceLock;
 
     use super::junit::Workflow;
     use super::*;
-    use crate::server::{cargo, workspace_root};
 
     #[test]
     fn exit_codes() {
@@ -588,27 +587,6 @@ mod tests {
         );
         assert_eq!(lines[10], "        <int>: 202");
         assert_eq!(lines[13], "ERROR s3: the suite wrote no junit.xml");
-    }
-
-    /// The debug `oci-registry`, built once per test run (a no-op when up
-    /// to date); an existing binary is used if the build fails.
-    fn debug_registry() -> PathBuf {
-        static BIN: OnceLock<PathBuf> = OnceLock::new();
-        BIN.get_or_init(|| {
-            let built = cargo()
-                .current_dir(workspace_root())
-                .args(["build", "--quiet", "-p", "oci-registry-bin"])
-                .status()
-                .is_ok_and(|s| s.success());
-            let bin = target_dir().join("debug/oci-registry");
-            assert!(
-                bin.is_file(),
-                "no {} (build ok: {built}); run `cargo build -p oci-registry-bin`",
-                bin.display()
-            );
-            bin
-        })
-        .clone()
     }
 
     fn alive(pid: u32) -> bool {
