@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
@@ -13,14 +12,10 @@ use object_store::prefix::PrefixStore;
 
 use crate::error::{Result, StorageError};
 use crate::local::LocalFiles;
+use crate::options::StorageOptions;
 use crate::upload_area::{
     LeaseLocks, LocalUploadArea, MultipartUploadArea, PartsUploadArea, UploadArea,
 };
-
-/// How long an S3 upload lock outlives a holder that stopped renewing it.
-const LEASE_TTL: Duration = Duration::from_secs(30);
-/// How long a request waits for an S3 upload lock before giving up.
-const LEASE_WAIT: Duration = Duration::from_secs(120);
 
 /// A backend ready for the engine: the object store and the matching upload
 /// area.
@@ -34,10 +29,10 @@ pub(crate) struct Backend {
 
 /// Parses a storage URL: `memory://`, `file:///abs/path`, a plain path
 /// (relative paths are resolved against the current directory), or
-/// `s3://bucket/prefix`. `options` are object_store configuration keys
-/// (`aws_endpoint`, `aws_region`, ...), applied over the `AWS_*`
+/// `s3://bucket/prefix`. `options.backend` are object_store configuration
+/// keys (`aws_endpoint`, `aws_region`, ...), applied over the `AWS_*`
 /// environment variables; only S3 takes any.
-pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
+pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
     let invalid = |reason: &str| StorageError::InvalidUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
@@ -54,7 +49,7 @@ pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
     if url.starts_with("s3://") {
         return open_s3(url, options);
     }
-    if let Some((key, _)) = options.first() {
+    if let Some((key, _)) = options.backend.first() {
         return Err(invalid(&format!(
             "option {key:?} applies to s3:// URLs only"
         )));
@@ -86,7 +81,7 @@ pub(crate) fn open(url: &str, options: &[(String, String)]) -> Result<Backend> {
 
 /// `s3://bucket/prefix`: configuration from `AWS_*` variables, then
 /// `options`; the prefix is applied with a [`PrefixStore`].
-fn open_s3(url: &str, options: &[(String, String)]) -> Result<Backend> {
+fn open_s3(url: &str, options: &StorageOptions) -> Result<Backend> {
     let invalid = |reason: String| StorageError::InvalidUrl {
         url: url.to_owned(),
         reason,
@@ -98,7 +93,7 @@ fn open_s3(url: &str, options: &[(String, String)]) -> Result<Backend> {
         .ok_or_else(|| invalid("no bucket".into()))?;
     let prefix = Path::from(parsed.path().trim_matches('/'));
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (key, value) in options {
+    for (key, value) in &options.backend {
         let key: AmazonS3ConfigKey = key
             .parse()
             .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
@@ -110,7 +105,7 @@ fn open_s3(url: &str, options: &[(String, String)]) -> Result<Backend> {
     } else {
         Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.clone()))
     };
-    let locks = LeaseLocks::new(Arc::clone(&store), LEASE_TTL, LEASE_WAIT);
+    let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl, options.lock_wait);
     let area = MultipartUploadArea::new(Arc::clone(&store), s3, prefix.clone(), locks);
     Ok(Backend {
         uploads: Arc::new(area),

@@ -54,6 +54,7 @@ mod error;
 mod layout;
 mod local;
 mod manifests;
+mod options;
 mod referrers;
 mod tags;
 pub mod upload_area;
@@ -70,6 +71,7 @@ use object_store::path::Path;
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
+pub use options::StorageOptions;
 pub use upload_area::{AreaState, BodyStream, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
@@ -87,45 +89,40 @@ struct Inner {
     uploads: Arc<dyn UploadArea>,
     description: String,
     local: Option<local::LocalFiles>,
+    options: StorageOptions,
 }
 
 impl Storage {
-    /// Opens the backend named by `url` (see the crate docs for the forms).
+    /// Opens the backend named by `url` (see the crate docs for the forms)
+    /// with the default [`StorageOptions`].
     pub async fn open(url: &str) -> Result<Self> {
-        Self::open_with(url, &[]).await
+        Self::open_with_options(url, StorageOptions::default()).await
     }
 
     /// Opens `url` with backend options: object_store configuration keys
     /// such as `aws_endpoint` or `aws_allow_http` (S3 only), which override
     /// the `AWS_*` environment variables.
-    pub async fn open_with(url: &str, options: &[(String, String)]) -> Result<Self> {
-        Ok(Self::from_backend(backend::open(url, options)?))
+    pub async fn open_with(url: &str, backend: &[(String, String)]) -> Result<Self> {
+        Self::open_with_options(url, StorageOptions::with_backend(backend)).await
     }
 
-    /// Builds an engine from an object store and an upload area; for
-    /// backends that [`Storage::open`] does not know.
-    pub fn from_parts(
-        store: Arc<dyn ObjectStore>,
-        uploads: Arc<dyn UploadArea>,
-        description: impl Into<String>,
-    ) -> Self {
-        Self::from_backend(backend::Backend {
-            store,
-            uploads,
-            description: description.into(),
-            local: None,
-        })
-    }
-
-    fn from_backend(b: backend::Backend) -> Self {
-        Self {
+    /// Opens `url` with every option given.
+    pub async fn open_with_options(url: &str, options: StorageOptions) -> Result<Self> {
+        let b = backend::open(url, &options)?;
+        Ok(Self {
             inner: Arc::new(Inner {
                 store: b.store,
                 uploads: b.uploads,
                 description: b.description,
                 local: b.local,
+                options,
             }),
-        }
+        })
+    }
+
+    /// The options this engine was opened with.
+    pub fn options(&self) -> &StorageOptions {
+        &self.inner.options
     }
 
     /// A human-readable name of the backend, e.g. `file:///srv/registry`.

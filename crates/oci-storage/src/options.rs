@@ -1,0 +1,59 @@
+//! What an operator can tune in the storage engine, with the defaults a
+//! production registry wants.
+
+use std::time::Duration;
+
+/// Options of a [`crate::Storage`]. `Default` gives the documented
+/// defaults; build on it with struct update syntax:
+///
+/// ```
+/// # use oci_storage::StorageOptions;
+/// let opts = StorageOptions { fsync: false, ..StorageOptions::default() };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StorageOptions {
+    /// object_store configuration keys for the backend (`aws_endpoint`,
+    /// `aws_region`, ...), applied over the `AWS_*` environment variables;
+    /// S3 only.
+    pub backend: Vec<(String, String)>,
+    /// Filesystem backend: `fsync` every file and its directory before a
+    /// write is acknowledged, so an acknowledged blob, manifest, tag or link
+    /// survives power loss. Default `true`.
+    pub fsync: bool,
+    /// Upload sessions untouched for this long are expired and their bytes
+    /// freed. Default 24 h.
+    pub upload_ttl: Duration,
+    /// At most this many upload sessions may be open at once; starting
+    /// another is refused until some finish or expire. Default 10,000.
+    pub max_uploads: usize,
+    /// How long a request waits for an upload session another request is
+    /// using before it is answered "busy". Default 30 s.
+    pub lock_wait: Duration,
+    /// S3: how long an upload session's lease outlives a holder that stopped
+    /// renewing it. Default 30 s.
+    pub lease_ttl: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        Self {
+            backend: Vec::new(),
+            fsync: true,
+            upload_ttl: Duration::from_secs(24 * 60 * 60),
+            max_uploads: 10_000,
+            lock_wait: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl StorageOptions {
+    /// The defaults with these backend options (object_store keys).
+    pub fn with_backend(backend: &[(String, String)]) -> Self {
+        Self {
+            backend: backend.to_vec(),
+            ..Self::default()
+        }
+    }
+}
