@@ -172,25 +172,35 @@ impl TestServer {
     /// `s3://<bucket>/registry` on a fresh in-process S3 server, owned by
     /// this server (and by the one [`TestServer::restart`] returns).
     pub async fn start(backend: Backend) -> TestServer {
-        match backend {
-            Backend::Memory => Self::start_at("memory://").await,
+        Self::start_limited(backend, oci_http::Limits::default()).await
+    }
+
+    /// Like [`TestServer::start`], serving with `limits` instead of the
+    /// defaults.
+    pub async fn start_limited(backend: Backend, limits: oci_http::Limits) -> TestServer {
+        let (url, options, dir, s3) = match backend {
+            Backend::Memory => ("memory://".to_owned(), Vec::new(), None, None),
             Backend::Filesystem => {
                 let dir = tempfile::tempdir().expect("create tempdir");
-                let root = dir.path().join("registry");
-                let url = file_url(&root);
-                let mut srv = Self::start_at(&url).await;
-                srv.dir = Some(dir);
-                srv
+                let url = file_url(&dir.path().join("registry"));
+                (url, Vec::new(), Some(dir), None)
             }
             Backend::S3 => {
                 let s3 = oci_test_s3::S3Server::start()
                     .await
                     .expect("start S3 server");
-                let mut srv = Self::start_at_with(&s3.url("registry"), &s3.options()).await;
-                srv.s3 = Some(s3);
-                srv
+                (s3.url("registry"), s3.options(), None, Some(s3))
             }
-        }
+        };
+        let storage = oci_storage::Storage::open_with(&url, &options)
+            .await
+            .unwrap_or_else(|e| panic!("Storage::open_with({url:?}) failed: {e:?}"));
+        let mut srv = Self::serve(storage, limits).await;
+        srv.storage_url = url;
+        srv.storage_options = options;
+        srv.dir = dir;
+        srv.s3 = s3;
+        srv
     }
 
     /// Starts a server on the storage at `url` (`memory://`,
@@ -208,22 +218,24 @@ impl TestServer {
         let storage = oci_storage::Storage::open_with(url, options)
             .await
             .unwrap_or_else(|e| panic!("Storage::open_with({url:?}) failed: {e:?}"));
-        let mut srv = Self::serve(storage).await;
+        let mut srv = Self::serve(storage, oci_http::Limits::default()).await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options.to_vec();
         srv
     }
 
-    async fn serve(storage: oci_storage::Storage) -> TestServer {
+    /// Serves `storage` exactly as the binary does: `oci_http::app_with`
+    /// on `oci_http::server::serve`, with `limits`.
+    async fn serve(storage: oci_storage::Storage, limits: oci_http::Limits) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let app = oci_http::app(storage);
+        let app = oci_http::app_with(storage, &limits);
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
+            let shutdown = async {
+                let _ = rx.await;
+            };
+            oci_http::server::serve(listener, app, &limits, shutdown)
                 .await
                 .expect("server error");
         });

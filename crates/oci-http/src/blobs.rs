@@ -30,9 +30,9 @@ pub async fn get(
         header::CONTENT_TYPE,
         HeaderValue::from_static(media_type::OCTET_STREAM),
     );
-    response_headers.insert(DOCKER_CONTENT_DIGEST, value(digest.as_str()));
+    response_headers.insert(DOCKER_CONTENT_DIGEST, value(digest.as_str())?);
     response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    response_headers.insert(header::ETAG, value(format!("\"{digest}\"")));
+    response_headers.insert(header::ETAG, value(format!("\"{digest}\""))?);
     if head && range.is_none() {
         let meta = storage.blob_stat(name, digest).await?;
         response_headers.insert(header::CONTENT_LENGTH, meta.size.into());
@@ -43,7 +43,7 @@ pub async fn get(
         Some(r) => {
             response_headers.insert(
                 header::CONTENT_RANGE,
-                value(format!("bytes {}-{}/{}", r.start, r.end - 1, read.size)),
+                value(format!("bytes {}-{}/{}", r.start, r.end - 1, read.size))?,
             );
             response_headers.insert(header::CONTENT_LENGTH, (r.end - r.start).into());
             StatusCode::PARTIAL_CONTENT

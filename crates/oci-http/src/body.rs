@@ -27,6 +27,15 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// The 413 answer to a manifest body over `limit` bytes.
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::ManifestInvalid,
+        format!("manifest larger than {limit} bytes"),
+    )
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+}
+
 /// Reads a body of at most `limit` bytes. A larger declared or actual body
 /// is refused with 413 before it is buffered.
 pub async fn read_limited(
@@ -34,17 +43,13 @@ pub async fn read_limited(
     body: Body,
     limit: usize,
 ) -> Result<Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            ErrorCode::ManifestInvalid,
-            format!("manifest larger than {limit} bytes"),
-        )
-        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
-    };
+    let too_large = || too_large(limit);
     if content_length(headers).is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let mut buf = bytes::BytesMut::new();
+    let mut buf = bytes::BytesMut::with_capacity(
+        content_length(headers).map_or(0, |n| (n as usize).min(limit)),
+    );
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
         let frame = frame

@@ -7,7 +7,7 @@
 //! the name. Every component is parsed into its type here; handlers never
 //! see raw strings.
 
-use axum::http::Method;
+use axum::http::{HeaderValue, Method};
 use oci_types::{Digest, ErrorCode, Reference, RepositoryName};
 use uuid::Uuid;
 
@@ -122,22 +122,28 @@ impl Endpoint {
         Ok(Some(endpoint))
     }
 
-    /// The methods this endpoint answers (for 405 and `Allow`).
-    pub fn allows(&self, method: &Method) -> bool {
-        let m = method;
+    /// The methods this endpoint answers.
+    pub fn methods(&self) -> &'static [Method] {
         match self {
             Self::Base | Self::Catalog | Self::Tags { .. } | Self::Referrers { .. } => {
-                m == Method::GET || m == Method::HEAD
+                &[Method::GET, Method::HEAD]
             }
-            Self::Blob { .. } => m == Method::GET || m == Method::HEAD || m == Method::DELETE,
-            Self::UploadStart { .. } => m == Method::POST,
-            Self::Upload { .. } => {
-                m == Method::GET || m == Method::PATCH || m == Method::PUT || m == Method::DELETE
-            }
-            Self::Manifest { .. } => {
-                m == Method::GET || m == Method::HEAD || m == Method::PUT || m == Method::DELETE
-            }
+            Self::Blob { .. } => &[Method::GET, Method::HEAD, Method::DELETE],
+            Self::UploadStart { .. } => &[Method::POST],
+            Self::Upload { .. } => &[Method::GET, Method::PATCH, Method::PUT, Method::DELETE],
+            Self::Manifest { .. } => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
         }
+    }
+
+    /// True if the endpoint answers `method` (else 405).
+    pub fn allows(&self, method: &Method) -> bool {
+        self.methods().contains(method)
+    }
+
+    /// The `Allow` header value of a 405 answer, e.g. `GET, HEAD, DELETE`.
+    pub fn allowed(&self) -> HeaderValue {
+        let names: Vec<&str> = self.methods().iter().map(Method::as_str).collect();
+        HeaderValue::try_from(names.join(", ")).expect("method names are valid header values")
     }
 }
 

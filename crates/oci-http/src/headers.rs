@@ -1,6 +1,9 @@
 //! Header names of the distribution API and builders for their values.
 
 use axum::http::{HeaderName, HeaderValue};
+use oci_types::ErrorCode;
+
+use crate::error::ApiError;
 
 /// `Docker-Content-Digest`: the digest of the content in the response.
 pub const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
@@ -15,17 +18,26 @@ pub const OCI_SUBJECT: HeaderName = HeaderName::from_static("oci-subject");
 /// `OCI-Filters-Applied`: filters applied to a referrers listing.
 pub const OCI_FILTERS_APPLIED: HeaderName = HeaderName::from_static("oci-filters-applied");
 
-/// A header value from a string the registry built from validated parts.
-/// Such strings are always visible ASCII; anything else becomes empty
-/// rather than panicking.
-pub fn value(s: impl AsRef<str>) -> HeaderValue {
-    HeaderValue::from_str(s.as_ref()).unwrap_or_else(|_| HeaderValue::from_static(""))
+/// A header value from a string the registry built from validated parts
+/// (digests, names, tags, numbers: visible ASCII by construction). Anything
+/// else is a bug upstream, answered `500 UNKNOWN` rather than sent as a
+/// header that silently lost its value.
+pub fn value(s: impl AsRef<str>) -> Result<HeaderValue, ApiError> {
+    let s = s.as_ref();
+    HeaderValue::from_str(s).map_err(|_| {
+        tracing::error!(value = ?s, "a header value built by the registry is not visible ASCII");
+        ApiError::new(
+            ErrorCode::Unknown,
+            "internal error building a response header",
+        )
+    })
 }
 
 /// The `Range` of an upload session holding `offset` bytes: `0-<last>`
 /// inclusive, `0-0` when empty (as Docker's registry answers).
 pub fn upload_range(offset: u64) -> HeaderValue {
-    value(format!("0-{}", offset.saturating_sub(1)))
+    HeaderValue::try_from(format!("0-{}", offset.saturating_sub(1)))
+        .expect("digits and a dash are a valid header value")
 }
 
 #[cfg(test)]
@@ -37,6 +49,11 @@ mod tests {
         assert_eq!(upload_range(0), "0-0");
         assert_eq!(upload_range(1), "0-0");
         assert_eq!(upload_range(100), "0-99");
-        assert_eq!(value("bad\nvalue"), "");
+    }
+
+    #[test]
+    fn an_unencodable_value_is_an_error_not_an_empty_header() {
+        assert_eq!(value("bad\nvalue").unwrap_err().code(), ErrorCode::Unknown);
+        assert_eq!(value("ok").unwrap(), "ok");
     }
 }

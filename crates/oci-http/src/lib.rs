@@ -9,17 +9,23 @@
 //! [`listing`] (tags and catalog) and [`referrers`]. Failures are
 //! [`ApiError`]s, rendered as the spec's JSON error body.
 //!
-//! Authentication and limits will come as tower layers around this router.
+//! [`Limits`] bound what clients can make the registry hold: request
+//! bodies that stall, requests in flight, manifest bytes in memory (layers
+//! here) and connections, header and keep-alive timeouts ([`server`], the
+//! connection loop the binary and the end-to-end tests serve with).
+//! Authentication will come as another layer.
 
 pub mod blobs;
 pub mod body;
 pub mod endpoint;
 pub mod error;
 pub mod headers;
+pub mod limits;
 pub mod listing;
 pub mod manifests;
 pub mod params;
 pub mod referrers;
+pub mod server;
 pub mod uploads;
 
 use axum::Router;
@@ -30,25 +36,42 @@ use oci_storage::Storage;
 use oci_types::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 pub use endpoint::Endpoint;
 pub use error::ApiError;
+pub use limits::Limits;
 
 use params::Params;
 
 /// Shared state of every handler.
 #[derive(Clone, Debug)]
-pub struct AppState {
-    /// The storage engine.
-    pub storage: Storage,
+struct AppState {
+    storage: Storage,
+    budgets: limits::Budgets,
 }
 
-/// The whole API, ready to serve.
+/// The whole API with the default [`Limits`], ready to serve.
 pub fn app(storage: Storage) -> Router {
+    app_with(storage, &Limits::default())
+}
+
+/// The whole API, enforcing the request-level `limits` (the connection
+/// limits are [`server::serve`]'s).
+pub fn app_with(storage: Storage, limits: &Limits) -> Router {
+    let budgets = limits::Budgets::new(limits);
     Router::new()
         .fallback(dispatch)
-        .with_state(AppState { storage })
+        .with_state(AppState {
+            storage,
+            budgets: budgets.clone(),
+        })
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .layer(axum::middleware::from_fn_with_state(
+            budgets,
+            limits::request_cap,
+        ))
         .layer(SetResponseHeaderLayer::overriding(
             headers::DOCKER_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
@@ -64,14 +87,25 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let endpoint = match Endpoint::parse(&parts.method, parts.uri.path()) {
         Ok(Some(endpoint)) => endpoint,
-        Ok(None) => return StatusCode::NOT_FOUND.into_response(),
+        Ok(None) => {
+            // Not a route of the API: the spec's JSON all the same, with the
+            // one code that fits ("the operation is unsupported").
+            return ApiError::new(
+                ErrorCode::Unsupported,
+                "no such endpoint of the registry API",
+            )
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response();
+        }
         Err(e) => return e.into_response(),
     };
     if !endpoint.allows(&parts.method) {
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
         return ApiError::new(
             ErrorCode::Unsupported,
             format!("{} is not supported here", parts.method),
         )
+        .with_header(header::ALLOW, endpoint.allowed())
         .into_response();
     }
     // An error may be answered before the request body was read; the
@@ -109,7 +143,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
         }
         (Endpoint::Upload { name, id }, _) => uploads::cancel(s, &name, &id).await,
         (Endpoint::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(s, &name, &reference, h, body).await
+            manifests::put(s, &state.budgets, &name, &reference, h, body).await
         }
         (Endpoint::Manifest { name, reference }, Method::DELETE) => {
             manifests::delete(s, &name, &reference).await

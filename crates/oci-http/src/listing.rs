@@ -18,13 +18,13 @@ pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> 
     let (tags, more) = storage.tags_list(name, &page).await?;
     let tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
     let link = more.then(|| next_link(&format!("/v2/{name}/tags/list"), &page, tags.last()));
-    Ok(with_link(
+    with_link(
         TagList {
             name: name.as_str(),
             tags,
         },
         link,
-    ))
+    )
 }
 
 /// `GET /v2/_catalog?n=&last=`.
@@ -33,12 +33,12 @@ pub async fn catalog(storage: &Storage, params: &Params) -> ApiResult {
     let (names, more) = storage.catalog(&page).await?;
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     let link = more.then(|| next_link("/v2/_catalog", &page, names.last()));
-    Ok(with_link(
+    with_link(
         Catalog {
             repositories: names,
         },
         link,
-    ))
+    )
 }
 
 /// `Link: <path?n=N&last=L>; rel="next"` (RFC 8288), as the spec shows.
@@ -66,10 +66,10 @@ struct Catalog<'a> {
     repositories: Vec<&'a str>,
 }
 
-fn with_link(body: impl Serialize, link: Option<String>) -> axum::response::Response {
+fn with_link(body: impl Serialize, link: Option<String>) -> ApiResult {
     let mut response = (StatusCode::OK, Json(body)).into_response();
     if let Some(link) = link {
-        response.headers_mut().insert(header::LINK, value(link));
+        response.headers_mut().insert(header::LINK, value(link)?);
     }
-    response
+    Ok(response)
 }

@@ -10,6 +10,7 @@ use oci_types::{Reference, RepositoryName};
 
 use crate::blobs::accepted;
 use crate::headers::{DOCKER_CONTENT_DIGEST, OCI_SUBJECT, value};
+use crate::limits::Budgets;
 use crate::{ApiResult, body};
 
 /// `GET`/`HEAD /v2/<name>/manifests/<reference>`: the exact bytes pushed,
@@ -27,9 +28,9 @@ pub async fn get(
         (m.meta, Some(m.body))
     };
     let headers = [
-        (header::CONTENT_TYPE, value(&meta.media_type)),
-        (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())),
-        (header::ETAG, value(format!("\"{}\"", meta.digest))),
+        (header::CONTENT_TYPE, value(&meta.media_type)?),
+        (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())?),
+        (header::ETAG, value(format!("\"{}\"", meta.digest))?),
         (header::CONTENT_LENGTH, HeaderValue::from(meta.size)),
     ];
     Ok(match body {
@@ -40,15 +41,26 @@ pub async fn get(
 
 /// `PUT /v2/<name>/manifests/<reference>`: 201 with `Location`, the digest,
 /// and `OCI-Subject` when the manifest has a subject. Bodies over
-/// [`MAX_MANIFEST_SIZE`] are refused with 413 before being buffered.
-pub async fn put(
+/// [`MAX_MANIFEST_SIZE`] are refused with 413 before being buffered, and
+/// every body is buffered within the manifest budget of [`crate::Limits`].
+pub(crate) async fn put(
     storage: &Storage,
+    budgets: &Budgets,
     name: &RepositoryName,
     reference: &Reference,
     headers: &HeaderMap,
     request_body: Body,
 ) -> ApiResult {
-    let bytes = body::read_limited(headers, request_body, MAX_MANIFEST_SIZE).await?;
+    let declared = body::content_length(headers).map_or(MAX_MANIFEST_SIZE, |n| {
+        usize::try_from(n).unwrap_or(usize::MAX)
+    });
+    if declared > MAX_MANIFEST_SIZE {
+        return Err(body::too_large(MAX_MANIFEST_SIZE));
+    }
+    // Held until the manifest is stored: the body and what parsing it
+    // allocates stay within the budget.
+    let _budget = budgets.manifest(declared).await?;
+    let bytes = body::read_limited(headers, request_body, declared).await?;
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -60,9 +72,9 @@ pub async fn put(
         [
             (
                 header::LOCATION,
-                value(format!("/v2/{name}/manifests/{}", meta.digest)),
+                value(format!("/v2/{name}/manifests/{}", meta.digest))?,
             ),
-            (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())),
+            (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())?),
             (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
         ],
     )
@@ -70,7 +82,7 @@ pub async fn put(
     if let Some(subject) = &meta.subject {
         response
             .headers_mut()
-            .insert(OCI_SUBJECT, value(subject.as_str()));
+            .insert(OCI_SUBJECT, value(subject.as_str())?);
     }
     Ok(response)
 }

@@ -3,7 +3,7 @@
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use oci_storage::{MountOutcome, Storage, UploadStatus};
 use oci_types::{ContentRange, Digest, DigestAlgorithm, ErrorCode, RepositoryName};
 use uuid::Uuid;
@@ -29,27 +29,27 @@ pub async fn start(
             .map(str::parse::<RepositoryName>)
             .transpose()?;
         if storage.blob_mount(name, &digest, from.as_ref()).await? == MountOutcome::Mounted {
-            return Ok(created(name, &digest));
+            return created(name, &digest);
         }
         // Spec: a registry unable to mount answers as for a new session.
         let status = storage.upload_start(name, DigestAlgorithm::Sha256).await?;
-        return Ok(session(name, status, StatusCode::ACCEPTED));
+        return session(name, status, StatusCode::ACCEPTED);
     }
     if let Some(digest) = params.get("digest") {
         let digest: Digest = digest.parse()?;
         let meta = storage
             .blob_put(name, &digest, body::stream(request_body))
             .await?;
-        return Ok(created(name, &meta.digest));
+        return created(name, &meta.digest);
     }
     let status = storage.upload_start(name, DigestAlgorithm::Sha256).await?;
-    Ok(session(name, status, StatusCode::ACCEPTED))
+    session(name, status, StatusCode::ACCEPTED)
 }
 
 /// `GET /v2/<name>/blobs/uploads/<id>`: 204 with the received `Range`.
 pub async fn status(storage: &Storage, name: &RepositoryName, id: &Uuid) -> ApiResult {
     let status = storage.upload_status(name, id).await?;
-    Ok(session(name, status, StatusCode::NO_CONTENT))
+    session(name, status, StatusCode::NO_CONTENT)
 }
 
 /// `PATCH /v2/<name>/blobs/uploads/<id>`: append a chunk (with
@@ -66,7 +66,7 @@ pub async fn patch(
     let status = storage
         .upload_append(name, id, range, body::stream(request_body))
         .await?;
-    Ok(session(name, status, StatusCode::ACCEPTED))
+    session(name, status, StatusCode::ACCEPTED)
 }
 
 /// `PUT /v2/<name>/blobs/uploads/<id>?digest=`: the optional last chunk,
@@ -88,7 +88,7 @@ pub async fn complete(
     let meta = storage
         .upload_complete(name, id, &digest, range, Some(body::stream(request_body)))
         .await?;
-    Ok(created(name, &meta.digest))
+    created(name, &meta.digest)
 }
 
 /// `DELETE /v2/<name>/blobs/uploads/<id>`: 204.
@@ -135,34 +135,34 @@ fn check_length(headers: &HeaderMap, range: Option<ContentRange>) -> Result<(), 
 }
 
 /// The 202/204 answer describing a session.
-fn session(name: &RepositoryName, status: UploadStatus, code: StatusCode) -> Response {
-    (
+fn session(name: &RepositoryName, status: UploadStatus, code: StatusCode) -> ApiResult {
+    Ok((
         code,
         [
             (
                 header::LOCATION,
-                value(format!("/v2/{name}/blobs/uploads/{}", status.id)),
+                value(format!("/v2/{name}/blobs/uploads/{}", status.id))?,
             ),
             (header::RANGE, upload_range(status.offset)),
-            (DOCKER_UPLOAD_UUID, value(status.id.to_string())),
+            (DOCKER_UPLOAD_UUID, value(status.id.to_string())?),
             (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
         ],
     )
-        .into_response()
+        .into_response())
 }
 
 /// The 201 answer for a blob now in the repository.
-fn created(name: &RepositoryName, digest: &Digest) -> Response {
-    (
+fn created(name: &RepositoryName, digest: &Digest) -> ApiResult {
+    Ok((
         StatusCode::CREATED,
         [
             (
                 header::LOCATION,
-                value(format!("/v2/{name}/blobs/{digest}")),
+                value(format!("/v2/{name}/blobs/{digest}"))?,
             ),
-            (DOCKER_CONTENT_DIGEST, value(digest.as_str())),
+            (DOCKER_CONTENT_DIGEST, value(digest.as_str())?),
             (header::CONTENT_LENGTH, HeaderValue::from_static("0")),
         ],
     )
-        .into_response()
+        .into_response())
 }

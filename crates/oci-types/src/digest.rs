@@ -188,11 +188,6 @@ impl DigestHasher {
         }
     }
 
-    /// The digest of everything fed so far, leaving the hasher usable.
-    pub fn peek(&self) -> Digest {
-        self.clone().finalize()
-    }
-
     /// The internal state as bytes, to be stored beside an upload session.
     pub fn save(&self) -> Vec<u8> {
         match self {

@@ -63,29 +63,6 @@ impl ErrorCode {
             Self::Unknown => "UNKNOWN",
         }
     }
-
-    /// The spec's one-line description, used as the default `message`.
-    pub fn description(self) -> &'static str {
-        match self {
-            Self::BlobUnknown => "blob unknown to registry",
-            Self::BlobUploadInvalid => "blob upload invalid",
-            Self::BlobUploadUnknown => "blob upload unknown to registry",
-            Self::DigestInvalid => "provided digest did not match uploaded content",
-            Self::ManifestBlobUnknown => {
-                "manifest references a manifest or blob unknown to registry"
-            }
-            Self::ManifestInvalid => "manifest invalid",
-            Self::ManifestUnknown => "manifest unknown to registry",
-            Self::NameInvalid => "invalid repository name",
-            Self::NameUnknown => "repository name not known to registry",
-            Self::SizeInvalid => "provided length did not match content length",
-            Self::Unauthorized => "authentication required",
-            Self::Denied => "requested access to the resource is denied",
-            Self::Unsupported => "the operation is unsupported",
-            Self::TooManyRequests => "too many requests",
-            Self::Unknown => "unknown error",
-        }
-    }
 }
 
 impl fmt::Display for ErrorCode {

@@ -1,0 +1,291 @@
+//! The connection loop: accepts TCP connections and serves the API on
+//! them with hyper-util's HTTP/1 + HTTP/2 connection builder, enforcing the
+//! connection-level [`Limits`]:
+//!
+//! - `TCP_NODELAY` on every socket, so a response head and a small body
+//!   written separately are not held back by Nagle's algorithm waiting
+//!   for the client's delayed ACK (tens of ms per request on keep-alive
+//!   connections);
+//! - a cap on open connections: one over it gets a `503` with
+//!   `Retry-After` and is closed;
+//! - hyper's header-read timeout (a slowloris client sending half a head
+//!   is cut off);
+//! - a keep-alive idle timeout: a connection with no request in flight
+//!   and no byte received for [`Limits::keepalive_timeout`] is closed.
+//!
+//! Graceful shutdown stops accepting, lets requests in flight finish, and
+//! closes idle connections at once.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+use tower::ServiceExt;
+
+use crate::limits::{Guarded, Limits, RETRY_AFTER_SECS};
+
+/// Serves `app` on `listener` until `shutdown` resolves, then stops
+/// accepting, lets requests in flight finish and returns.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.keepalive_timeout / 2)
+        .keep_alive_timeout(limits.header_timeout);
+    let builder = Arc::new(builder);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+        }
+        match Arc::clone(&slots).try_acquire_owned() {
+            Ok(slot) => {
+                let conn = Connection {
+                    builder: Arc::clone(&builder),
+                    app: app.clone(),
+                    keepalive: limits.keepalive_timeout,
+                    stop: stop_rx.clone(),
+                    _slot: slot,
+                };
+                tokio::spawn(conn.run(stream));
+            }
+            Err(_) => {
+                tokio::spawn(refuse(stream));
+            }
+        }
+    }
+    drop(listener);
+    let _ = stop_tx.send(true);
+    // Every connection holds a slot until it is done.
+    let _all = slots.acquire_many(max as u32).await;
+    Ok(())
+}
+
+/// Answers a connection over the cap with `503` and closes it, without
+/// reading the request.
+async fn refuse(mut stream: TcpStream) {
+    let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"the registry has too many open connections; retry"}]}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+         retry-after: {RETRY_AFTER_SECS}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+}
+
+/// One accepted connection and what it needs to be served.
+struct Connection {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    keepalive: Duration,
+    stop: watch::Receiver<bool>,
+    /// Released when the connection is done (the connection cap).
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Connection {
+    async fn run(mut self, stream: TcpStream) {
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Tracked {
+            io: stream,
+            activity: Arc::clone(&activity),
+        });
+        let app = self.app.clone();
+        let tracker = Arc::clone(&activity);
+        let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let guard = InFlight::start(&tracker);
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request.map(axum::body::Body::new)).await?;
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(Guarded::new(body, guard))),
+                )
+            }
+        });
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+        tokio::pin!(conn);
+        let mut closing = false;
+        loop {
+            let idle_check = tokio::time::sleep_until(activity.idle_deadline(self.keepalive));
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                changed = self.stop.changed(), if !closing => {
+                    if changed.is_err() || *self.stop.borrow() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+                () = idle_check, if !closing => {
+                    if activity.is_idle_for(self.keepalive) {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What a connection is doing: requests in flight and when it last did
+/// anything (milliseconds since `start`).
+struct Activity {
+    start: Instant,
+    in_flight: AtomicUsize,
+    last_active_ms: AtomicU64,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.start.elapsed().as_millis() as u64;
+        self.last_active_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last_active(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_active_ms.load(Ordering::Relaxed))
+    }
+
+    /// When the connection would have been idle for `keepalive`, as far as
+    /// is known now.
+    fn idle_deadline(&self, keepalive: Duration) -> Instant {
+        let now = Instant::now();
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return now + keepalive;
+        }
+        (self.last_active() + keepalive).max(now + Duration::from_millis(1))
+    }
+
+    fn is_idle_for(&self, keepalive: Duration) -> bool {
+        self.in_flight.load(Ordering::Acquire) == 0 && self.last_active().elapsed() >= keepalive
+    }
+}
+
+/// One request in flight on a connection; done when dropped (with the
+/// response body).
+struct InFlight(Arc<Activity>);
+
+impl InFlight {
+    fn start(activity: &Arc<Activity>) -> Self {
+        activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        activity.touch();
+        Self(Arc::clone(activity))
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The socket, noting when bytes arrive (a request head in progress is
+    /// not idle).
+    struct Tracked {
+        #[pin]
+        io: TcpStream,
+        activity: Arc<Activity>,
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.project();
+        let before = buf.filled().len();
+        let polled = this.io.poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.project().io.poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.project().io.poll_shutdown(cx)
+    }
+}
