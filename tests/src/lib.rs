@@ -549,7 +549,9 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    fn parse(buf: &[u8], head: bool) -> RawResponse {
+    /// Parses a whole response as read from a socket (`head`: the request
+    /// was a HEAD, so no body follows).
+    pub fn parse(buf: &[u8], head: bool) -> RawResponse {
         let split = buf
             .windows(4)
             .position(|w| w == b"\r\n\r\n")

@@ -1,0 +1,364 @@
+//! Hostile and broken clients against the connection and request limits
+//! (`oci_http::Limits`), over real sockets.
+//!
+//! The connection-level limits do not involve storage and run on the
+//! memory backend; what a stalled upload keeps runs on every backend.
+//! Timeouts are set to a second or two so the tests are quick; every wait
+//! for the server has a generous upper bound, and no assertion depends on
+//! how fast the machine is.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use oci_e2e::{
+    Backend, RawResponse, TestServer, assert_error, assert_raw_error, backend_tests, header,
+    location, random_blob, sha256_digest, with_query,
+};
+use reqwest::{Method, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// Upper bound for anything the server should do "at once" or "after a
+/// one-second timeout": far above either, so a slow machine never fails a
+/// correct server.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn limits() -> oci_http::Limits {
+    oci_http::Limits::default()
+}
+
+/// Reads until the server closes the connection; returns what it sent.
+/// Panics if it is still open after [`PATIENCE`].
+async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open");
+    got
+}
+
+/// A request body fed from a channel: the test decides when bytes arrive
+/// and when the body ends (the sender is dropped).
+fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
+/// Slowloris: connections that send half a request head are cut off at the
+/// header timeout, all of them, and the server still answers others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_is_cut_off_at_the_header_timeout() {
+    let mut limits = limits();
+    limits.header_timeout = Duration::from_secs(1);
+    let srv = TestServer::start_limited(Backend::Memory, limits).await;
+    let mut loris = Vec::new();
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(srv.host()).await.unwrap();
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        loris.push(s);
+    }
+    // One more byte now and then does not extend the deadline.
+    loris[0].write_all(b"a").await.unwrap();
+    for s in &mut loris {
+        read_until_closed(s).await;
+    }
+    assert_eq!(srv.get("/v2/").await.status(), StatusCode::OK);
+    srv.stop().await;
+}
+
+/// An idle keep-alive connection is closed after the keep-alive timeout;
+/// a request in flight for longer than that (a slow upload) is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_keepalive_connections_are_closed_but_busy_ones_are_not() {
+    let mut limits = limits();
+    limits.keepalive_timeout = Duration::from_secs(1);
+    limits.header_timeout = Duration::from_secs(60);
+    let srv = TestServer::start_limited(Backend::Memory, limits).await;
+
+    let mut idle = TcpStream::connect(srv.host()).await.unwrap();
+    idle.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    idle.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    read_until_closed(&mut idle).await;
+
+    // A PATCH whose body trickles in for three keep-alive periods.
+    let loc = srv.start_upload("slow/upload").await;
+    let (tx, body) = channel_body();
+    let patch = srv.req(Method::PATCH, &loc).body(body).send();
+    let feeder = tokio::spawn(async move {
+        for _ in 0..10 {
+            tx.send(Bytes::from_static(b"0123456789")).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    let resp = patch.await.expect("a busy connection is not idle");
+    feeder.await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&resp, "range").as_deref(), Some("0-99"));
+    srv.stop().await;
+}
+
+/// A body that stops sending is aborted after the body timeout; the upload
+/// keeps every byte of its completed chunks and nothing of the stalled one,
+/// and can go on.
+async fn stalled_body_keeps_completed_chunks(backend: Backend) {
+    let mut limits = limits();
+    limits.body_timeout = Duration::from_secs(1);
+    let srv = TestServer::start_limited(backend, limits).await;
+    let name = "stall/upload";
+    let data = random_blob(64 * 1024, 7);
+    let loc = srv.start_upload(name).await;
+    let first = srv
+        .req(Method::PATCH, &loc)
+        .header("content-range", "0-32767")
+        .body(data[..32 * 1024].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let loc = location(&first);
+
+    // The second chunk sends a little, then nothing.
+    let (tx, body) = channel_body();
+    tx.send(Bytes::copy_from_slice(&data[32 * 1024..40 * 1024]))
+        .await
+        .unwrap();
+    let stalled = tokio::time::timeout(
+        PATIENCE,
+        srv.req(Method::PATCH, &loc)
+            .header("content-range", format!("32768-{}", data.len() - 1))
+            .body(body)
+            .send(),
+    )
+    .await
+    .expect("a stalled body is aborted");
+    // The server answers (400) or drops the connection; either way the
+    // chunk is not counted.
+    if let Ok(resp) = stalled {
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    drop(tx);
+
+    let status = srv.get(&loc).await;
+    assert_eq!(status.status(), StatusCode::NO_CONTENT);
+    assert_eq!(header(&status, "range").as_deref(), Some("0-32767"));
+    let done = srv
+        .req(
+            Method::PUT,
+            &with_query(&loc, "digest", &sha256_digest(&data)),
+        )
+        .header("content-range", format!("32768-{}", data.len() - 1))
+        .body(data[32 * 1024..].to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::CREATED);
+    let blob = srv
+        .get(&format!("/v2/{name}/blobs/{}", sha256_digest(&data)))
+        .await;
+    assert_eq!(blob.bytes().await.unwrap().as_ref(), data.as_slice());
+    srv.stop().await;
+}
+
+/// Connections over the cap get `503` with `Retry-After` and the spec's
+/// JSON, and are closed; once one closes, a new one is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_cap_get_503() {
+    let mut limits = limits();
+    limits.max_connections = 4;
+    let srv = TestServer::start_limited(Backend::Memory, limits).await;
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        let mut s = TcpStream::connect(srv.host()).await.unwrap();
+        // A complete request, then keep-alive: the connection stays open.
+        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).await.unwrap();
+        held.push(s);
+    }
+    let mut over = TcpStream::connect(srv.host()).await.unwrap();
+    let _ = over
+        .write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let answer = read_until_closed(&mut over).await;
+    let resp = RawResponse::parse(&answer, false);
+    assert_raw_error(&resp, 503, &["TOOMANYREQUESTS"]);
+    assert_eq!(resp.header("retry-after"), Some("1"));
+
+    drop(held.pop());
+    let served = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let r = srv.raw_request("GET", "/v2/", &[], b"").await;
+            if r.status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(served.is_ok(), "a freed connection slot is reused");
+    drop(held);
+    srv.stop().await;
+}
+
+/// Requests over the in-flight cap get `429 TOOMANYREQUESTS` with
+/// `Retry-After` at once, not a place in a queue; a streaming request holds
+/// its place until it is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_over_the_cap_get_429() {
+    let mut limits = limits();
+    limits.max_requests = 2;
+    let srv = TestServer::start_limited(Backend::Memory, limits).await;
+    let mut feeders = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..2 {
+        let loc = srv.start_upload(&format!("busy/r{i}")).await;
+        let (tx, body) = channel_body();
+        tx.send(Bytes::from_static(b"x")).await.unwrap();
+        feeders.push(tx);
+        let req = srv.req(Method::PATCH, &loc).body(body);
+        pending.push(tokio::spawn(async move { req.send().await.unwrap() }));
+    }
+    // Both PATCHes are in the handler once a third request is refused.
+    let refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let resp = srv.get("/v2/").await;
+            if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+                return resp;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a third request is refused while two are in flight");
+    assert_eq!(header(&refused, "retry-after").as_deref(), Some("1"));
+    assert_error(refused, 429, &["TOOMANYREQUESTS"]).await;
+
+    drop(feeders);
+    for p in pending {
+        assert_eq!(p.await.unwrap().status(), StatusCode::ACCEPTED);
+    }
+    assert_eq!(srv.get("/v2/").await.status(), StatusCode::OK);
+    srv.stop().await;
+}
+
+/// Manifest bodies share a memory budget: while one fills it, another
+/// waits at most the body timeout and then gets `429`, without its body
+/// being buffered; once the first is done, the second is accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifests_over_the_budget_wait_then_get_429() {
+    let mut limits = limits();
+    limits.manifest_budget = 0; // raised to one largest manifest (4 MiB)
+    limits.body_timeout = Duration::from_secs(1);
+    let srv = TestServer::start_limited(Backend::Memory, limits).await;
+    let name = "budget/app";
+    let img = srv.push_image(name, "v1", 1).await;
+
+    // Holds the whole budget: declares 4 MiB, then trickles bytes in.
+    let (tx, body) = channel_body();
+    let hog = srv
+        .req(Method::PUT, &format!("/v2/{name}/manifests/hog"))
+        .header("content-type", oci_e2e::OCI_MANIFEST)
+        .header("content-length", (4 << 20).to_string())
+        .body(body);
+    let hog = tokio::spawn(async move { hog.send().await });
+    let trickle = tokio::spawn(async move {
+        while tx.send(Bytes::from_static(b" ")).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let refused = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let resp = srv
+                .req(Method::PUT, &format!("/v2/{name}/manifests/v2"))
+                .header("content-type", oci_e2e::OCI_MANIFEST)
+                .body(img.manifest.clone())
+                .send()
+                .await
+                .unwrap();
+            if resp.status() != StatusCode::CREATED {
+                return resp;
+            }
+            // The hog's headers had not arrived yet; try again.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("a manifest over the budget is refused");
+    assert_error(refused, 429, &["TOOMANYREQUESTS"]).await;
+
+    trickle.abort();
+    hog.abort();
+    let accepted = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let resp = srv
+                .req(Method::PUT, &format!("/v2/{name}/manifests/v3"))
+                .header("content-type", oci_e2e::OCI_MANIFEST)
+                .body(img.manifest.clone())
+                .send()
+                .await
+                .unwrap();
+            if resp.status() == StatusCode::CREATED {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(accepted.is_ok(), "the budget is released with the request");
+    srv.stop().await;
+}
+
+/// Every path outside the API, and every method an endpoint does not
+/// answer, gets the spec's JSON error; 405 names the allowed methods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unmatched_routes_and_methods_speak_the_spec() {
+    let srv = TestServer::start(Backend::Memory).await;
+    for path in [
+        "/",
+        "/nope",
+        "/v2x",
+        "/v3/a/tags/list",
+        "/v2/a/unknown/thing",
+        "/v2/a/blobs/uploads/../../etc/passwd",
+        "/v2/a/blobs",
+        "/v2/a/manifests",
+        "/%00",
+    ] {
+        let resp = srv.raw_request("GET", path, &[], b"").await;
+        assert_raw_error(&resp, 404, &["UNSUPPORTED"]);
+    }
+    for (method, path, allow) in [
+        ("POST", "/v2/a/manifests/latest", "GET, HEAD, PUT, DELETE"),
+        ("PUT", "/v2/", "GET, HEAD"),
+        ("DELETE", "/v2/a/tags/list", "GET, HEAD"),
+        ("GET", "/v2/a/blobs/uploads/", "POST"),
+        ("PATCH", "/v2/_catalog", "GET, HEAD"),
+    ] {
+        let resp = srv.raw_request(method, path, &[], b"").await;
+        assert_raw_error(&resp, 405, &["UNSUPPORTED"]);
+        assert_eq!(resp.header("allow"), Some(allow), "{method} {path}");
+    }
+    srv.stop().await;
+}
+
+backend_tests!(stalled_body_keeps_completed_chunks);
