@@ -328,6 +328,52 @@ async fn manifests_over_the_budget_wait_then_get_429() {
     srv.stop().await;
 }
 
+/// Hostile manifests (4 MiB of half a million empty objects in `layers`,
+/// the shape that once took 90 MiB each to parse) are refused with the
+/// spec's error, 32 at once, while a normal request in their midst is
+/// served. Their memory is measured in `cargo xtask bench` (`hostile`) and
+/// bounded per parse in `oci-types/tests/parse_memory.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_manifests_are_refused_and_others_still_served() {
+    let srv = TestServer::start(Backend::Memory).await;
+    let name = "bomb/app";
+    let img = srv.push_image(name, "v1", 1).await;
+    let filler = vec!["{}"; 1_398_000].join(",");
+    let bomb = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{}","config":{},"layers":[{filler}]}}"#,
+        oci_e2e::OCI_MANIFEST,
+        img.config_desc.to_json()
+    );
+    assert!(bomb.len() <= 4 << 20, "{}", bomb.len());
+    let bomb = Bytes::from(bomb);
+    let sends: Vec<_> = (0..32)
+        .map(|i| {
+            let req = srv
+                .req(Method::PUT, &format!("/v2/{name}/manifests/bomb{i}"))
+                .header("content-type", oci_e2e::OCI_MANIFEST)
+                .body(bomb.clone());
+            tokio::spawn(async move { req.send().await.unwrap() })
+        })
+        .collect();
+    let pull = srv.get(&format!("/v2/{name}/manifests/v1")).await;
+    assert_eq!(pull.status(), StatusCode::OK);
+    assert_eq!(
+        pull.bytes().await.unwrap().as_ref(),
+        img.manifest.as_slice()
+    );
+    for send in sends {
+        assert_error(send.await.unwrap(), 400, &["MANIFEST_INVALID"]).await;
+    }
+    let tags = srv.get(&format!("/v2/{name}/tags/list")).await;
+    let tags: serde_json::Value = tags.json().await.unwrap();
+    assert_eq!(
+        tags["tags"],
+        serde_json::json!(["v1"]),
+        "nothing was written"
+    );
+    srv.stop().await;
+}
+
 /// Every path outside the API, and every method an endpoint does not
 /// answer, gets the spec's JSON error; 405 names the allowed methods.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

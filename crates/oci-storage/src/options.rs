@@ -4,11 +4,12 @@
 use std::time::Duration;
 
 /// Options of a [`crate::Storage`]. `Default` gives the documented
-/// defaults; build on it with struct update syntax:
+/// defaults; set fields on it:
 ///
 /// ```
 /// # use oci_storage::StorageOptions;
-/// let opts = StorageOptions { fsync: false, ..StorageOptions::default() };
+/// let mut opts = StorageOptions::default();
+/// opts.fsync = false;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -2,18 +2,22 @@
 //!
 //! A manifest PUT carries a body and a `Content-Type`. [`ParsedManifest::parse`]
 //! decides which of the four supported formats it is, checks it is
-//! well-formed (via the `oci-spec` types), and extracts what the registry
-//! needs: the blobs and child manifests it references, its `subject`, and the
-//! artifact type it reports to the referrers API.
+//! well-formed, and extracts what the registry needs: the blobs and child
+//! manifests it references, its `subject`, and the artifact type it reports
+//! to the referrers API. The body is deserialised straight into typed
+//! values with bounded memory (see [`wire`] for the limits).
 
 use std::collections::BTreeMap;
 
-use oci_spec::image::{Descriptor as SpecDescriptor, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, clip};
 use crate::media_type::{self, essence};
+
+mod wire;
+
+pub use wire::{MAX_ANNOTATIONS, MAX_DESCRIPTORS};
 
 /// Largest manifest the registry accepts (distribution-spec "Pushing
 /// Manifests": registries SHOULD accept at least 4 MiB).
@@ -79,24 +83,15 @@ pub struct Descriptor {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-impl TryFrom<&SpecDescriptor> for Descriptor {
-    type Error = Error;
-
-    fn try_from(d: &SpecDescriptor) -> Result<Self, Error> {
-        let digest = d.digest().to_string();
-        let digest = digest
-            .parse()
-            .map_err(|e: Error| Error::InvalidManifest(format!("descriptor digest: {e}")))?;
-        Ok(Self {
-            media_type: d.media_type().to_string(),
-            digest,
-            size: d.size(),
-            artifact_type: d.artifact_type().as_ref().map(ToString::to_string),
-            annotations: d
-                .annotations()
-                .as_ref()
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-        })
+impl From<wire::WireDescriptor> for Descriptor {
+    fn from(d: wire::WireDescriptor) -> Self {
+        Self {
+            media_type: d.media_type,
+            digest: d.digest,
+            size: d.size,
+            artifact_type: d.artifact_type,
+            annotations: None,
+        }
     }
 }
 
@@ -113,7 +108,9 @@ pub struct ParsedManifest {
     pub size: u64,
     /// `artifactType`, if the manifest sets one.
     pub artifact_type: Option<String>,
-    /// The config descriptor (image manifests only).
+    /// The config descriptor (image manifests only). Descriptors inside a
+    /// manifest carry media type, digest, size and artifact type; their
+    /// `urls`, `annotations`, `platform` and `data` are validated, not kept.
     pub config: Option<Descriptor>,
     /// The layers (image manifests only).
     pub layers: Vec<Descriptor>,
@@ -143,22 +140,15 @@ impl ParsedManifest {
                 "larger than {MAX_MANIFEST_SIZE} bytes"
             )));
         }
-        let value: serde_json::Value = serde_json::from_slice(body)
-            .map_err(|e| Error::InvalidManifest(format!("not JSON: {e}")))?;
-        let object = value
-            .as_object()
-            .ok_or_else(|| Error::InvalidManifest("not a JSON object".into()))?;
-        let body_type = match object.get("mediaType") {
-            None => None,
-            Some(serde_json::Value::String(s)) => Some(s.as_str()),
-            Some(_) => return Err(Error::InvalidManifest("mediaType is not a string".into())),
-        };
+        let doc: wire::Document = serde_json::from_slice(body)
+            .map_err(|e| Error::InvalidManifest(format!("not a manifest: {e}")))?;
+        let body_type = doc.media_type.as_deref();
         let header_type = content_type.map(essence).filter(|ct| !is_generic(ct));
         let schema1 = [
             media_type::DOCKER_SCHEMA1,
             media_type::DOCKER_SCHEMA1_SIGNED,
         ];
-        if object.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1)
+        if doc.schema_version == Some(1)
             || [body_type, header_type]
                 .iter()
                 .flatten()
@@ -180,54 +170,38 @@ impl ParsedManifest {
         let kind = match body_type.or(header_type) {
             Some(mt) => ManifestKind::from_media_type(mt)
                 .ok_or_else(|| Error::UnsupportedManifest(clip(mt)))?,
-            None if object.contains_key("manifests") => ManifestKind::OciIndex,
-            None if object.contains_key("config") => ManifestKind::OciImage,
+            None if doc.manifests.is_some() => ManifestKind::OciIndex,
+            None if doc.config.is_some() => ManifestKind::OciImage,
             None => {
                 return Err(Error::InvalidManifest(
                     "no mediaType and neither config nor manifests".into(),
                 ));
             }
         };
-        if object.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+        if doc.schema_version != Some(2) {
             return Err(Error::InvalidManifest("schemaVersion must be 2".into()));
         }
-        let descriptors = |list: &[SpecDescriptor]| -> Result<Vec<Descriptor>, Error> {
-            list.iter().map(Descriptor::try_from).collect()
+        let missing = |field: &str| Error::InvalidManifest(format!("{field} is required"));
+        let (config, layers, manifests) = if kind.is_index() {
+            let manifests = doc.manifests.ok_or_else(|| missing("manifests"))?;
+            (None, Vec::new(), manifests.0)
+        } else {
+            let config = doc.config.ok_or_else(|| missing("config"))?;
+            let layers = doc.layers.ok_or_else(|| missing("layers"))?;
+            (Some(config.into()), layers.0, Vec::new())
         };
-        let optional = |d: Option<&SpecDescriptor>| d.map(Descriptor::try_from).transpose();
-        let annotations = |a: &Option<std::collections::HashMap<String, String>>| {
-            a.as_ref()
-                .map(|a| a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-        };
-        let mut parsed = Self {
+        Ok(Self {
             kind,
             media_type: kind.media_type().to_owned(),
             digest: Digest::of(body),
             size: body.len() as u64,
-            artifact_type: None,
-            config: None,
-            layers: Vec::new(),
-            manifests: Vec::new(),
-            subject: None,
-            annotations: None,
-        };
-        if kind.is_index() {
-            let index: ImageIndex = serde_json::from_value(value)
-                .map_err(|e| Error::InvalidManifest(format!("image index: {e}")))?;
-            parsed.manifests = descriptors(index.manifests())?;
-            parsed.subject = optional(index.subject().as_ref())?;
-            parsed.artifact_type = index.artifact_type().as_ref().map(ToString::to_string);
-            parsed.annotations = annotations(index.annotations());
-        } else {
-            let manifest: ImageManifest = serde_json::from_value(value)
-                .map_err(|e| Error::InvalidManifest(format!("image manifest: {e}")))?;
-            parsed.config = Some(Descriptor::try_from(manifest.config())?);
-            parsed.layers = descriptors(manifest.layers())?;
-            parsed.subject = optional(manifest.subject().as_ref())?;
-            parsed.artifact_type = manifest.artifact_type().as_ref().map(ToString::to_string);
-            parsed.annotations = annotations(manifest.annotations());
-        }
-        Ok(parsed)
+            artifact_type: doc.artifact_type,
+            config,
+            layers: layers.into_iter().map(Descriptor::from).collect(),
+            manifests: manifests.into_iter().map(Descriptor::from).collect(),
+            subject: doc.subject.map(Descriptor::from),
+            annotations: doc.annotations.map(|a| a.0),
+        })
     }
 
     /// Blobs that must exist in the repository before this manifest is
