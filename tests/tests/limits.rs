@@ -407,4 +407,43 @@ async fn unmatched_routes_and_methods_speak_the_spec() {
     srv.stop().await;
 }
 
+/// Range arithmetic is checked: a `Content-Range` whose length overflows,
+/// or a `Range` at the end of the number line, is refused or clamped with
+/// the spec's answer, never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extreme_ranges_are_refused_not_overflowed() {
+    let srv = TestServer::start(Backend::Memory).await;
+    let loc = srv.start_upload("ranges/x").await;
+    for range in ["0-18446744073709551615", "18446744073709551615-0"] {
+        let resp = srv
+            .req(Method::PATCH, &loc)
+            .header("content-range", range)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_error(resp, 416, &["BLOB_UPLOAD_INVALID"]).await;
+    }
+    let digest = srv.push_blob("ranges/x", b"0123456789").await;
+    let blob = format!("/v2/ranges/x/blobs/{digest}");
+    for (range, status, body) in [
+        ("bytes=0-18446744073709551615", 206, &b"0123456789"[..]),
+        ("bytes=9-18446744073709551615", 206, b"9"),
+        ("bytes=-18446744073709551615", 206, b"0123456789"),
+        ("bytes=18446744073709551615-", 416, b""),
+    ] {
+        let resp = srv
+            .req(Method::GET, &blob)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), status, "{range}");
+        if status == 206 {
+            assert_eq!(resp.bytes().await.unwrap().as_ref(), body, "{range}");
+        }
+    }
+    srv.stop().await;
+}
+
 backend_tests!(stalled_body_keeps_completed_chunks);

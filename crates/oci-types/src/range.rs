@@ -15,9 +15,11 @@ pub struct ContentRange {
 }
 
 impl ContentRange {
-    /// A range from `start` to `end` inclusive; `None` if `end < start`.
+    /// A range from `start` to `end` inclusive; `None` if `end < start` or
+    /// if its length does not fit a `u64` (`0-18446744073709551615`).
     pub fn new(start: u64, end: u64) -> Option<Self> {
-        (end >= start).then_some(Self { start, end })
+        let valid = end >= start && (end - start).checked_add(1).is_some();
+        valid.then_some(Self { start, end })
     }
 
     /// First byte offset.
@@ -144,6 +146,7 @@ mod tests {
             "1--2",
             "+1-2",
             "99999999999999999999-1",
+            "0-18446744073709551615",
         ] {
             assert!(bad.parse::<ContentRange>().is_err(), "{bad:?}");
         }
@@ -172,12 +175,29 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_widest_ranges_have_lengths() {
+        let r: ContentRange = "1-18446744073709551615".parse().unwrap();
+        assert_eq!(r.len(), u64::MAX);
+        let r: ContentRange = "18446744073709551615-18446744073709551615".parse().unwrap();
+        assert_eq!(r.len(), 1);
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in "\\PC*", size in any::<u64>()) {
-            let _ = s.parse::<ContentRange>();
+            if let Ok(r) = s.parse::<ContentRange>() {
+                prop_assert!(r.len() >= 1);
+            }
             if let Some(range) = s.parse::<ByteRange>().ok().and_then(|r| r.resolve(size)) {
                 prop_assert!(range.start < range.end && range.end <= size);
+            }
+        }
+
+        #[test]
+        fn any_two_numbers_parse_or_refuse_without_panicking(a in any::<u64>(), b in any::<u64>()) {
+            if let Ok(r) = format!("{a}-{b}").parse::<ContentRange>() {
+                prop_assert_eq!(u128::from(r.len()), u128::from(b) - u128::from(a) + 1);
             }
         }
 
