@@ -12,9 +12,12 @@
 //! - page through 10,000 tags and a catalog of 10,000 repositories
 //!   ([`seed`]);
 //! - peak (`VmHWM`) and idle RSS, and startup time to the first `/v2/` 200
-//!   with an empty store and with 10,000 repositories.
+//!   with an empty store and with 10,000 repositories;
+//! - hostile clients: slowloris connections left open, peak RSS under a
+//!   manifest bomb, small GETs on one keep-alive connection ([`hostile`]).
 
 mod blob;
+mod hostile;
 mod load;
 mod report;
 mod seed;
@@ -86,9 +89,19 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "startup,blobs,requests,lists"
+        default_value = "startup,blobs,requests,lists,hostile"
     )]
     workloads: Vec<Workload>,
+    /// Slowloris connections of the hostile workload.
+    #[arg(long, default_value_t = 3000)]
+    slowloris: usize,
+    /// Seconds the slowloris connections wait before they are counted:
+    /// past ours' default header timeout (30 s).
+    #[arg(long, default_value_t = 35)]
+    slowloris_wait: u64,
+    /// Concurrent hostile 4 MiB manifests of the hostile workload.
+    #[arg(long, default_value_t = 32)]
+    bomb: usize,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -113,6 +126,8 @@ enum Workload {
     Requests,
     /// Tags list and catalog paging.
     Lists,
+    /// Slowloris, manifest bomb, keep-alive small GETs.
+    Hostile,
 }
 
 /// Size of each ranged GET of the pull-by-range workload.
@@ -324,7 +339,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         )
         .await?;
     }
-    if runs(Workload::Requests) || runs(Workload::Lists) {
+    if runs(Workload::Requests) || runs(Workload::Lists) || runs(Workload::Hostile) {
         for t in registries.order(0) {
             image.push(&client, t, "bench", "latest").await?;
         }
@@ -348,6 +363,18 @@ pub async fn run(args: Args) -> Result<(), Error> {
             let label = format!("{} repositories", args.repos);
             startup(&mut registries, &mut samples, rounds, &label).await?;
         }
+    }
+
+    if runs(Workload::Hostile) {
+        hostile(
+            &client,
+            &args,
+            &image,
+            &mut registries,
+            &mut samples,
+            rounds,
+        )
+        .await?;
     }
 
     let report = Report {
@@ -458,6 +485,56 @@ async fn blobs(
             let rate = megabytes_per_sec(pulled.len(), took);
             let name = "16 MiB ranges, one after another";
             samples.add(t, "pull", name, "MB/s", Better::Higher, rate);
+        }
+    }
+    Ok(())
+}
+
+/// The hostile workload (see [`hostile`]): keep-alive small GETs every
+/// round; the slowloris count and the manifest bomb once, each on a freshly
+/// restarted registry so its peak RSS is the bomb's.
+async fn hostile(
+    client: &reqwest::Client,
+    args: &Args,
+    image: &Image,
+    registries: &mut Registries,
+    samples: &mut Samples,
+    rounds: usize,
+) -> Result<(), Error> {
+    let blob_path = format!("/v2/bench/blobs/{}", image.blob);
+    let duration = Duration::from_secs_f64(args.duration.max(0.5));
+    for round in 0..rounds {
+        for t in registries.order(round) {
+            let rps = hostile::keepalive_gets(t, &blob_path, duration).await?;
+            let name = "small blob GETs on one keep-alive connection";
+            samples.add(t, "hostile", name, "req/s", Better::Higher, rps);
+        }
+    }
+    for t in registries.order(0) {
+        t.restart().await?;
+        let bomb = hostile::manifest_bomb(client, t, "bench", image, args.bomb).await?;
+        let name = format!("{} hostile 4 MiB manifests at once: accepted", args.bomb);
+        samples.add(t, "hostile", &name, "", Better::Lower, bomb.accepted as f64);
+        let ms = bomb.normal_get.as_secs_f64() * 1e3;
+        let name = "a manifest GET during the bomb";
+        samples.add(t, "hostile", name, "ms", Better::Lower, ms);
+        if let Some(hwm) = t.memory_kib("VmHWM") {
+            let name = "peak RSS (VmHWM) after the bomb";
+            samples.add(t, "hostile", name, "MiB", Better::Lower, mib(hwm));
+        }
+    }
+    if args.slowloris > 0 {
+        let wait = Duration::from_secs(args.slowloris_wait);
+        for t in registries.order(0) {
+            println!(
+                "bench: {} slowloris connections to {}, counted after {} s",
+                args.slowloris,
+                t.label,
+                wait.as_secs()
+            );
+            let open = hostile::slowloris(t, args.slowloris, wait).await?;
+            let name = format!("slowloris connections of {} still open", args.slowloris);
+            samples.add(t, "hostile", &name, "", Better::Lower, open as f64);
         }
     }
     Ok(())
