@@ -152,7 +152,7 @@ macro_rules! backend_tests {
 pub struct TestServer {
     base: String,
     storage_url: String,
-    storage_options: Vec<(String, String)>,
+    storage_options: oci_storage::StorageOptions,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -172,13 +172,23 @@ impl TestServer {
     /// `s3://<bucket>/registry` on a fresh in-process S3 server, owned by
     /// this server (and by the one [`TestServer::restart`] returns).
     pub async fn start(backend: Backend) -> TestServer {
+        Self::start_with_options(backend, oci_storage::StorageOptions::default()).await
+    }
+
+    /// Like [`TestServer::start`], with every storage option given (e.g. a
+    /// short `lock_wait`); for S3 the test server's backend options are
+    /// added to `options.backend`.
+    pub async fn start_with_options(
+        backend: Backend,
+        mut options: oci_storage::StorageOptions,
+    ) -> TestServer {
         match backend {
-            Backend::Memory => Self::start_at("memory://").await,
+            Backend::Memory => Self::start_at_with_options("memory://", options).await,
             Backend::Filesystem => {
                 let dir = tempfile::tempdir().expect("create tempdir");
                 let root = dir.path().join("registry");
                 let url = file_url(&root);
-                let mut srv = Self::start_at(&url).await;
+                let mut srv = Self::start_at_with_options(&url, options).await;
                 srv.dir = Some(dir);
                 srv
             }
@@ -186,7 +196,8 @@ impl TestServer {
                 let s3 = oci_test_s3::S3Server::start()
                     .await
                     .expect("start S3 server");
-                let mut srv = Self::start_at_with(&s3.url("registry"), &s3.options()).await;
+                options.backend.extend(s3.options());
+                let mut srv = Self::start_at_with_options(&s3.url("registry"), options).await;
                 srv.s3 = Some(s3);
                 srv
             }
@@ -205,12 +216,16 @@ impl TestServer {
     /// [`oci_test_s3::S3Server::options`] of an S3 server the caller keeps
     /// alive, such as [`TestServer::s3`] of a previous server.
     pub async fn start_at_with(url: &str, options: &[(String, String)]) -> TestServer {
-        let storage = oci_storage::Storage::open_with(url, options)
+        Self::start_at_with_options(url, oci_storage::StorageOptions::with_backend(options)).await
+    }
+
+    async fn start_at_with_options(url: &str, options: oci_storage::StorageOptions) -> TestServer {
+        let storage = oci_storage::Storage::open_with_options(url, options.clone())
             .await
-            .unwrap_or_else(|e| panic!("Storage::open_with({url:?}) failed: {e:?}"));
+            .unwrap_or_else(|e| panic!("Storage::open_with_options({url:?}) failed: {e:?}"));
         let mut srv = Self::serve(storage).await;
         srv.storage_url = url.to_owned();
-        srv.storage_options = options.to_vec();
+        srv.storage_options = options;
         srv
     }
 
@@ -235,7 +250,7 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             storage_url: String::new(),
-            storage_options: Vec::new(),
+            storage_options: oci_storage::StorageOptions::default(),
             http,
             shutdown: Some(tx),
             task: Some(task),
@@ -261,7 +276,7 @@ impl TestServer {
 
     /// The backend options the storage was opened with (empty but for S3).
     pub fn storage_options(&self) -> &[(String, String)] {
-        &self.storage_options
+        &self.storage_options.backend
     }
 
     /// The S3 server behind [`Backend::S3`], if this server owns one.
@@ -505,7 +520,7 @@ impl TestServer {
         let options = std::mem::take(&mut self.storage_options);
         let s3 = self.s3.take();
         let dir = self.stop().await;
-        let mut srv = Self::start_at_with(&url, &options).await;
+        let mut srv = Self::start_at_with_options(&url, options).await;
         srv.dir = dir;
         srv.s3 = s3;
         srv
