@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 /// Options of a [`crate::Storage`]. `Default` gives the documented
-/// defaults; build on it with struct update syntax:
+/// defaults; set fields on it (the struct is `#[non_exhaustive]`, so
+/// other crates cannot use struct update syntax):
 ///
 /// ```
 /// # use oci_storage::StorageOptions;
-/// let opts = StorageOptions { fsync: false, ..StorageOptions::default() };
+/// let mut opts = StorageOptions::default();
+/// opts.fsync = false;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
