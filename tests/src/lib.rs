@@ -152,7 +152,8 @@ macro_rules! backend_tests {
 pub struct TestServer {
     base: String,
     storage_url: String,
-    storage_options: Vec<(String, String)>,
+    storage_options: oci_storage::StorageOptions,
+    limits: oci_http::Limits,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -172,35 +173,54 @@ impl TestServer {
     /// `s3://<bucket>/registry` on a fresh in-process S3 server, owned by
     /// this server (and by the one [`TestServer::restart`] returns).
     pub async fn start(backend: Backend) -> TestServer {
-        Self::start_limited(backend, oci_http::Limits::default()).await
+        let options = oci_storage::StorageOptions::default();
+        Self::start_configured(backend, oci_http::Limits::default(), options).await
+    }
+
+    /// Like [`TestServer::start`], with every storage option given (e.g. a
+    /// short `lock_wait`); for S3 the test server's backend options are
+    /// added to `options.backend`.
+    pub async fn start_with_options(
+        backend: Backend,
+        options: oci_storage::StorageOptions,
+    ) -> TestServer {
+        Self::start_configured(backend, oci_http::Limits::default(), options).await
     }
 
     /// Like [`TestServer::start`], serving with `limits` instead of the
     /// defaults.
     pub async fn start_limited(backend: Backend, limits: oci_http::Limits) -> TestServer {
-        let (url, options, dir, s3) = match backend {
-            Backend::Memory => ("memory://".to_owned(), Vec::new(), None, None),
+        Self::start_configured(backend, limits, oci_storage::StorageOptions::default()).await
+    }
+
+    /// A server on fresh storage of `backend`, with these limits and storage
+    /// options.
+    pub async fn start_configured(
+        backend: Backend,
+        limits: oci_http::Limits,
+        mut options: oci_storage::StorageOptions,
+    ) -> TestServer {
+        match backend {
+            Backend::Memory => Self::start_at_configured("memory://", limits, options).await,
             Backend::Filesystem => {
                 let dir = tempfile::tempdir().expect("create tempdir");
-                let url = file_url(&dir.path().join("registry"));
-                (url, Vec::new(), Some(dir), None)
+                let root = dir.path().join("registry");
+                let url = file_url(&root);
+                let mut srv = Self::start_at_configured(&url, limits, options).await;
+                srv.dir = Some(dir);
+                srv
             }
             Backend::S3 => {
                 let s3 = oci_test_s3::S3Server::start()
                     .await
                     .expect("start S3 server");
-                (s3.url("registry"), s3.options(), None, Some(s3))
+                options.backend.extend(s3.options());
+                let url = s3.url("registry");
+                let mut srv = Self::start_at_configured(&url, limits, options).await;
+                srv.s3 = Some(s3);
+                srv
             }
-        };
-        let storage = oci_storage::Storage::open_with(&url, &options)
-            .await
-            .unwrap_or_else(|e| panic!("Storage::open_with({url:?}) failed: {e:?}"));
-        let mut srv = Self::serve(storage, limits).await;
-        srv.storage_url = url;
-        srv.storage_options = options;
-        srv.dir = dir;
-        srv.s3 = s3;
-        srv
+        }
     }
 
     /// Starts a server on the storage at `url` (`memory://`,
@@ -215,12 +235,21 @@ impl TestServer {
     /// [`oci_test_s3::S3Server::options`] of an S3 server the caller keeps
     /// alive, such as [`TestServer::s3`] of a previous server.
     pub async fn start_at_with(url: &str, options: &[(String, String)]) -> TestServer {
-        let storage = oci_storage::Storage::open_with(url, options)
+        let options = oci_storage::StorageOptions::with_backend(options);
+        Self::start_at_configured(url, oci_http::Limits::default(), options).await
+    }
+
+    async fn start_at_configured(
+        url: &str,
+        limits: oci_http::Limits,
+        options: oci_storage::StorageOptions,
+    ) -> TestServer {
+        let storage = oci_storage::Storage::open_with_options(url, options.clone())
             .await
-            .unwrap_or_else(|e| panic!("Storage::open_with({url:?}) failed: {e:?}"));
-        let mut srv = Self::serve(storage, oci_http::Limits::default()).await;
+            .unwrap_or_else(|e| panic!("Storage::open_with_options({url:?}) failed: {e:?}"));
+        let mut srv = Self::serve(storage, limits).await;
         srv.storage_url = url.to_owned();
-        srv.storage_options = options.to_vec();
+        srv.storage_options = options;
         srv
     }
 
@@ -231,6 +260,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let app = oci_http::app_with(storage, &limits);
+        let kept = limits.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = rx.await;
@@ -247,7 +277,8 @@ impl TestServer {
         TestServer {
             base: format!("http://{addr}"),
             storage_url: String::new(),
-            storage_options: Vec::new(),
+            storage_options: oci_storage::StorageOptions::default(),
+            limits: kept,
             http,
             shutdown: Some(tx),
             task: Some(task),
@@ -273,7 +304,7 @@ impl TestServer {
 
     /// The backend options the storage was opened with (empty but for S3).
     pub fn storage_options(&self) -> &[(String, String)] {
-        &self.storage_options
+        &self.storage_options.backend
     }
 
     /// The S3 server behind [`Backend::S3`], if this server owns one.
@@ -515,9 +546,10 @@ impl TestServer {
     pub async fn restart(mut self) -> TestServer {
         let url = self.storage_url.clone();
         let options = std::mem::take(&mut self.storage_options);
+        let limits = self.limits.clone();
         let s3 = self.s3.take();
         let dir = self.stop().await;
-        let mut srv = Self::start_at_with(&url, &options).await;
+        let mut srv = Self::start_at_configured(&url, limits, options).await;
         srv.dir = dir;
         srv.s3 = s3;
         srv

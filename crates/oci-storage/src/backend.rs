@@ -105,7 +105,7 @@ fn open_s3(url: &str, options: &StorageOptions) -> Result<Backend> {
     } else {
         Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.clone()))
     };
-    let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl, options.lock_wait);
+    let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl);
     let area = MultipartUploadArea::new(Arc::clone(&store), s3, prefix.clone(), locks);
     Ok(Backend {
         uploads: Arc::new(area),

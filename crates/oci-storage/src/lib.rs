@@ -29,6 +29,9 @@
 //! _uploads/<uuid>/state.json                      upload session: repository, offset,
 //!                                                 saved hash state
 //! _uploads/<uuid>/data | parts/<offset>           bytes received so far
+//!   | tail-<nonce> | blob
+//! _uploads/<uuid>/lock                            session lock: flock'ed file, or
+//!                                                 S3 lease (owner token, If-Match)
 //! ```
 //!
 //! # Guarantees
@@ -72,7 +75,7 @@ pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
-pub use upload_area::{AreaState, BodyStream, SessionLock, UploadArea};
+pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
 use error::is_not_found;
@@ -90,6 +93,11 @@ struct Inner {
     description: String,
     local: Option<local::LocalFiles>,
     options: StorageOptions,
+    /// Upload sessions' in-process mutexes, taken before the area's lock.
+    session_locks: upload_area::ProcessLocks,
+    /// The store decides `If-Match` on writes (not the filesystem): upload
+    /// state is written conditionally on the version read.
+    fenced_state: bool,
 }
 
 impl Storage {
@@ -114,8 +122,10 @@ impl Storage {
                 store: b.store,
                 uploads: b.uploads,
                 description: b.description,
+                fenced_state: b.local.is_none(),
                 local: b.local,
                 options,
+                session_locks: upload_area::ProcessLocks::default(),
             }),
         })
     }

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 /// Options of a [`crate::Storage`]. `Default` gives the documented
-/// defaults; set fields on it:
+/// defaults; set fields on it (the struct is `#[non_exhaustive]`, so
+/// other crates cannot use struct update syntax):
 ///
 /// ```
 /// # use oci_storage::StorageOptions;
@@ -29,10 +30,14 @@ pub struct StorageOptions {
     /// another is refused until some finish or expire. Default 10,000.
     pub max_uploads: usize,
     /// How long a request waits for an upload session another request is
-    /// using before it is answered "busy". Default 30 s.
+    /// using before it is answered "busy" ([`crate::StorageError::Busy`],
+    /// HTTP 429). Default 30 s.
     pub lock_wait: Duration,
     /// S3: how long an upload session's lease outlives a holder that stopped
-    /// renewing it. Default 30 s.
+    /// renewing it (a dead replica, or a request whose client stopped
+    /// sending; such a holder gives the lease up after half of it). Another
+    /// replica takes the session over once it has seen the lease unchanged
+    /// for this long. Default 30 s.
     pub lease_ttl: Duration,
 }
 

@@ -7,17 +7,30 @@
 //! session survives restarts and can move between replicas. The state is
 //! rewritten only after a chunk was fully received, so bytes of a failed
 //! request are never counted.
+//!
+//! Every change runs under the session's lock ([`Storage::lock_session`]:
+//! in-process mutex, then the area's cross-process lock, both bounded by
+//! `lock_wait`). On stores that decide `If-Match` (S3, memory) the state is
+//! also *fenced*: it is created with `If-None-Match: *` and every later
+//! write carries `If-Match` on the ETag it was read (or last written) with,
+//! so of two requests that both think they hold the session only the first
+//! to commit succeeds, and the other's bytes stay unreferenced; a lock that
+//! was lost also refuses the commit. On the filesystem `LocalFileSystem`
+//! has no conditional overwrite, and the kernel's `flock`, which cannot be
+//! lost while its holder lives, keeps holders apart instead.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use async_trait::async_trait;
 use futures::StreamExt;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
 use oci_types::{ContentRange, Digest, DigestAlgorithm, DigestHasher, RepositoryName};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::blobs::BlobMeta;
 use crate::error::{Result, StorageError};
-use crate::upload_area::{AreaState, BodyStream, delete_if_exists};
+use crate::upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, delete_if_exists};
 use crate::{Storage, layout};
 
 /// The identifier of an upload session, as it appears in the `Location` URL.
@@ -46,6 +59,10 @@ pub(crate) struct UploadState {
     /// The upload area's own progress record.
     #[serde(default)]
     area: AreaState,
+    /// The stored version this state was read as or last written as; the
+    /// next write is conditional on it (fenced stores).
+    #[serde(skip)]
+    version: Option<UpdateVersion>,
 }
 
 impl UploadState {
@@ -87,9 +104,10 @@ impl Storage {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
             area: AreaState::Null,
+            version: None,
         };
         state.set_hasher(&DigestHasher::new(algorithm));
-        self.save_state(&id, &state).await?;
+        self.save_state(&id, &mut state, None).await?;
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -99,7 +117,7 @@ impl Storage {
         name: &RepositoryName,
         id: &UploadId,
     ) -> Result<UploadStatus> {
-        let state = self.load_state(name, id).await?;
+        let state = self.load_state(name, id, None).await?;
         Ok(UploadStatus {
             id: *id,
             offset: state.offset,
@@ -116,10 +134,14 @@ impl Storage {
         range: Option<ContentRange>,
         body: BodyStream,
     ) -> Result<UploadStatus> {
-        let _lock = self.inner.uploads.lock(id).await?;
-        let mut state = self.load_state(name, id).await?;
-        self.append(id, &mut state, range, body).await?;
-        self.save_state(id, &state).await?;
+        let mut lock = self.lock_session(id).await?;
+        let mut state = self.load_state(name, id, Some(&mut lock)).await?;
+        let before = state.area.clone();
+        self.append(id, &mut state, range, body, &lock).await?;
+        self.save_state(id, &mut state, Some(&lock)).await?;
+        if let Err(e) = self.inner.uploads.committed(id, &before, &state.area).await {
+            tracing::debug!(error = %e, upload = %id, "freeing superseded upload bytes");
+        }
         Ok(UploadStatus {
             id: *id,
             offset: state.offset,
@@ -138,19 +160,20 @@ impl Storage {
         range: Option<ContentRange>,
         body: Option<BodyStream>,
     ) -> Result<BlobMeta> {
-        let _lock = self.inner.uploads.lock(id).await?;
-        let mut state = self.load_state(name, id).await?;
+        let mut lock = self.lock_session(id).await?;
+        let mut state = self.load_state(name, id, Some(&mut lock)).await?;
         if let Some(body) = body {
-            self.append(id, &mut state, range, body).await?;
+            self.append(id, &mut state, range, body, &lock).await?;
         }
         let hasher = state.hasher()?;
         let actual = if hasher.algorithm() == digest.algorithm() {
             hasher.finalize()
         } else {
-            self.rehash(id, &state, digest.algorithm()).await?
+            self.rehash(id, &mut state, digest.algorithm()).await?
         };
+        lock.check(id)?;
         if &actual != digest {
-            self.discard(id, Some(&state)).await?;
+            self.discard(id, Some(&state), &mut lock).await?;
             return Err(StorageError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -159,11 +182,16 @@ impl Storage {
         if !self.blob_data_exists(digest).await? {
             self.inner
                 .uploads
-                .publish(id, state.offset, &state.area, &layout::blob_data(digest))
+                .publish(
+                    id,
+                    state.offset,
+                    &mut state.area,
+                    &layout::blob_data(digest),
+                )
                 .await?;
         }
         self.link_blob(name, digest).await?;
-        self.discard(id, Some(&state)).await?;
+        self.discard(id, Some(&state), &mut lock).await?;
         Ok(BlobMeta {
             digest: digest.clone(),
             size: state.offset,
@@ -183,18 +211,26 @@ impl Storage {
             .await;
         if result.is_err() {
             // Best effort: the session was private to this request.
-            if let Ok(state) = self.load_state(name, &status.id).await {
-                let _ = self.discard(&status.id, Some(&state)).await;
-            }
+            let _ = self.upload_cancel(name, &status.id).await;
         }
         result
     }
 
     /// Abandons the session and frees its bytes.
     pub async fn upload_cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<()> {
-        let _lock = self.inner.uploads.lock(id).await?;
-        let state = self.load_state(name, id).await?;
-        self.discard(id, Some(&state)).await
+        let mut lock = self.lock_session(id).await?;
+        let state = self.load_state(name, id, Some(&mut lock)).await?;
+        self.discard(id, Some(&state), &mut lock).await
+    }
+
+    /// Waits (at most `lock_wait`, then [`StorageError::Busy`]) for
+    /// exclusive use of the session: its in-process mutex, then the upload
+    /// area's cross-process lock. Cancel-safe.
+    async fn lock_session(&self, id: &UploadId) -> Result<SessionLock> {
+        let deadline = tokio::time::Instant::now() + self.inner.options.lock_wait;
+        let local = self.inner.session_locks.lock(id, deadline).await?;
+        let shared = self.inner.uploads.lock(id, deadline).await?;
+        Ok(shared.with_local(local))
     }
 
     async fn append(
@@ -203,6 +239,7 @@ impl Storage {
         state: &mut UploadState,
         range: Option<ContentRange>,
         body: BodyStream,
+        lock: &SessionLock,
     ) -> Result<()> {
         if let Some(range) = range
             && range.start() != state.offset
@@ -214,11 +251,32 @@ impl Storage {
         }
         let hasher = state.hasher()?;
         let mut area = state.area.clone();
-        let (written, hasher) = self
+        let mut checkpoint = StateCheckpoint {
+            storage: self,
+            id,
+            lock,
+            state: state.clone(),
+        };
+        let written = self
             .inner
             .uploads
-            .write(id, state.offset, &mut area, body, hasher)
-            .await?;
+            .write(
+                id,
+                state.offset,
+                &mut area,
+                lock.fence_body(body),
+                hasher,
+                &mut checkpoint,
+            )
+            .await;
+        // A checkpoint moved the stored version on (and its area state is
+        // the committed one until this write is).
+        state.version = checkpoint.state.version;
+        state.area = checkpoint.state.area;
+        let (written, hasher) = match written {
+            Err(_) if lock.is_lost() => return Err(StorageError::Busy(id.to_string())),
+            w => w?,
+        };
         if let Some(range) = range
             && written != range.len()
         {
@@ -236,14 +294,14 @@ impl Storage {
     async fn rehash(
         &self,
         id: &UploadId,
-        state: &UploadState,
+        state: &mut UploadState,
         algorithm: DigestAlgorithm,
     ) -> Result<Digest> {
         let mut hasher = DigestHasher::new(algorithm);
         let mut bytes = self
             .inner
             .uploads
-            .read(id, state.offset, &state.area)
+            .read(id, state.offset, &mut state.area)
             .await?;
         while let Some(chunk) = bytes.next().await {
             hasher.update(&chunk?);
@@ -251,22 +309,39 @@ impl Storage {
         Ok(hasher.finalize())
     }
 
-    /// Deletes the state first, so a half-removed session is never resumed.
-    async fn discard(&self, id: &UploadId, state: Option<&UploadState>) -> Result<()> {
+    /// Deletes the state first, so a half-removed session is never resumed;
+    /// the session's lock may then go too.
+    async fn discard(
+        &self,
+        id: &UploadId,
+        state: Option<&UploadState>,
+        lock: &mut SessionLock,
+    ) -> Result<()> {
+        lock.check(id)?;
         delete_if_exists(self.store(), &layout::upload_state(id)).await?;
+        lock.finish();
         self.inner.uploads.remove(id, state.map(|s| &s.area)).await
     }
 
-    async fn load_state(&self, name: &RepositoryName, id: &UploadId) -> Result<UploadState> {
+    /// Reads the session's state. With the session's lock, a session that
+    /// does not exist gets whatever taking the lock created removed.
+    async fn load_state(
+        &self,
+        name: &RepositoryName,
+        id: &UploadId,
+        lock: Option<&mut SessionLock>,
+    ) -> Result<UploadState> {
         let unknown = || StorageError::UploadUnknown(id.to_string());
         let path = layout::upload_state(id);
-        let Some(bytes) = self.read_small(&path).await? else {
-            // Drop whatever taking the lock created for a session that does
-            // not exist (or was just finished by a concurrent request).
-            self.inner.uploads.remove(id, None).await?;
+        let Some((bytes, version)) = self.read_state(&path).await? else {
+            if let Some(lock) = lock {
+                // Never existed, or just finished by a concurrent request.
+                lock.finish();
+                self.inner.uploads.remove(id, None).await?;
+            }
             return Err(unknown());
         };
-        let state: UploadState =
+        let mut state: UploadState =
             serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
                 path: path.to_string(),
                 reason: e.to_string(),
@@ -274,11 +349,94 @@ impl Storage {
         if &state.repository != name {
             return Err(unknown());
         }
+        state.version = version;
         Ok(state)
     }
 
-    async fn save_state(&self, id: &UploadId, state: &UploadState) -> Result<()> {
-        let json = serde_json::to_vec(state).map_err(std::io::Error::other)?;
-        self.write_small(&layout::upload_state(id), json).await
+    /// The state object and, on fenced stores, the version it was read at.
+    async fn read_state(
+        &self,
+        path: &object_store::path::Path,
+    ) -> Result<Option<(bytes::Bytes, Option<UpdateVersion>)>> {
+        if !self.inner.fenced_state {
+            return Ok(self.read_small(path).await?.map(|b| (b, None)));
+        }
+        match self.store().get(path).await {
+            Ok(got) => {
+                let version = UpdateVersion {
+                    e_tag: got.meta.e_tag.clone(),
+                    version: got.meta.version.clone(),
+                };
+                Ok(Some((got.bytes().await?, Some(version))))
+            }
+            Err(e) if crate::error::is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commits `state`: on fenced stores created with `If-None-Match: *` or
+    /// replaced with `If-Match` on the version it was read at, which it
+    /// then records. A refused write, or a lost `lock`, is
+    /// [`StorageError::Busy`]: another request took the session over.
+    async fn save_state(
+        &self,
+        id: &UploadId,
+        state: &mut UploadState,
+        lock: Option<&SessionLock>,
+    ) -> Result<()> {
+        if let Some(lock) = lock {
+            lock.check(id)?;
+        }
+        let json = serde_json::to_vec(&*state).map_err(std::io::Error::other)?;
+        let path = layout::upload_state(id);
+        if !self.inner.fenced_state {
+            return self.write_small(&path, json).await;
+        }
+        let mode = match state.version.clone() {
+            Some(v) => PutMode::Update(v),
+            None => PutMode::Create,
+        };
+        match self
+            .store()
+            .put_opts(&path, PutPayload::from(json), PutOptions::from(mode))
+            .await
+        {
+            Ok(put) => {
+                state.version = Some(UpdateVersion {
+                    e_tag: put.e_tag,
+                    version: put.version,
+                });
+                Ok(())
+            }
+            Err(
+                object_store::Error::Precondition { .. } | object_store::Error::NotFound { .. },
+            ) => {
+                tracing::warn!(upload = %id, "upload state changed under us: lock was lost");
+                Err(StorageError::Busy(id.to_string()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Commits an area's progress mid-write: the state as last committed, with
+/// the area's record replaced (see [`Checkpoint`]).
+struct StateCheckpoint<'a> {
+    storage: &'a Storage,
+    id: &'a UploadId,
+    lock: &'a SessionLock,
+    state: UploadState,
+}
+
+#[async_trait]
+impl Checkpoint for StateCheckpoint<'_> {
+    async fn save(&mut self, area: &AreaState) -> Result<()> {
+        let mut next = self.state.clone();
+        next.area = area.clone();
+        self.storage
+            .save_state(self.id, &mut next, Some(self.lock))
+            .await?;
+        self.state = next;
+        Ok(())
     }
 }

@@ -3,6 +3,7 @@
 use std::io::{Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -11,9 +12,10 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use oci_types::DigestHasher;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{AreaState, BodyStream, SessionLock, UploadArea};
+use super::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
 use crate::error::{Result, StorageError};
 use crate::layout;
 
@@ -61,6 +63,7 @@ impl UploadArea for LocalUploadArea {
         _state: &mut AreaState,
         mut body: BodyStream,
         mut hasher: DigestHasher,
+        _checkpoint: &mut dyn Checkpoint,
     ) -> Result<(u64, DigestHasher)> {
         let path = self.data_path(id)?;
         let (write_tx, mut write_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_DEPTH);
@@ -162,7 +165,7 @@ impl UploadArea for LocalUploadArea {
         &self,
         id: &Uuid,
         len: u64,
-        _state: &AreaState,
+        _state: &mut AreaState,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
         if len == 0 {
             return Ok(futures::stream::empty().boxed());
@@ -176,7 +179,13 @@ impl UploadArea for LocalUploadArea {
         )
     }
 
-    async fn publish(&self, id: &Uuid, len: u64, _state: &AreaState, dest: &Path) -> Result<()> {
+    async fn publish(
+        &self,
+        id: &Uuid,
+        len: u64,
+        _state: &mut AreaState,
+        dest: &Path,
+    ) -> Result<()> {
         let src = self.data_path(id)?;
         let dest = self.store.path_to_filesystem(dest)?;
         blocking(move || {
@@ -218,24 +227,42 @@ impl UploadArea for LocalUploadArea {
 
     /// An advisory lock (`flock`) on `_uploads/<uuid>/lock`: it spans
     /// processes sharing the directory, and the kernel releases it when a
-    /// holder dies, so a crash never leaves a session locked.
-    async fn lock(&self, id: &Uuid) -> Result<SessionLock> {
+    /// holder dies, so a crash never leaves a session locked. It is only
+    /// ever *tried* (`LOCK_NB`), with short async sleeps in between: a
+    /// waiter holds no thread, and dropping it gives up the wait.
+    async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock> {
         let path = self.data_path(id)?.with_file_name(LOCK_FILE);
-        blocking(move || {
+        let mut pause = Duration::from_millis(1);
+        loop {
             if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
+                tokio::fs::create_dir_all(dir).await?;
             }
+            // Opened anew each round: a concurrent `remove` may have
+            // unlinked the file we tried, and a lock on an unlinked file
+            // would exclude nobody.
             let file = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
                 .write(true)
                 .open(&path)?;
-            file.lock()?;
-            Ok(SessionLock::new(file))
-        })
-        .await
+            match file.try_lock() {
+                Ok(()) => return Ok(SessionLock::new(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+            }
+            drop(file);
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(StorageError::Busy(id.to_string()));
+            }
+            tokio::time::sleep(pause.min(deadline - now)).await;
+            pause = (pause * 2).min(MAX_LOCK_PAUSE);
+        }
     }
 }
 
 /// Name of the lock file inside a session directory.
 const LOCK_FILE: &str = "lock";
+
+/// Longest sleep between two tries of a held `flock`.
+const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);

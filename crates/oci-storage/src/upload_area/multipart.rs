@@ -8,11 +8,28 @@
 //! request's bytes. Memory per upload is one part.
 //!
 //! The upload id, the part ETags and the tail's key are [`AreaState`] and are
-//! saved with the session, so any replica can continue or finish it. On
-//! completion the multipart object (at `_uploads/<uuid>/blob`, since the
-//! digest is unknown when the upload starts) is copied server-side to its
-//! blob path; above the backend's single-request copy limit (5 GiB on S3) it
-//! is streamed into a new multipart object instead.
+//! saved with the session, so any replica can continue or finish it. The
+//! upload id is committed (fenced, through the write's [`Checkpoint`]) as
+//! soon as the upload is created, before any part is sent, so an upload of
+//! a request that then fails is still aborted when the session is
+//! cancelled, completed or expired ([`UploadArea::remove`]). A tail is
+//! written under a new key each time and the one it replaces is deleted
+//! only after the state naming the new one was committed
+//! ([`UploadArea::committed`]).
+//!
+//! On completion exactly the parts the committed state names (by ETag,
+//! which S3 checks) plus its tail are completed into `_uploads/<uuid>/blob`
+//! (the digest is unknown when the upload starts); nothing found there is
+//! ever trusted. The ETag the completion returned is kept in the request's
+//! in-memory state, and reading back (to re-hash) and publishing use the
+//! object only if it still has that ETag. The object is then copied
+//! server-side to its blob path; above the backend's single-request copy
+//! limit (5 GiB on S3) it is streamed into a new multipart object instead.
+//!
+//! Parts are numbered by their position, so a holder that lost its lease
+//! and still sends a part overwrites at most a part no committed state
+//! names, or makes the completion of a state that names it fail on the
+//! ETag check: a clean error, never a blob of unhashed bytes.
 
 use std::sync::Arc;
 
@@ -24,10 +41,13 @@ use object_store::path::Path;
 use object_store::{GetOptions, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use oci_types::DigestHasher;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{AreaState, BodyStream, LeaseLocks, SessionLock, UploadArea, delete_if_exists};
-use crate::error::{Result, StorageError, is_not_found};
+use super::{
+    AreaState, BodyStream, Checkpoint, LeaseLocks, SessionLock, UploadArea, delete_if_exists,
+};
+use crate::error::{Result, StorageError};
 use crate::layout;
 
 /// Default part size: above S3's 5 MiB minimum, small enough to bound memory.
@@ -48,6 +68,11 @@ struct Progress {
     /// Bytes after the last full part.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     tail: Option<Tail>,
+    /// ETag of `_uploads/<uuid>/blob` as this request's completion made it.
+    /// Carried between `read` and `publish` of one request; the engine
+    /// never commits a state after either, and `write` clears it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    completed: Option<String>,
 }
 
 /// A tail object: its key (relative to the store) and length.
@@ -130,16 +155,44 @@ impl MultipartUploadArea {
         self.prefix.parts().chain(path.parts()).collect()
     }
 
+    fn to_state(progress: &Progress) -> Result<AreaState> {
+        Ok(serde_json::to_value(progress).map_err(std::io::Error::other)?)
+    }
+
+    /// Creates the session's multipart upload if it has none, and commits
+    /// its id before anything is sent to it.
+    async fn ensure_upload(
+        &self,
+        id: &Uuid,
+        progress: &mut Progress,
+        checkpoint: &mut dyn Checkpoint,
+    ) -> Result<()> {
+        if progress.upload_id.is_some() {
+            return Ok(());
+        }
+        let target = self.full(&layout::upload_multipart_target(id));
+        let upload_id = self.multipart.create_multipart(&target).await?;
+        progress.upload_id = Some(upload_id.clone());
+        if let Err(e) = checkpoint.save(&Self::to_state(progress)?).await {
+            progress.upload_id = None;
+            if let Err(abort) = self.multipart.abort_multipart(&target, &upload_id).await {
+                tracing::warn!(error = %abort, "aborting an unrecorded multipart upload");
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sends `part` as the next part of the session's multipart upload.
     async fn put_part(&self, id: &Uuid, progress: &mut Progress, part: Bytes) -> Result<()> {
         let target = self.full(&layout::upload_multipart_target(id));
-        let upload_id = match &progress.upload_id {
-            Some(u) => u.clone(),
-            None => {
-                let u = self.multipart.create_multipart(&target).await?;
-                progress.upload_id = Some(u.clone());
-                u
-            }
-        };
+        let upload_id = progress
+            .upload_id
+            .clone()
+            .ok_or_else(|| StorageError::Corrupt {
+                path: target.to_string(),
+                reason: "no multipart upload".into(),
+            })?;
         let part_id = self
             .multipart
             .put_part(
@@ -165,37 +218,57 @@ impl MultipartUploadArea {
         }
     }
 
-    /// Completes the multipart upload into `_uploads/<uuid>/blob` (the tail
-    /// becomes the last part). Idempotent: a completed target is kept.
-    async fn complete(&self, id: &Uuid, len: u64, progress: &Progress) -> Result<Path> {
+    /// Completes the multipart upload into `_uploads/<uuid>/blob` with
+    /// exactly the parts `progress` names (the tail becomes the last part),
+    /// once per request: the ETag of the result is kept in `progress`.
+    async fn complete(&self, id: &Uuid, progress: &mut Progress) -> Result<(Path, String)> {
         let target = layout::upload_multipart_target(id);
-        match self.store.head(&target).await {
-            Ok(meta) if meta.size == len => return Ok(target),
-            Ok(_) => {}
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(e.into()),
+        if let Some(e_tag) = &progress.completed {
+            return Ok((target, e_tag.clone()));
         }
-        let mut progress = progress.clone();
-        let tail = self.tail_bytes(&progress).await?;
+        let mut parts = progress.clone();
+        let tail = self.tail_bytes(&parts).await?;
         if !tail.is_empty() {
-            self.put_part(id, &mut progress, tail).await?;
+            self.put_part(id, &mut parts, tail).await?;
         }
-        let upload_id = progress
+        let upload_id = parts
             .upload_id
             .clone()
             .ok_or_else(|| StorageError::Corrupt {
                 path: target.to_string(),
                 reason: "no multipart upload to complete".into(),
             })?;
-        let parts = progress
+        let parts = parts
             .parts
             .into_iter()
             .map(|content_id| PartId { content_id })
             .collect();
-        self.multipart
+        let done = self
+            .multipart
             .complete_multipart(&self.full(&target), &upload_id, parts)
             .await?;
-        Ok(target)
+        let e_tag = done.e_tag.ok_or_else(|| StorageError::Corrupt {
+            path: target.to_string(),
+            reason: "the store gave the completed upload no ETag".into(),
+        })?;
+        progress.completed = Some(e_tag.clone());
+        Ok((target, e_tag))
+    }
+
+    /// The completed object's first `len` bytes, if it still is the one
+    /// this request's completion made.
+    async fn completed_bytes(
+        &self,
+        target: &Path,
+        e_tag: String,
+        len: u64,
+    ) -> Result<BoxStream<'static, Result<Bytes>>> {
+        let opts = GetOptions {
+            if_match: Some(e_tag),
+            ..GetOptions::new().with_range(Some(0..len))
+        };
+        let get = self.store.get_opts(target, opts).await?;
+        Ok(get.into_stream().map_err(StorageError::from).boxed())
     }
 }
 
@@ -208,8 +281,10 @@ impl UploadArea for MultipartUploadArea {
         state: &mut AreaState,
         mut body: BodyStream,
         mut hasher: DigestHasher,
+        checkpoint: &mut dyn Checkpoint,
     ) -> Result<(u64, DigestHasher)> {
         let mut progress = Progress::from_state(state)?;
+        progress.completed = None;
         if progress.committed(self.part_size) != offset {
             return Err(StorageError::Corrupt {
                 path: layout::upload_dir(id).to_string(),
@@ -232,6 +307,7 @@ impl UploadArea for MultipartUploadArea {
                 frame.advance(take);
                 if buf.len() == self.part_size {
                     let part = buf.split().freeze();
+                    self.ensure_upload(id, &mut progress, checkpoint).await?;
                     self.put_part(id, &mut progress, part).await?;
                 }
             }
@@ -240,7 +316,8 @@ impl UploadArea for MultipartUploadArea {
             None
         } else {
             // A new key each time: the saved state keeps naming the old tail
-            // until the engine commits this write.
+            // until the engine commits this write (then `committed` deletes
+            // the old one).
             let key = layout::upload_tail(id, &Uuid::new_v4());
             let len = buf.len() as u64;
             self.store.put(&key, PutPayload::from(buf.freeze())).await?;
@@ -249,7 +326,7 @@ impl UploadArea for MultipartUploadArea {
                 len,
             })
         };
-        *state = serde_json::to_value(&progress).map_err(std::io::Error::other)?;
+        *state = Self::to_state(&progress)?;
         Ok((written, hasher))
     }
 
@@ -257,23 +334,20 @@ impl UploadArea for MultipartUploadArea {
         &self,
         id: &Uuid,
         len: u64,
-        state: &AreaState,
+        state: &mut AreaState,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
-        let progress = Progress::from_state(state)?;
+        let mut progress = Progress::from_state(state)?;
         if progress.upload_id.is_none() {
             let tail = self.tail_bytes(&progress).await?;
             return Ok(futures::stream::once(async move { Ok(tail) }).boxed());
         }
-        let target = self.complete(id, len, &progress).await?;
-        let get = self
-            .store
-            .get_opts(&target, GetOptions::new().with_range(Some(0..len)))
-            .await?;
-        Ok(get.into_stream().map_err(StorageError::from).boxed())
+        let (target, e_tag) = self.complete(id, &mut progress).await?;
+        *state = Self::to_state(&progress)?;
+        self.completed_bytes(&target, e_tag, len).await
     }
 
-    async fn publish(&self, id: &Uuid, len: u64, state: &AreaState, dest: &Path) -> Result<()> {
-        let progress = Progress::from_state(state)?;
+    async fn publish(&self, id: &Uuid, len: u64, state: &mut AreaState, dest: &Path) -> Result<()> {
+        let mut progress = Progress::from_state(state)?;
         if progress.upload_id.is_none() {
             // Smaller than one part: the tail is the whole blob.
             match &progress.tail {
@@ -284,8 +358,18 @@ impl UploadArea for MultipartUploadArea {
             }
             return Ok(());
         }
-        let target = self.complete(id, len, &progress).await?;
+        let (target, e_tag) = self.complete(id, &mut progress).await?;
+        *state = Self::to_state(&progress)?;
         if len <= self.copy_limit {
+            // object_store's copy takes no source condition: check first.
+            // Only a holder of the session lock completes into `target`.
+            let meta = self.store.head(&target).await?;
+            if meta.e_tag.as_deref() != Some(e_tag.as_str()) || meta.size != len {
+                return Err(StorageError::Corrupt {
+                    path: target.to_string(),
+                    reason: "the completed upload changed before it was published".into(),
+                });
+            }
             self.store.copy(&target, dest).await?;
             return Ok(());
         }
@@ -293,7 +377,7 @@ impl UploadArea for MultipartUploadArea {
             self.store.put_multipart(dest).await?,
             self.part_size,
         );
-        let mut bytes = self.store.get(&target).await?.into_stream();
+        let mut bytes = self.completed_bytes(&target, e_tag, len).await?;
         while let Some(chunk) = bytes.next().await {
             match chunk {
                 Ok(chunk) => {
@@ -302,7 +386,7 @@ impl UploadArea for MultipartUploadArea {
                 }
                 Err(e) => {
                     let _ = writer.abort().await;
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
@@ -335,8 +419,18 @@ impl UploadArea for MultipartUploadArea {
         Ok(())
     }
 
-    async fn lock(&self, id: &Uuid) -> Result<SessionLock> {
-        self.locks.lock(id).await
+    async fn committed(&self, _id: &Uuid, before: &AreaState, after: &AreaState) -> Result<()> {
+        let (before, after) = (Progress::from_state(before)?, Progress::from_state(after)?);
+        if let Some(old) = before.tail
+            && after.tail.as_ref().is_none_or(|t| t.key != old.key)
+        {
+            delete_if_exists(self.store.as_ref(), &Path::from(old.key.as_str())).await?;
+        }
+        Ok(())
+    }
+
+    async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock> {
+        self.locks.lock(id, deadline).await
     }
 }
 
@@ -360,14 +454,26 @@ mod tests {
             Arc::clone(&s3),
             prefix.clone(),
         ));
-        let locks = LeaseLocks::new(
-            Arc::clone(&store),
-            Duration::from_secs(30),
-            Duration::from_secs(5),
-        );
+        let locks = LeaseLocks::new(Arc::clone(&store), Duration::from_millis(500));
         MultipartUploadArea::new(store, s3, prefix, locks)
             .with_part_size(5 * MIB)
             .with_copy_limit(copy_limit)
+    }
+
+    /// Records what a write commits mid-way.
+    #[derive(Default)]
+    struct Saved(Vec<AreaState>);
+
+    #[async_trait]
+    impl Checkpoint for Saved {
+        async fn save(&mut self, area: &AreaState) -> Result<()> {
+            self.0.push(area.clone());
+            Ok(())
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
     }
 
     fn body(bytes: Vec<u8>) -> BodyStream {
@@ -393,10 +499,25 @@ mod tests {
         let mut offset = 0;
         for size in [1, 3 * MIB, 5 * MIB + 7, 5 * MIB + 3] {
             let chunk = data[offset..offset + size].to_vec();
+            let mut saved = Saved::default();
             let (written, h) = area
-                .write(&id, offset as u64, &mut state, body(chunk), hasher)
+                .write(
+                    &id,
+                    offset as u64,
+                    &mut state,
+                    body(chunk),
+                    hasher,
+                    &mut saved,
+                )
                 .await
                 .unwrap();
+            // The upload id is committed before the first part is sent.
+            let first_part = offset < 5 * MIB && offset + size >= 5 * MIB;
+            assert_eq!(saved.0.len(), usize::from(first_part));
+            if let Some(cp) = saved.0.first() {
+                let cp = Progress::from_state(cp).unwrap();
+                assert!(cp.upload_id.is_some() && cp.parts.is_empty());
+            }
             assert_eq!(written, size as u64);
             hasher = h;
             offset += size;
@@ -407,14 +528,14 @@ mod tests {
         assert_eq!(offset, data.len());
         assert_eq!(hasher.finalize(), Digest::of(&data));
         let dest = Path::from("blobs/test/data");
-        area.publish(&id, data.len() as u64, &state, &dest)
+        area.publish(&id, data.len() as u64, &mut state, &dest)
             .await
             .unwrap();
         let stored = area.store.get(&dest).await.unwrap().bytes().await.unwrap();
         assert_eq!(stored.as_ref(), data.as_slice());
         // Rehash path: reading back completes nothing twice.
         let mut back = Vec::new();
-        let mut s = area.read(&id, data.len() as u64, &state).await.unwrap();
+        let mut s = area.read(&id, data.len() as u64, &mut state).await.unwrap();
         while let Some(c) = s.next().await {
             back.extend_from_slice(&c.unwrap());
         }
@@ -437,14 +558,23 @@ mod tests {
         let id = Uuid::new_v4();
         let mut state = AreaState::Null;
         let hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let mut saved = Saved::default();
         let (written, _) = area
-            .write(&id, 0, &mut state, body(b"small".to_vec()), hasher)
+            .write(
+                &id,
+                0,
+                &mut state,
+                body(b"small".to_vec()),
+                hasher,
+                &mut saved,
+            )
             .await
             .unwrap();
+        assert!(saved.0.is_empty());
         assert_eq!(written, 5);
         assert!(Progress::from_state(&state).unwrap().upload_id.is_none());
         let dest = Path::from("blobs/small/data");
-        area.publish(&id, 5, &state, &dest).await.unwrap();
+        area.publish(&id, 5, &mut state, &dest).await.unwrap();
         let stored = area.store.get(&dest).await.unwrap().bytes().await.unwrap();
         assert_eq!(stored.as_ref(), b"small");
     }
@@ -455,10 +585,10 @@ mod tests {
         let server = oci_test_s3::S3Server::start().await.unwrap();
         let area = Arc::new(area(&server, MIB as u64).await);
         let id = Uuid::new_v4();
-        let first = area.lock(&id).await.unwrap();
+        let first = area.lock(&id, soon()).await.unwrap();
         let second = {
             let area = Arc::clone(&area);
-            tokio::spawn(async move { area.lock(&id).await.map(|_| ()) })
+            tokio::spawn(async move { area.lock(&id, soon()).await.map(|_| ()) })
         };
         tokio::time::sleep(Duration::from_millis(300)).await;
         assert!(!second.is_finished(), "second lock granted while held");
@@ -476,12 +606,11 @@ mod tests {
         let server = oci_test_s3::S3Server::start().await.unwrap();
         let area = area(&server, MIB as u64).await;
         let id = Uuid::new_v4();
-        let stale = Duration::from_secs(1);
         area.store
             .put(&layout::upload_lock(&id), PutPayload::from("1"))
             .await
             .unwrap();
-        let lock = tokio::time::timeout(stale * 5, area.lock(&id)).await;
+        let lock = tokio::time::timeout(Duration::from_secs(5), area.lock(&id, soon())).await;
         assert!(matches!(lock, Ok(Ok(_))), "expired lease not taken over");
     }
 }

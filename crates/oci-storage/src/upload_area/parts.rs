@@ -1,6 +1,5 @@
 //! The generic upload area, for the in-memory store.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -9,9 +8,10 @@ use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use oci_types::DigestHasher;
+use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{AreaState, BodyStream, SessionLock, UploadArea, delete_if_exists};
+use super::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea, delete_if_exists};
 use crate::error::{Result, StorageError};
 use crate::layout;
 
@@ -21,33 +21,12 @@ const PART_SIZE: usize = super::multipart::DEFAULT_PART_SIZE;
 /// Generic upload area over any [`ObjectStore`]: chunk `k` of a session is the
 /// object `_uploads/<uuid>/parts/<start offset>`.
 ///
-/// Sessions are locked within this process only, which suits the in-memory
-/// store it serves; a shared backend brings an area with shared locking.
+/// Sessions are locked by the engine's in-process mutex only, which suits
+/// the in-memory store it serves; a shared backend brings an area with
+/// shared locking.
 #[derive(Debug)]
 pub struct PartsUploadArea {
     store: Arc<dyn ObjectStore>,
-    locks: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-/// Holds a session's mutex; forgets the session's entry when the last
-/// user is done.
-struct LocalGuard {
-    id: Uuid,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-    locks: Arc<std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>>,
-}
-
-impl Drop for LocalGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-        if locks
-            .get(&self.id)
-            .is_some_and(|m| Arc::strong_count(m) == 1)
-        {
-            locks.remove(&self.id);
-        }
-    }
 }
 
 /// One stored part: where it starts and how long it is.
@@ -60,10 +39,7 @@ struct Part {
 impl PartsUploadArea {
     /// An upload area in `store`.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            store,
-            locks: Arc::default(),
-        }
+        Self { store }
     }
 
     /// Stored parts, sorted by start offset.
@@ -142,6 +118,7 @@ impl UploadArea for PartsUploadArea {
         _state: &mut AreaState,
         mut body: BodyStream,
         mut hasher: DigestHasher,
+        _checkpoint: &mut dyn Checkpoint,
     ) -> Result<(u64, DigestHasher)> {
         // Parts at or beyond `offset` were never committed: drop them.
         for stale in self
@@ -190,13 +167,19 @@ impl UploadArea for PartsUploadArea {
         &self,
         id: &Uuid,
         len: u64,
-        _state: &AreaState,
+        _state: &mut AreaState,
     ) -> Result<BoxStream<'static, Result<Bytes>>> {
         let chain = self.chain(id, len).await?;
         Ok(self.stream_chain(chain, len))
     }
 
-    async fn publish(&self, id: &Uuid, len: u64, _state: &AreaState, dest: &Path) -> Result<()> {
+    async fn publish(
+        &self,
+        id: &Uuid,
+        len: u64,
+        _state: &mut AreaState,
+        dest: &Path,
+    ) -> Result<()> {
         let chain = self.chain(id, len).await?;
         if let [only] = chain.as_slice()
             && only.size == len
@@ -229,16 +212,7 @@ impl UploadArea for PartsUploadArea {
         Ok(())
     }
 
-    async fn lock(&self, id: &Uuid) -> Result<SessionLock> {
-        let mutex = {
-            let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            Arc::clone(locks.entry(*id).or_default())
-        };
-        let guard = mutex.lock_owned().await;
-        Ok(SessionLock::new(LocalGuard {
-            id: *id,
-            guard: Some(guard),
-            locks: Arc::clone(&self.locks),
-        }))
+    async fn lock(&self, _id: &Uuid, _deadline: Instant) -> Result<SessionLock> {
+        Ok(SessionLock::new(()))
     }
 }
