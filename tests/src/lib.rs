@@ -154,6 +154,8 @@ pub struct TestServer {
     storage_url: String,
     storage_options: oci_storage::StorageOptions,
     limits: oci_http::Limits,
+    /// Expires abandoned upload sessions, as the binary does.
+    _sweeper: oci_storage::Sweeper,
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -239,6 +241,15 @@ impl TestServer {
         Self::start_at_configured(url, oci_http::Limits::default(), options).await
     }
 
+    /// Like [`TestServer::start_at`], with every storage option given
+    /// (e.g. two replicas on one S3 bucket with a short upload TTL).
+    pub async fn start_at_with_options(
+        url: &str,
+        options: oci_storage::StorageOptions,
+    ) -> TestServer {
+        Self::start_at_configured(url, oci_http::Limits::default(), options).await
+    }
+
     async fn start_at_configured(
         url: &str,
         limits: oci_http::Limits,
@@ -259,6 +270,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
+        let sweeper = storage.start_sweeper();
         let app = oci_http::app_with(storage, &limits);
         let kept = limits.clone();
         let task = tokio::spawn(async move {
@@ -279,6 +291,7 @@ impl TestServer {
             storage_url: String::new(),
             storage_options: oci_storage::StorageOptions::default(),
             limits: kept,
+            _sweeper: sweeper,
             http,
             shutdown: Some(tx),
             task: Some(task),

@@ -149,7 +149,7 @@ impl From<StorageError> for ApiError {
             S::ManifestInvalid(inner) => inner.into(),
             S::ManifestBlobUnknown(_) => Self::new(ErrorCode::ManifestBlobUnknown, message),
             S::Body(_) => Self::new(ErrorCode::BlobUploadInvalid, message),
-            S::Busy(_) => Self::new(ErrorCode::TooManyRequests, message),
+            S::Busy(_) | S::TooManyUploads { .. } => crate::limits::too_many(&message),
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::new(ErrorCode::Unknown, "internal storage error")

@@ -141,13 +141,15 @@ pub fn init_logging(filter: &str) -> Result<(), Box<dyn std::error::Error + Send
 }
 
 /// Serves the API on `listener` with `limits` until `shutdown` resolves,
-/// then lets in-flight requests finish.
+/// then lets in-flight requests finish; expires abandoned upload sessions
+/// meanwhile.
 pub async fn serve(
     listener: TcpListener,
     storage: Storage,
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let _sweeper = storage.start_sweeper();
     let app = oci_http::app_with(storage, limits);
     oci_http::server::serve(listener, app, limits, shutdown).await
 }

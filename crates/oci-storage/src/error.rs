@@ -30,6 +30,14 @@ pub enum StorageError {
     /// Another request holds the upload session for longer than we wait.
     #[error("upload session {0} is busy")]
     Busy(String),
+    /// As many upload sessions are open as the registry allows.
+    #[error(
+        "{max} upload sessions are open, the most allowed; finish or cancel some, or retry later"
+    )]
+    TooManyUploads {
+        /// The cap.
+        max: usize,
+    },
     /// A chunk did not start where the session ends (spec: 416).
     #[error("chunk starts at {got} but the upload has {expected} bytes")]
     RangeInvalid {

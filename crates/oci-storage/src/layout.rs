@@ -83,6 +83,27 @@ pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
     Path::from(format!("_catalog/{name}/{CATALOG_MARKER}"))
 }
 
+/// `_uploads/`: every upload session.
+pub(crate) fn uploads_dir() -> Path {
+    Path::from("_uploads")
+}
+
+/// `_sweeps/uploads/slots/`: one marker per sweep slot won by a replica.
+pub(crate) fn sweep_slots() -> Path {
+    Path::from("_sweeps/uploads/slots")
+}
+
+/// `_sweeps/uploads/slots/<slot, 20 digits>`: the replica that created it
+/// sweeps upload sessions in that slot.
+pub(crate) fn sweep_slot(slot: u128) -> Path {
+    sweep_slots().join(format!("{slot:020}"))
+}
+
+/// `_sweeps/uploads/count`: open sessions the last sweep counted (text).
+pub(crate) fn sweep_count() -> Path {
+    Path::from("_sweeps/uploads/count")
+}
+
 /// `_uploads/<uuid>/`: everything of one upload session.
 pub(crate) fn upload_dir(id: &Uuid) -> Path {
     Path::from(format!("_uploads/{id}"))

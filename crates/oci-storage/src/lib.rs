@@ -29,6 +29,9 @@
 //! _uploads/<uuid>/state.json                      upload session: repository, offset,
 //!                                                 saved hash state
 //! _uploads/<uuid>/data | parts/<offset>           bytes received so far
+//! _sweeps/uploads/slots/<slot>                    marker: a replica swept upload
+//!                                                 sessions in this time slot
+//! _sweeps/uploads/count                           text: open sessions it counted
 //!   | tail-<nonce> | blob
 //! _uploads/<uuid>/lock                            session lock: flock'ed file, or
 //!                                                 S3 lease (owner token, If-Match)
@@ -59,6 +62,7 @@ mod local;
 mod manifests;
 mod options;
 mod referrers;
+mod sweeper;
 mod tags;
 pub mod upload_area;
 mod uploads;
@@ -75,6 +79,7 @@ pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use sweeper::{SweepReport, Sweeper};
 pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
@@ -98,6 +103,8 @@ struct Inner {
     /// The store decides `If-Match` on writes (not the filesystem): upload
     /// state is written conditionally on the version read.
     fenced_state: bool,
+    /// The estimate of open upload sessions behind `max_uploads`.
+    open_uploads: sweeper::OpenUploads,
 }
 
 impl Storage {
@@ -126,6 +133,7 @@ impl Storage {
                 local: b.local,
                 options,
                 session_locks: upload_area::ProcessLocks::default(),
+                open_uploads: sweeper::OpenUploads::default(),
             }),
         })
     }

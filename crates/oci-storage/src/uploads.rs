@@ -68,8 +68,14 @@ pub(crate) struct UploadState {
 impl UploadState {
     fn hasher(&self) -> Result<DigestHasher> {
         let algorithm = match self.algorithm.as_str() {
+            "sha256" => DigestAlgorithm::Sha256,
             "sha512" => DigestAlgorithm::Sha512,
-            _ => DigestAlgorithm::Sha256,
+            other => {
+                return Err(StorageError::Corrupt {
+                    path: "upload state".into(),
+                    reason: format!("unknown digest algorithm {other:?}"),
+                });
+            }
         };
         let bytes = hex::decode(&self.hash_state).map_err(|_| oci_types::Error::InvalidHashState);
         bytes
@@ -94,6 +100,7 @@ impl Storage {
         name: &RepositoryName,
         algorithm: DigestAlgorithm,
     ) -> Result<UploadStatus> {
+        self.admit_upload()?;
         let id = Uuid::new_v4();
         let mut state = UploadState {
             repository: name.clone(),
@@ -107,7 +114,10 @@ impl Storage {
             version: None,
         };
         state.set_hasher(&DigestHasher::new(algorithm));
-        self.save_state(&id, &mut state, None).await?;
+        if let Err(e) = self.save_state(&id, &mut state, None).await {
+            self.upload_closed();
+            return Err(e);
+        }
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -228,6 +238,15 @@ impl Storage {
     /// area's cross-process lock. Cancel-safe.
     async fn lock_session(&self, id: &UploadId) -> Result<SessionLock> {
         let deadline = tokio::time::Instant::now() + self.inner.options.lock_wait;
+        self.lock_session_until(id, deadline).await
+    }
+
+    /// [`Storage::lock_session`], waiting until `deadline` (`now`: try once).
+    pub(crate) async fn lock_session_until(
+        &self,
+        id: &UploadId,
+        deadline: tokio::time::Instant,
+    ) -> Result<SessionLock> {
         let local = self.inner.session_locks.lock(id, deadline).await?;
         let shared = self.inner.uploads.lock(id, deadline).await?;
         Ok(shared.with_local(local))
@@ -311,7 +330,7 @@ impl Storage {
 
     /// Deletes the state first, so a half-removed session is never resumed;
     /// the session's lock may then go too.
-    async fn discard(
+    pub(crate) async fn discard(
         &self,
         id: &UploadId,
         state: Option<&UploadState>,
@@ -320,6 +339,7 @@ impl Storage {
         lock.check(id)?;
         delete_if_exists(self.store(), &layout::upload_state(id)).await?;
         lock.finish();
+        self.upload_closed();
         self.inner.uploads.remove(id, state.map(|s| &s.area)).await
     }
 
@@ -351,6 +371,21 @@ impl Storage {
         }
         state.version = version;
         Ok(state)
+    }
+
+    /// The session's state whatever its repository, if it has one.
+    pub(crate) async fn state_of(&self, id: &UploadId) -> Result<Option<UploadState>> {
+        let path = layout::upload_state(id);
+        let Some((bytes, version)) = self.read_state(&path).await? else {
+            return Ok(None);
+        };
+        let mut state: UploadState =
+            serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+                path: path.to_string(),
+                reason: e.to_string(),
+            })?;
+        state.version = version;
+        Ok(Some(state))
     }
 
     /// The state object and, on fenced stores, the version it was read at.

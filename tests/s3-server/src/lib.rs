@@ -129,6 +129,18 @@ impl S3Server {
         self.objects.remove_object(BUCKET, key)
     }
 
+    /// Multipart uploads created and neither completed nor aborted (read
+    /// directly, not through the S3 protocol).
+    pub fn open_multipart_uploads(&self) -> usize {
+        self.objects.open_multipart_uploads()
+    }
+
+    /// Keys of the bucket's objects that start with `prefix` (read
+    /// directly).
+    pub fn keys(&self, prefix: &str) -> Vec<String> {
+        self.objects.keys(BUCKET, prefix)
+    }
+
     /// The address the server listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr

@@ -142,6 +142,22 @@ impl MemoryS3 {
             .is_some_and(|b| b.objects.remove(key).is_some())
     }
 
+    /// Multipart uploads created and neither completed nor aborted.
+    pub fn open_multipart_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    /// Keys of the bucket's objects that start with `prefix`.
+    pub fn keys(&self, bucket: &str, prefix: &str) -> Vec<String> {
+        self.lock().buckets.get(bucket).map_or_else(Vec::new, |b| {
+            b.objects
+                .keys()
+                .filter(|k| k.starts_with(prefix))
+                .cloned()
+                .collect()
+        })
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
