@@ -879,6 +879,17 @@ pub fn encode_query_value(v: &str) -> String {
 
 /// Asserts that `resp` is an error response per distribution-spec "Error
 /// Codes": the given status, `Content-Type: application/json`, and a body
+/// A request body fed from a channel: the test decides when bytes arrive
+/// and when the body ends (when the sender is dropped), e.g. to hold a
+/// request in flight or to stall it.
+pub fn channel_body() -> (tokio::sync::mpsc::Sender<bytes::Bytes>, reqwest::Body) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(4);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+    });
+    (tx, reqwest::Body::wrap_stream(stream))
+}
+
 /// `{"errors":[{"code":..., ...}, ...]}` where every code is one of the
 /// spec's codes and at least one is in `codes` (any spec code if `codes` is
 /// empty). Returns the parsed body.

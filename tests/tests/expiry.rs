@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oci_e2e::{
-    Backend, TestServer, assert_error, backend_tests, header, location, random_blob, sha256_digest,
-    walk, with_query,
+    Backend, TestServer, assert_error, backend_tests, channel_body, header, location, random_blob,
+    sha256_digest, walk, with_query,
 };
 use reqwest::{Method, StatusCode};
-use tokio::sync::mpsc;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
@@ -50,14 +49,6 @@ async fn wait_gone(srv: &TestServer, loc: &str) {
     })
     .await;
     assert!(gone.is_ok(), "session {loc} was not expired");
-}
-
-fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
-    (tx, reqwest::Body::wrap_stream(stream))
 }
 
 /// Abandoned sessions, empty or holding bytes (on S3: a multipart upload

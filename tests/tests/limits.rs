@@ -11,13 +11,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oci_e2e::{
-    Backend, RawResponse, TestServer, assert_error, assert_raw_error, backend_tests, header,
-    location, random_blob, sha256_digest, with_query,
+    Backend, RawResponse, TestServer, assert_error, assert_raw_error, backend_tests, channel_body,
+    header, location, random_blob, sha256_digest, with_query,
 };
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 /// Upper bound for anything the server should do "at once" or "after a
 /// one-second timeout": far above either, so a slow machine never fails a
@@ -44,16 +43,6 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     .await;
     assert!(closed.is_ok(), "the server kept the connection open");
     got
-}
-
-/// A request body fed from a channel: the test decides when bytes arrive
-/// and when the body ends (the sender is dropped).
-fn channel_body() -> (mpsc::Sender<Bytes>, reqwest::Body) {
-    let (tx, rx) = mpsc::channel::<Bytes>(4);
-    let stream = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-    });
-    (tx, reqwest::Body::wrap_stream(stream))
 }
 
 /// Slowloris: connections that send half a request head are cut off at the
