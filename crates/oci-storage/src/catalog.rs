@@ -1,7 +1,6 @@
 //! The repository catalog (`GET /v2/_catalog`): one marker object per
 //! repository, written the first time a repository receives content.
 
-use object_store::{PutMode, PutOptions, PutPayload};
 use oci_types::{Pagination, RepositoryName};
 
 use crate::error::Result;
@@ -13,23 +12,8 @@ pub const DEFAULT_CATALOG_PAGE: usize = 1000;
 impl Storage {
     /// Records that `name` exists. Idempotent; one conditional write.
     pub(crate) async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
-        let opts = PutOptions::from(PutMode::Create);
-        match self
-            .store()
-            .put_opts(
-                &layout::catalog_marker(name),
-                PutPayload::from_static(b""),
-                opts,
-            )
-            .await
-        {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            // Backends without conditional create fall back to a plain put.
-            Err(object_store::Error::NotImplemented { .. }) => {
-                self.write_small(&layout::catalog_marker(name), "").await
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.create_small(&layout::catalog_marker(name), "").await?;
+        Ok(())
     }
 
     /// True if the repository has ever held content.

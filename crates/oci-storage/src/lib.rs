@@ -33,8 +33,13 @@
 //!
 //! # Guarantees
 //!
-//! - Every object is written whole or not at all (the store's `put` stages
-//!   and renames). A blob appears under `blobs/` only after its digest was
+//! - Every object is written whole or not at all (staged, then renamed; on
+//!   S3, one `PUT`).
+//! - On the filesystem, with [`StorageOptions::fsync`] (the default), an
+//!   acknowledged blob, manifest, tag or link survives power loss: every
+//!   file and the directory entry naming it are `fsync`ed before the call
+//!   returns (blob data before its rename into `blobs/`, the directory
+//!   after). A blob appears under `blobs/` only after its digest was
 //!   verified, so a crash at any moment leaves no partial blob, manifest,
 //!   tag or link visible; at worst an unreferenced object that garbage
 //!   collection can remove.
@@ -204,11 +209,40 @@ impl Storage {
             .map_err(Into::into)
     }
 
-    /// Writes a small object whole, replacing any previous one atomically.
+    /// Writes a small object whole, replacing any previous one atomically;
+    /// on the filesystem, durably (see [`StorageOptions::fsync`]).
     async fn write_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<()> {
+        if let Some(local) = self.local() {
+            local
+                .write(path, bytes.into(), local::WriteMode::Overwrite)
+                .await?;
+            return Ok(());
+        }
         self.store()
             .put(path, object_store::PutPayload::from(bytes.into()))
             .await?;
         Ok(())
+    }
+
+    /// Writes a small object only if none exists at `path` (one atomic
+    /// conditional write). Returns false if one existed.
+    async fn create_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<bool> {
+        if let Some(local) = self.local() {
+            return local
+                .write(path, bytes.into(), local::WriteMode::Create)
+                .await;
+        }
+        let payload = object_store::PutPayload::from(bytes.into());
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self.store().put_opts(path, payload.clone(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            // Backends without conditional create fall back to a plain put.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                self.store().put(path, payload).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

@@ -15,10 +15,19 @@
 //! - blob data is streamed in large reads with one read ahead, each read
 //!   into the buffer that is sent (one copy from the page cache).
 //!
-//! Writes still go through object_store (staging file, then rename).
+//! Small writes (tags, links, manifests, upload state, markers) go through
+//! [`LocalFiles::write`] too, because durability needs what object_store's
+//! `put` does not do: the new file is written to a staging name in the same
+//! directory, `fsync`ed, renamed over the object, and the directory is
+//! `fsync`ed so the rename itself survives power loss; directories created
+//! on the way are made durable in their parents. With
+//! [`crate::StorageOptions::fsync`] off the order is the same, without the
+//! `fsync`s. The staging name is `<name>#<digits>`, the form object_store
+//! and every listing here skip, so a crash mid-write leaves at worst a
+//! staging file, never a partial object.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -60,6 +69,17 @@ struct CachedNames {
 pub(crate) struct LocalFiles {
     store: Arc<LocalFileSystem>,
     dir_cache: Arc<Mutex<HashMap<PathBuf, CachedNames>>>,
+    /// `fsync` files and directories before a write returns.
+    fsync: bool,
+}
+
+/// What a write does when the object already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// Replace it atomically.
+    Overwrite,
+    /// Leave it and report that nothing was written.
+    Create,
 }
 
 /// True for errors that mean "no such object" on a local path: missing, or
@@ -73,11 +93,23 @@ fn is_absent(e: &std::io::Error) -> bool {
 
 impl LocalFiles {
     /// Direct access to the files of `store`.
-    pub(crate) fn new(store: Arc<LocalFileSystem>) -> Self {
+    pub(crate) fn new(store: Arc<LocalFileSystem>, fsync: bool) -> Self {
         Self {
             store,
             dir_cache: Arc::default(),
+            fsync,
         }
+    }
+
+    /// Writes a small object whole (see the module docs): staging file,
+    /// `fsync`, rename (or, for [`WriteMode::Create`], a link that fails if
+    /// the object exists), `fsync` of the directory. Returns false only when
+    /// `Create` found the object already there. On error nothing is left
+    /// but the previous object, if any.
+    pub(crate) async fn write(&self, path: &Path, bytes: Bytes, mode: WriteMode) -> Result<bool> {
+        let target = self.path(path)?;
+        let fsync = self.fsync;
+        blocking(move || Ok(write_file(&target, &bytes, mode, fsync)?)).await
     }
 
     fn path(&self, path: &Path) -> Result<PathBuf> {
@@ -220,6 +252,119 @@ impl LocalFiles {
     }
 }
 
+/// Attempts at a write whose directory vanished under it (an empty upload
+/// session directory removed by a concurrent request, say).
+const WRITE_ATTEMPTS: usize = 3;
+
+/// `<target>#<digits>`: a staging name next to `target`, unique, and of
+/// the form listings skip.
+pub(crate) fn staging_path(target: &std::path::Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(format!("#{}", uuid::Uuid::new_v4().as_u128()));
+    name.into()
+}
+
+/// See [`LocalFiles::write`].
+pub(crate) fn write_file(
+    target: &std::path::Path,
+    bytes: &[u8],
+    mode: WriteMode,
+    fsync: bool,
+) -> std::io::Result<bool> {
+    let dir = target
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path has no directory"))?;
+    let staging = staging_path(target);
+    let mut attempt = 0;
+    let mut file = loop {
+        create_dirs(dir, fsync)?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+        {
+            Ok(file) => break file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let published = (|| {
+        file.write_all(bytes)?;
+        if fsync {
+            file.sync_all()?;
+        }
+        drop(file);
+        let written = match mode {
+            WriteMode::Overwrite => {
+                std::fs::rename(&staging, target)?;
+                true
+            }
+            WriteMode::Create => match std::fs::hard_link(&staging, target) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            },
+        };
+        if fsync && written {
+            sync_dir(dir)?;
+        }
+        Ok(written)
+    })();
+    // After a rename the staging name is gone already; otherwise (a link,
+    // or a failure) it must not be left behind.
+    if mode == WriteMode::Create || published.is_err() {
+        match std::fs::remove_file(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound && published.is_ok() => {
+                return Err(e);
+            }
+            _ => {}
+        }
+    }
+    published
+}
+
+/// Creates `dir` and its missing ancestors; with `fsync`, each new
+/// directory's entry is made durable in its parent.
+pub(crate) fn create_dirs(dir: &std::path::Path, fsync: bool) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    loop {
+        match std::fs::metadata(cur) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", cur.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(cur);
+                cur = cur.parent().ok_or(e)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for new in missing.into_iter().rev() {
+        match std::fs::create_dir(new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if fsync && let Some(parent) = new.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// `fsync` of a directory: makes the entries created, renamed or removed
+/// in it durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// The names of the regular files in `dir` (empty if it does not exist).
 fn read_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
@@ -314,7 +459,7 @@ mod tests {
     fn files() -> (tempfile::TempDir, LocalFiles) {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-        (dir, LocalFiles::new(Arc::new(store)))
+        (dir, LocalFiles::new(Arc::new(store), true))
     }
 
     #[tokio::test]
@@ -457,6 +602,117 @@ mod tests {
             !Arc::ptr_eq(&first, &again),
             "a just-modified directory is re-read"
         );
+    }
+
+    /// Names in `dir` that are staging files (`<name>#<digits>`).
+    fn staging_files(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains('#'))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_replace_objects_whole_while_readers_watch() {
+        let (dir, files) = files();
+        let target = dir.path().join("r/_tags/t");
+        let reader = std::thread::spawn({
+            let target = target.clone();
+            move || {
+                let mut seen = 0;
+                for _ in 0..2_000 {
+                    if let Ok(bytes) = std::fs::read(&target) {
+                        assert_eq!(bytes.len(), 64 * 1024, "partial object visible");
+                        assert!(bytes.iter().all(|b| *b == bytes[0]), "mixed object visible");
+                        seen += 1;
+                    }
+                }
+                seen
+            }
+        });
+        for i in 0..200u8 {
+            let bytes = Bytes::from(vec![b'a' + i % 2; 64 * 1024]);
+            let written = files
+                .write(&Path::from("r/_tags/t"), bytes, WriteMode::Overwrite)
+                .await
+                .unwrap();
+            assert!(written);
+        }
+        reader.join().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), vec![b'b'; 64 * 1024]);
+        assert!(staging_files(target.parent().unwrap()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_partial_object() {
+        let (dir, files) = files();
+        // The target is a non-empty directory: the rename fails.
+        std::fs::create_dir_all(dir.path().join("d/obj/x")).unwrap();
+        let err = files
+            .write(
+                &Path::from("d/obj"),
+                Bytes::from("new"),
+                WriteMode::Overwrite,
+            )
+            .await;
+        assert!(err.is_err());
+        assert!(dir.path().join("d/obj").is_dir());
+        assert!(staging_files(&dir.path().join("d")).is_empty());
+        // A path through a file: nothing is created at all.
+        std::fs::write(dir.path().join("f"), b"file").unwrap();
+        let err = files
+            .write(
+                &Path::from("f/obj"),
+                Bytes::from("new"),
+                WriteMode::Overwrite,
+            )
+            .await;
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"file");
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_mode_never_replaces() {
+        let (dir, files) = files();
+        let path = Path::from("a/b/marker");
+        assert!(
+            files
+                .write(&path, Bytes::from("one"), WriteMode::Create)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !files
+                .write(&path, Bytes::from("two"), WriteMode::Create)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/marker")).unwrap(),
+            b"one"
+        );
+        assert!(staging_files(&dir.path().join("a/b")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn writes_without_fsync_land_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let files = LocalFiles::new(Arc::new(store), false);
+        let path = Path::from("deep/new/dirs/obj");
+        for content in ["first", "second"] {
+            files
+                .write(&path, Bytes::from(content), WriteMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(
+                files.read(&path).unwrap().as_deref(),
+                Some(content.as_bytes())
+            );
+        }
+        assert!(staging_files(&dir.path().join("deep/new/dirs")).is_empty());
     }
 
     #[test]
