@@ -10,9 +10,13 @@ use crate::{Storage, layout};
 pub const DEFAULT_CATALOG_PAGE: usize = 1000;
 
 impl Storage {
-    /// Records that `name` exists. Idempotent; one conditional write.
+    /// Records that `name` exists. Idempotent; one conditional write. A new
+    /// repository's tags were all written with their reverse index entries,
+    /// so its index is marked complete (see `tags`).
     pub(crate) async fn ensure_repository(&self, name: &RepositoryName) -> Result<()> {
-        self.create_small(&layout::catalog_marker(name), "").await?;
+        if self.create_small(&layout::catalog_marker(name), "").await? {
+            self.mark_tag_index_complete(name).await?;
+        }
         Ok(())
     }
 

@@ -22,6 +22,14 @@
 //! repositories/<name>/_manifests/<alg>/<hex>      link: <name> holds this manifest
 //!                                                 (JSON: mediaType, size, subject)
 //! repositories/<name>/_tags/<tag>                 text: the digest the tag points to
+//!                                                 (S3, memory: empty once deleted by
+//!                                                 digest, a tombstone; see `tags`)
+//! repositories/<name>/_tagged/<alg>/<hex>/<tag>   reverse tag index: <tag> was pointed
+//!                                                 at this digest (written before the
+//!                                                 tag; may be stale, never missing)
+//! repositories/<name>/_tagged/_complete           marker: every tag has its index entry
+//!                                                 (older stores lack it until their first
+//!                                                 delete by digest builds the index)
 //! repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>
 //!                                                 JSON descriptor of a manifest whose
 //!                                                 subject is <alg>:<subject-hex>
@@ -60,6 +68,8 @@ mod layout;
 mod local;
 mod manifests;
 mod options;
+#[cfg(test)]
+mod recording_store;
 mod referrers;
 mod tags;
 pub mod upload_area;
@@ -170,7 +180,8 @@ impl Storage {
 
     /// Names of the objects directly in `dir` (for the filesystem backend:
     /// staging files of writes in progress too; callers parse names and
-    /// skip those).
+    /// skip those). Empty objects, the tombstones [`Self::remove_small_if`]
+    /// leaves, are not listed.
     async fn list_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
         if let Some(local) = self.local() {
             return local.file_names(dir).await;
@@ -180,9 +191,63 @@ impl Storage {
             listing
                 .objects
                 .iter()
+                .filter(|m| m.size > 0)
                 .filter_map(|m| m.location.filename().map(str::to_owned))
                 .collect(),
         ))
+    }
+
+    /// Removes the small object at `path` only if, at that moment, it holds
+    /// `expected` (surrounding whitespace ignored): a compare-and-delete.
+    /// Returns true if it was removed.
+    ///
+    /// - Filesystem: the object is renamed to a staging name (atomic: the
+    ///   version there at that instant is taken), compared, and, if it is
+    ///   not the expected one, linked back unless a newer write has taken
+    ///   its place meanwhile. No write is lost; for the microseconds in
+    ///   between, a reader may find the object absent.
+    /// - Object stores: object_store has no conditional delete, so the
+    ///   object is replaced by an *empty* one (a tombstone) with a
+    ///   conditional update on the version read (`If-Match` on S3): a write
+    ///   in between makes it fail, and the comparison is redone. Readers
+    ///   treat an empty object as absent and [`Self::list_names`] skips it;
+    ///   the next write of the object replaces it.
+    async fn remove_small_if(&self, path: &Path, expected: &[u8]) -> Result<bool> {
+        /// Rounds before giving up on an object that keeps changing (it
+        /// is then left as it is).
+        const ATTEMPTS: usize = 8;
+        if let Some(local) = self.local() {
+            return local
+                .remove_if(path, Bytes::copy_from_slice(expected))
+                .await;
+        }
+        for _ in 0..ATTEMPTS {
+            let got = match self.store().get(path).await {
+                Ok(got) => got,
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            let version = object_store::UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            if got.bytes().await?.trim_ascii() != expected {
+                return Ok(false);
+            }
+            let opts = object_store::PutOptions::from(object_store::PutMode::Update(version));
+            let tombstone = object_store::PutPayload::default();
+            match self.store().put_opts(path, tombstone, opts).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::Precondition { .. }) => continue,
+                // Without conditional writes, the best is a plain delete.
+                Err(object_store::Error::NotImplemented { .. }) => {
+                    upload_area::delete_if_exists(self.store(), path).await?;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
     }
 
     /// Paths below `dir`, relative to it (`a/b`), of the directories that
@@ -237,8 +302,11 @@ impl Storage {
         match self.store().put_opts(path, payload.clone(), opts).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            // Backends without conditional create fall back to a plain put.
+            // Backends without conditional create: check, then put.
             Err(object_store::Error::NotImplemented { .. }) => {
+                if self.exists(path).await? {
+                    return Ok(false);
+                }
                 self.store().put(path, payload).await?;
                 Ok(true)
             }

@@ -180,6 +180,18 @@ impl LocalFiles {
         .await
     }
 
+    /// Removes the object only if it holds `expected` (surrounding
+    /// whitespace ignored) at that moment; true if removed. A rename to a
+    /// staging name takes the current version atomically; a version that
+    /// does not match is linked back, unless a newer write has replaced it
+    /// meanwhile, so no write is ever lost (a reader may find the object
+    /// absent for the few microseconds in between).
+    pub(crate) async fn remove_if(&self, path: &Path, expected: Bytes) -> Result<bool> {
+        let target = self.path(path)?;
+        let fsync = self.fsync;
+        blocking(move || Ok(remove_file_if(&target, &expected, fsync)?)).await
+    }
+
     /// Relative paths (`a/b`) of the directories under `dir` that hold a
     /// file named `marker`, found by one walk reading only directory
     /// entries.
@@ -250,6 +262,43 @@ impl LocalFiles {
             (size, range, stream)
         }))
     }
+}
+
+/// See [`LocalFiles::remove_if`].
+pub(crate) fn remove_file_if(
+    target: &std::path::Path,
+    expected: &[u8],
+    fsync: bool,
+) -> std::io::Result<bool> {
+    let staging = staging_path(target);
+    match std::fs::rename(target, &staging) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // From here the version that was current at the rename is ours alone.
+    let held = std::fs::read(&staging);
+    let matches = matches!(&held, Ok(bytes) if bytes.trim_ascii() == expected.trim_ascii());
+    if !matches {
+        // Put it back, unless a newer write took its place meanwhile (that
+        // one is later, so it wins, as it would have anyway).
+        match std::fs::hard_link(&staging, target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Linking is not possible: restore by rename rather than lose it.
+            Err(_) => {
+                std::fs::rename(&staging, target)?;
+                held?;
+                return Ok(false);
+            }
+        }
+    }
+    std::fs::remove_file(&staging)?;
+    if fsync && let Some(dir) = target.parent() {
+        sync_dir(dir)?;
+    }
+    held?;
+    Ok(matches)
 }
 
 /// Attempts at a write whose directory vanished under it (an empty upload
