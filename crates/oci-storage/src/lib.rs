@@ -75,6 +75,7 @@ mod tags;
 pub mod upload_area;
 mod uploads;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -250,28 +251,51 @@ impl Storage {
         Ok(false)
     }
 
-    /// Paths below `dir`, relative to it (`a/b`), of the directories that
-    /// hold an object named `marker`.
-    async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
+    /// The keys of the objects below `dir`, relative to it
+    /// (`a/b/_repository`), that `select` keeps, in lexical (byte) order,
+    /// starting after `after` (a relative key; `None`: from the first).
+    /// `select` sees each key in turn and answers whether to keep it:
+    /// `Continue(keep)` to go on, `Break(keep)` to stop there.
+    ///
+    /// S3 and memory list from `after` (S3 `start-after`) and stop reading
+    /// pages when told; the filesystem walks its directories in key order,
+    /// skipping subtrees that sort before `after` without reading them.
+    /// Staging files of writes in progress are seen too (callers parse
+    /// keys and skip those).
+    async fn scan_keys<F>(
+        &self,
+        dir: &Path,
+        after: Option<String>,
+        mut select: F,
+    ) -> Result<Vec<String>>
+    where
+        F: FnMut(&str) -> ControlFlow<bool, bool> + Send + 'static,
+    {
         if let Some(local) = self.local() {
-            return local.dirs_with(dir, marker).await;
+            return local.scan_keys(dir, after, select).await;
         }
         let prefix = format!("{dir}/");
-        let suffix = format!("/{marker}");
-        self.store()
-            .list(Some(dir))
-            .try_filter_map(|m| {
-                let found = m
-                    .location
-                    .as_ref()
-                    .strip_prefix(prefix.as_str())
-                    .and_then(|rel| rel.strip_suffix(suffix.as_str()))
-                    .map(str::to_owned);
-                async move { Ok(found) }
-            })
-            .try_collect()
-            .await
-            .map_err(Into::into)
+        let mut listing = match &after {
+            Some(after) => self
+                .store()
+                .list_with_offset(Some(dir), &Path::from(format!("{prefix}{after}"))),
+            None => self.store().list(Some(dir)),
+        };
+        let mut kept = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let Some(rel) = meta.location.as_ref().strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let answer = select(rel);
+            let (ControlFlow::Continue(keep) | ControlFlow::Break(keep)) = answer;
+            if keep {
+                kept.push(rel.to_owned());
+            }
+            if answer.is_break() {
+                break;
+            }
+        }
+        Ok(kept)
     }
 
     /// Writes a small object whole, replacing any previous one atomically;

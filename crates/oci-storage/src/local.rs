@@ -28,7 +28,7 @@
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
-use std::ops::Range;
+use std::ops::{ControlFlow, Range};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -192,41 +192,23 @@ impl LocalFiles {
         blocking(move || Ok(remove_file_if(&target, &expected, fsync)?)).await
     }
 
-    /// Relative paths (`a/b`) of the directories under `dir` that hold a
-    /// file named `marker`, found by one walk reading only directory
-    /// entries.
-    pub(crate) async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
+    /// See `Storage::scan_keys`: a depth-first walk of `dir` visiting each
+    /// directory's entries sorted as their keys sort (a directory `d` as
+    /// `d/`, so the keys come out in the order an object store lists
+    /// them). A subtree whose keys all sort at or before `after` is
+    /// skipped without being read; each directory read is one pass over
+    /// its entries (names and types, no `stat`, no file read).
+    pub(crate) async fn scan_keys<F>(
+        &self,
+        dir: &Path,
+        after: Option<String>,
+        select: F,
+    ) -> Result<Vec<String>>
+    where
+        F: FnMut(&str) -> ControlFlow<bool, bool> + Send + 'static,
+    {
         let root = self.path(dir)?;
-        blocking(move || {
-            let mut found = Vec::new();
-            let mut stack = vec![(root, String::new())];
-            while let Some((dir, rel)) = stack.pop() {
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if is_absent(&e) => continue,
-                    Err(e) => return Err(StorageError::Io(e)),
-                };
-                for entry in entries {
-                    let entry = entry?;
-                    let Ok(name) = entry.file_name().into_string() else {
-                        continue;
-                    };
-                    let kind = entry.file_type()?;
-                    if kind.is_file() && name == marker {
-                        found.push(rel.clone());
-                    } else if kind.is_dir() {
-                        let child = if rel.is_empty() {
-                            name
-                        } else {
-                            format!("{rel}/{name}")
-                        };
-                        stack.push((entry.path(), child));
-                    }
-                }
-            }
-            Ok(found)
-        })
-        .await
+        blocking(move || scan_tree(&root, after.as_deref(), select)).await
     }
 
     /// Opens a blob file, resolves `range` (if any) against its size, and
@@ -414,6 +396,79 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The walk of [`LocalFiles::scan_keys`].
+fn scan_tree<F>(root: &std::path::Path, after: Option<&str>, mut select: F) -> Result<Vec<String>>
+where
+    F: FnMut(&str) -> ControlFlow<bool, bool>,
+{
+    /// A directory being walked: its entries' keys (relative to the root;
+    /// directories with a trailing `/`), sorted, and the next to visit.
+    struct Level {
+        keys: Vec<String>,
+        next: usize,
+    }
+    let read_level = |rel: &str| -> Result<Level> {
+        let dir = root.join(rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => {
+                return Ok(Level {
+                    keys: Vec::new(),
+                    next: 0,
+                });
+            }
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let kind = entry.file_type()?;
+            let key = if kind.is_dir() {
+                format!("{rel}{name}/")
+            } else if kind.is_file() {
+                format!("{rel}{name}")
+            } else {
+                continue;
+            };
+            // Whole subtrees (and files) at or before `after` are skipped.
+            let skip = after.is_some_and(|after| {
+                key.as_str() <= after && !(key.ends_with('/') && after.starts_with(key.as_str()))
+            });
+            if !skip {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        Ok(Level { keys, next: 0 })
+    };
+    let mut kept = Vec::new();
+    let mut stack = vec![read_level("")?];
+    while let Some(level) = stack.last_mut() {
+        let Some(key) = level.keys.get(level.next).cloned() else {
+            stack.pop();
+            continue;
+        };
+        level.next += 1;
+        if key.ends_with('/') {
+            let child = read_level(&key)?;
+            stack.push(child);
+            continue;
+        }
+        let answer = select(&key);
+        let (ControlFlow::Continue(keep) | ControlFlow::Break(keep)) = answer;
+        if keep {
+            kept.push(key);
+        }
+        if answer.is_break() {
+            break;
+        }
+    }
+    Ok(kept)
+}
+
 /// The names of the regular files in `dir` (empty if it does not exist).
 fn read_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     let entries = match std::fs::read_dir(dir) {
@@ -587,12 +642,48 @@ mod tests {
         }
         std::fs::create_dir_all(catalog.join("f")).unwrap();
         std::fs::write(catalog.join("f/_repository#1"), "").unwrap();
-        let mut found = files
-            .dirs_with(&Path::from("_catalog"), "_repository")
+        let all = |_: &str| ControlFlow::Continue(true);
+        let keys = files
+            .scan_keys(&Path::from("_catalog"), None, all)
             .await
             .unwrap();
-        found.sort();
-        assert_eq!(found, ["a", "a/b/c", "d/e"]);
+        // Key order: `a-b` < `a/` (`-` < `/`), `_repository` < `b/`.
+        let want = [
+            "a/_repository",
+            "a/b/c/_repository",
+            "d/e/_repository",
+            "f/_repository#1",
+        ];
+        assert_eq!(keys, want);
+        for (after, from) in [
+            ("a/_repository", 1),
+            ("a/b", 1),
+            ("a/c", 2),
+            ("d/", 2),
+            ("e", 3),
+        ] {
+            let keys = files
+                .scan_keys(&Path::from("_catalog"), Some(after.into()), all)
+                .await
+                .unwrap();
+            assert_eq!(keys, want[from..], "after {after}");
+        }
+        let first_two = {
+            let mut seen = 0;
+            move |_: &str| {
+                seen += 1;
+                if seen == 2 {
+                    ControlFlow::Break(true)
+                } else {
+                    ControlFlow::Continue(seen == 1)
+                }
+            }
+        };
+        let keys = files
+            .scan_keys(&Path::from("_catalog"), None, first_two)
+            .await
+            .unwrap();
+        assert_eq!(keys, want[..2]);
     }
 
     #[tokio::test]

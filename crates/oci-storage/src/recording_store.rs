@@ -37,6 +37,20 @@ impl RecordingStore {
         self.log.lock().unwrap().push(format!("{op} {path}"));
     }
 
+    /// `listing`, logging `"listed <path>"` for each object it yields.
+    fn listed(
+        &self,
+        listing: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let log = Arc::clone(&self.log);
+        let listing = listing.inspect(move |m| {
+            if let Ok(m) = m {
+                log.lock().unwrap().push(format!("listed {}", m.location));
+            }
+        });
+        Box::pin(listing)
+    }
+
     /// The requests recorded so far, and a fresh log.
     pub(crate) fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap())
@@ -91,7 +105,7 @@ impl ObjectStore for RecordingStore {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         self.record("list", prefix);
-        self.inner.list(prefix)
+        self.listed(self.inner.list(prefix))
     }
 
     fn list_with_offset(
@@ -100,7 +114,7 @@ impl ObjectStore for RecordingStore {
         offset: &Path,
     ) -> BoxStream<'static, Result<ObjectMeta>> {
         self.record("list", prefix);
-        self.inner.list_with_offset(prefix, offset)
+        self.listed(self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {

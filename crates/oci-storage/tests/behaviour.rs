@@ -80,6 +80,7 @@ behaviour_suite! {
         referrers_of_absent_subject_are_indexed,
         catalog_lists_repositories_with_content,
         catalog_paginated,
+        catalog_pages_follow_name_order,
     }
     concurrency {
         same_blob_pushed_twice_at_once,

@@ -334,3 +334,35 @@ pub async fn catalog_paginated(f: Fixture) {
     assert_eq!(list(Some(10), Some("d")).await, (vec![], false));
     assert_eq!(list(None, None).await.0.len(), 5);
 }
+
+/// Names that extend each other with `-`, `.`, `/` and digits sort
+/// differently as names and as storage keys: every page must still follow
+/// name order, whatever its size.
+pub async fn catalog_pages_follow_name_order(f: Fixture) {
+    let s = &f.storage;
+    let mut all = vec![
+        "a", "a-b", "a--c", "a.b", "a/b", "a/0", "a/b/c", "a/b-c", "a0", "a_b", "b", "b/a", "ab",
+    ];
+    for n in &all {
+        push_blob(s, &repo(n), n.as_bytes()).await;
+    }
+    all.sort_unstable();
+    for size in 1..=4 {
+        let mut got: Vec<String> = Vec::new();
+        let mut last = None;
+        loop {
+            let (page, more) = catalog_page(s, Some(size), last.as_deref()).await;
+            assert!(page.len() <= size);
+            got.extend(page.iter().cloned());
+            if !more {
+                break;
+            }
+            last = page.last().cloned();
+            assert!(got.len() <= all.len(), "pages do not end: {got:?}");
+        }
+        assert_eq!(got, all, "pages of {size}");
+    }
+    // A `last` that is no repository name still pages correctly.
+    let (page, _) = catalog_page(s, Some(3), Some("a/b/")).await;
+    assert_eq!(page, vec!["a/b/c", "a0", "a_b"]);
+}
