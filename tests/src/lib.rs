@@ -156,6 +156,8 @@ pub struct TestServer {
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The engine the server runs on (a clone: same state).
+    storage: oci_storage::Storage,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -218,7 +220,7 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let app = oci_http::app(storage);
+        let app = oci_http::app(storage.clone());
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -239,9 +241,16 @@ impl TestServer {
             http,
             shutdown: Some(tx),
             task: Some(task),
+            storage,
             dir: None,
             s3: None,
         }
+    }
+
+    /// The storage engine the server runs on, to set up state faster than
+    /// over HTTP (e.g. 100,000 tags).
+    pub fn storage(&self) -> &oci_storage::Storage {
+        &self.storage
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash.

@@ -12,7 +12,10 @@ use crate::ApiResult;
 use crate::headers::value;
 use crate::params::Params;
 
-/// `GET /v2/<name>/tags/list?n=&last=`.
+/// `GET /v2/<name>/tags/list?n=&last=`. Without `n`, at most
+/// [`oci_storage::DEFAULT_TAGS_PAGE`] tags, with a `Link` to the rest
+/// (distribution-spec "Listing Tags"), so no response grows with the
+/// repository.
 pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> ApiResult {
     let page = params.pagination()?;
     let (tags, more) = storage.tags_list(name, &page).await?;

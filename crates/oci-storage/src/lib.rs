@@ -85,9 +85,12 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
+pub use catalog::DEFAULT_CATALOG_PAGE;
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use referrers::DEFAULT_REFERRERS_PAGE;
+pub use tags::DEFAULT_TAGS_PAGE;
 pub use upload_area::{AreaState, BodyStream, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
@@ -179,23 +182,53 @@ impl Storage {
         }
     }
 
-    /// Names of the objects directly in `dir` (for the filesystem backend:
-    /// staging files of writes in progress too; callers parse names and
-    /// skip those). Empty objects, the tombstones [`Self::remove_small_if`]
-    /// leaves, are not listed.
-    async fn list_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
+    /// Names of the objects directly in `dir`, sorted, that sort after
+    /// `after` (all if `None`), at most `limit` of them. Staging files of
+    /// writes in progress (`<name>#<digits>`) and empty objects (the
+    /// tombstones [`Self::remove_small_if`] leaves) are not listed.
+    ///
+    /// S3 and memory list from `after` (S3 `start-after`) and read only as
+    /// many listing pages as the result needs. The filesystem reads the
+    /// directory's entries once and keeps large listings sorted in memory
+    /// while the directory is unchanged (see `local`), so a page costs a
+    /// `stat` and a binary search.
+    async fn list_names_after(
+        &self,
+        dir: &Path,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         if let Some(local) = self.local() {
-            return local.file_names(dir).await;
-        }
-        let listing = self.store().list_with_delimiter(Some(dir)).await?;
-        Ok(Arc::new(
-            listing
-                .objects
+            let sorted = local.file_names(dir).await?;
+            let start = after.map_or(0, |after| sorted.partition_point(|n| n.as_str() <= after));
+            return Ok(sorted[start..]
                 .iter()
-                .filter(|m| m.size > 0)
-                .filter_map(|m| m.location.filename().map(str::to_owned))
-                .collect(),
-        ))
+                .filter(|n| !local::is_staging_name(n))
+                .take(limit)
+                .cloned()
+                .collect());
+        }
+        let prefix = format!("{dir}/");
+        let mut listing = match after {
+            Some(after) => self
+                .store()
+                .list_with_offset(Some(dir), &Path::from(format!("{prefix}{after}"))),
+            None => self.store().list(Some(dir)),
+        };
+        let mut names = Vec::new();
+        while names.len() < limit
+            && let Some(meta) = listing.try_next().await?
+        {
+            let name = meta.location.as_ref().strip_prefix(prefix.as_str());
+            if let Some(name) = name
+                && meta.size > 0
+                && !name.contains('/')
+                && after.is_none_or(|after| name > after)
+            {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
     }
 
     /// Removes the small object at `path` only if, at that moment, it holds
@@ -211,7 +244,7 @@ impl Storage {
     ///   object is replaced by an *empty* one (a tombstone) with a
     ///   conditional update on the version read (`If-Match` on S3): a write
     ///   in between makes it fail, and the comparison is redone. Readers
-    ///   treat an empty object as absent and [`Self::list_names`] skips it;
+    ///   treat an empty object as absent and [`Self::list_names_after`] skips it;
     ///   the next write of the object replaces it.
     async fn remove_small_if(&self, path: &Path, expected: &[u8]) -> Result<bool> {
         /// Rounds before giving up on an object that keeps changing (it

@@ -10,8 +10,10 @@
 //!   hit takes microseconds, as a blocking `read(2)` in any HTTP server does;
 //! - listings of the tags and the catalog read directory entries (names and
 //!   types, no `stat` per entry) in one blocking task; large tag listings
-//!   are kept in memory while their directory's modification time stays
-//!   the same (see [`LocalFiles::file_names`]);
+//!   are kept in memory, sorted, while their directory's modification time
+//!   stays the same (see [`LocalFiles::file_names`]), so a page of tags is
+//!   a binary search; the catalog is walked in key order from the page's
+//!   start (see [`LocalFiles::scan_keys`]);
 //! - blob data is streamed in large reads with one read ahead, each read
 //!   into the buffer that is sent (one copy from the page cache).
 //!
@@ -135,8 +137,8 @@ impl LocalFiles {
         }
     }
 
-    /// Names of the files directly in `dir` (not sorted; staging files of
-    /// writes in progress included: callers parse names and skip those).
+    /// Names of the files directly in `dir`, sorted (staging files of
+    /// writes in progress included: see [`is_staging_name`]).
     ///
     /// A listing of at least [`DIR_CACHE_MIN_NAMES`] names is kept in memory
     /// and served again, after one `stat`, while the directory's
@@ -158,7 +160,9 @@ impl LocalFiles {
             {
                 return Ok(Arc::clone(&kept.names));
             }
-            let names = Arc::new(read_file_names(&dir)?);
+            let mut names = read_file_names(&dir)?;
+            names.sort_unstable();
+            let names = Arc::new(names);
             let settled = SystemTime::now()
                 .duration_since(modified)
                 .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
@@ -281,6 +285,13 @@ pub(crate) fn remove_file_if(
     }
     held?;
     Ok(matches)
+}
+
+/// True for the staging names of writes in progress, `<name>#<digits>`
+/// (the form object_store uses too).
+pub(crate) fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Attempts at a write whose directory vanished under it (an empty upload
@@ -620,13 +631,10 @@ mod tests {
         for name in ["v1", "v2", "v3#staging"] {
             std::fs::write(tags.join(name), "x").unwrap();
         }
-        let mut names = files
-            .file_names(&Path::from("r/_tags"))
-            .await
-            .unwrap()
-            .to_vec();
-        names.sort();
-        assert_eq!(names, ["v1", "v2", "v3#staging"]);
+        let names = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        assert_eq!(*names, ["v1", "v2", "v3#staging"]);
+        assert!(!is_staging_name("v3#staging"));
+        assert!(is_staging_name("v3#12"));
         assert!(
             files
                 .file_names(&Path::from("missing"))

@@ -36,9 +36,18 @@ use crate::error::{Result, StorageError};
 use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
+/// Page size of a tags list when the client does not give `n`.
+pub const DEFAULT_TAGS_PAGE: usize = 1000;
+
 impl Storage {
     /// The repository's tags, sorted lexically, paginated (distribution-spec
-    /// "Listing Tags"). Returns the page and whether more remain.
+    /// "Listing Tags": at most `n` tags after `last`). Without `n`, a page
+    /// holds at most [`DEFAULT_TAGS_PAGE`] tags: the spec lets a registry
+    /// return fewer than all with a `Link` to the rest, which clients that
+    /// list tags (skopeo, crane, oras, regclient) follow. Returns the page
+    /// and whether more remain; a page costs O(page) on S3 and memory
+    /// (listed from `last`), and a binary search in a kept listing on the
+    /// filesystem.
     pub async fn tags_list(
         &self,
         name: &RepositoryName,
@@ -47,23 +56,54 @@ impl Storage {
         if !self.repository_exists(name).await? {
             return Err(StorageError::NameUnknown(name.clone()));
         }
-        let tags = self.all_tags(name).await?;
-        Ok(page.apply(tags, usize::MAX))
+        let n = page.n.unwrap_or(DEFAULT_TAGS_PAGE);
+        if n == 0 {
+            // A zero-sized page never advertises a next page: following it would loop.
+            return Ok((Vec::new(), false));
+        }
+        let last = page.last.as_deref();
+        let mut tags = self.tags_after(name, last, n.saturating_add(1)).await?;
+        let more = tags.len() > n;
+        tags.truncate(n);
+        Ok((tags, more))
+    }
+
+    /// Up to `limit` tags after `last` (all: `None`), sorted.
+    async fn tags_after(
+        &self,
+        name: &RepositoryName,
+        last: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Tag>> {
+        // Tag names are object names, so name order is key order; a `last`
+        // that is no tag may hold characters the store would escape: list
+        // from the start then, and filter.
+        let offset = last.filter(|l| l.parse::<Tag>().is_ok());
+        let mut tags = Vec::new();
+        let mut cursor = offset.map(str::to_owned);
+        loop {
+            let names = self
+                .list_names_after(&layout::tags_dir(name), cursor.as_deref(), limit)
+                .await?;
+            let exhausted = names.len() < limit;
+            cursor = names.last().cloned();
+            tags.extend(
+                names
+                    .iter()
+                    .filter(|n| last.is_none_or(|last| n.as_str() > last))
+                    .filter_map(|n| n.parse::<Tag>().ok()),
+            );
+            if exhausted || tags.len() >= limit {
+                break;
+            }
+        }
+        tags.truncate(limit);
+        Ok(tags)
     }
 
     /// Every tag of the repository, sorted.
     async fn all_tags(&self, name: &RepositoryName) -> Result<Vec<Tag>> {
-        // Staging files of tag writes in progress (`<tag>#<n>`) are not
-        // valid tags and drop out here.
-        let mut tags: Vec<Tag> = self
-            .list_names(&layout::tags_dir(name))
-            .await?
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect();
-        tags.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        tags.dedup();
-        Ok(tags)
+        self.tags_after(name, None, usize::MAX).await
     }
 
     /// The digest `tag` points to, if the tag exists.
@@ -89,6 +129,18 @@ impl Storage {
             })
     }
 
+    /// Points `tag` at the manifest `digest`, which `name` must hold
+    /// (else [`StorageError::ManifestUnknown`]): tagging without sending
+    /// the manifest again.
+    pub async fn tag_put(&self, name: &RepositoryName, tag: &Tag, digest: &Digest) -> Result<()> {
+        if !self.exists(&layout::manifest_link(name, digest)).await? {
+            return Err(self
+                .unknown_in(name, StorageError::ManifestUnknown(digest.to_string()))
+                .await);
+        }
+        self.write_tag(name, tag, digest).await
+    }
+
     /// Points `tag` at `digest`: the index entry first, then the tag.
     pub(crate) async fn write_tag(
         &self,
@@ -108,9 +160,8 @@ impl Storage {
     pub(crate) async fn untag_digest(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
         self.ensure_tag_index(name).await?;
         let expected = digest.to_string();
-        let names = self
-            .list_names(&layout::tag_index_dir(name, digest))
-            .await?;
+        let dir = layout::tag_index_dir(name, digest);
+        let names = self.list_names_after(&dir, None, usize::MAX).await?;
         // Staging files of entry writes in progress do not parse as tags.
         for tag in names.iter().filter_map(|n| n.parse::<Tag>().ok()) {
             self.remove_small_if(&layout::tag(name, &tag), expected.as_bytes())

@@ -81,6 +81,8 @@ behaviour_suite! {
         catalog_lists_repositories_with_content,
         catalog_paginated,
         catalog_pages_follow_name_order,
+        tags_many_paginate_by_default,
+        referrers_paginated,
     }
     concurrency {
         same_blob_pushed_twice_at_once,
