@@ -4,11 +4,14 @@
 use std::time::Duration;
 
 /// Options of a [`crate::Storage`]. `Default` gives the documented
-/// defaults; build on it with struct update syntax:
+/// defaults; set fields on it (the struct is `#[non_exhaustive]`, so
+/// struct update syntax does not compile outside this crate):
 ///
 /// ```
 /// # use oci_storage::StorageOptions;
-/// let opts = StorageOptions { fsync: false, ..StorageOptions::default() };
+/// let mut opts = StorageOptions::default();
+/// opts.fsync = false;
+/// assert!(!opts.fsync);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

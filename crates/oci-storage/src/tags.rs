@@ -271,13 +271,15 @@ mod tests {
             .unwrap();
         let log = recorded.take();
         assert_eq!(touching_other_tags(&log, &mine), Vec::<String>::new());
-        let lists: Vec<_> = log.iter().filter(|op| op.starts_with("list")).collect();
-        assert_eq!(
-            lists,
-            [&format!(
-                "list repositories/r/_tagged/sha256/{}",
-                target.hex()
-            )]
+        let index = format!("repositories/r/_tagged/sha256/{}", target.hex());
+        let lists: Vec<_> = log.iter().filter(|op| op.starts_with("list ")).collect();
+        assert_eq!(lists, [&format!("list {index}")]);
+        let listed: Vec<_> = log.iter().filter(|op| op.starts_with("listed ")).collect();
+        assert_eq!(listed.len(), mine.len(), "{listed:?}");
+        assert!(
+            listed
+                .iter()
+                .all(|op| op.starts_with(&format!("listed {index}/")))
         );
         let (left, _) = s.tags_list(&name, &Pagination::default()).await.unwrap();
         assert_eq!(left.len(), 300);
