@@ -7,7 +7,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use oci_storage::Storage;
+use oci_storage::{Storage, StorageOptions};
 use tokio::net::TcpListener;
 
 /// Command line of `oci-registry`.
@@ -39,6 +39,11 @@ pub struct ServeArgs {
     /// `tracing` filter such as `oci_http=debug,info`.
     #[arg(long = "log-level", env = "OCI_REGISTRY_LOG", default_value = "info")]
     pub log_level: String,
+    /// Filesystem storage: do not `fsync` files and directories before
+    /// acknowledging a write (faster; acknowledged pushes can be lost on
+    /// power loss).
+    #[arg(long = "no-fsync", env = "OCI_REGISTRY_NO_FSYNC")]
+    pub no_fsync: bool,
 }
 
 /// Installs the log subscriber (stderr) with `filter`.
@@ -88,7 +93,9 @@ pub async fn shutdown_signal() {
 /// Runs `serve` as the binary does: open storage, bind, print the startup
 /// line, serve until a signal.
 pub async fn run_serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let storage = Storage::open(&args.storage).await?;
+    let mut options = StorageOptions::default();
+    options.fsync = !args.no_fsync;
+    let storage = Storage::open_with_options(&args.storage, options).await?;
     let listener = TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!(
