@@ -159,6 +159,8 @@ pub struct TestServer {
     http: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The engine the server runs on (a clone: same state).
+    storage: oci_storage::Storage,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -271,7 +273,7 @@ impl TestServer {
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let sweeper = storage.start_sweeper();
-        let app = oci_http::app_with(storage, &limits);
+        let app = oci_http::app_with(storage.clone(), &limits);
         let kept = limits.clone();
         let task = tokio::spawn(async move {
             let shutdown = async {
@@ -295,9 +297,16 @@ impl TestServer {
             http,
             shutdown: Some(tx),
             task: Some(task),
+            storage,
             dir: None,
             s3: None,
         }
+    }
+
+    /// The storage engine the server runs on, to set up state faster than
+    /// over HTTP (e.g. 100,000 tags).
+    pub fn storage(&self) -> &oci_storage::Storage {
+        &self.storage
     }
 
     /// `http://127.0.0.1:<port>`, without a trailing slash.

@@ -270,8 +270,42 @@ async fn delete_unknown_is_404(backend: Backend) {
     srv.stop().await;
 }
 
+/// "Deleting Manifests" removes the tags pointing to the manifest, never
+/// one re-pointed elsewhere meanwhile: a `DELETE` by digest racing a `PUT`
+/// that moves the tag to another manifest always leaves the tag on the new
+/// manifest.
+async fn delete_by_digest_racing_retag_keeps_retag(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let name = "mgmt/race";
+    let old = srv.push_image(name, "t", 1).await;
+    let new = srv.push_image(name, "other", 1).await;
+    for round in 0..10 {
+        srv.push_manifest(name, "t", OCI_MANIFEST, &old.manifest)
+            .await;
+        let path = format!("/v2/{name}/manifests/{}", old.digest);
+        let delete = srv.delete(&path);
+        let retag = srv.put_manifest(name, "t", OCI_MANIFEST, &new.manifest);
+        let (deleted, retagged) = tokio::join!(delete, retag);
+        assert_eq!(deleted.status(), StatusCode::ACCEPTED, "round {round}");
+        assert_eq!(retagged.status(), StatusCode::CREATED, "round {round}");
+        let resp = srv.get(&format!("/v2/{name}/manifests/t")).await;
+        assert_eq!(resp.status(), StatusCode::OK, "round {round}: re-tag lost");
+        assert_eq!(
+            header(&resp, "docker-content-digest").as_deref(),
+            Some(new.digest.as_str()),
+            "round {round}"
+        );
+    }
+    assert_eq!(
+        tags(&srv, name).await,
+        Some(vec!["other".into(), "t".into()])
+    );
+    srv.stop().await;
+}
+
 backend_tests!(
     delete_tag,
+    delete_by_digest_racing_retag_keeps_retag,
     delete_manifest_by_digest,
     delete_tag_then_manifest,
     delete_blob,

@@ -2,8 +2,10 @@
 //! catalog (`GET /v2/_catalog`, Docker Registry API).
 
 use axum::Json;
-use axum::http::{StatusCode, header};
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
+use futures::StreamExt;
 use oci_storage::Storage;
 use oci_types::{Pagination, RepositoryName};
 use serde::Serialize;
@@ -12,9 +14,16 @@ use crate::ApiResult;
 use crate::headers::value;
 use crate::params::Params;
 
-/// `GET /v2/<name>/tags/list?n=&last=`.
+/// `GET /v2/<name>/tags/list?n=&last=`: with `n`, one page and a `Link` to
+/// the next (distribution-spec "Listing Tags"). Without `n`, every tag, as
+/// clients that do not page expect (as distribution answers): the body is
+/// streamed, read [`oci_storage::DEFAULT_TAGS_PAGE`] tags at a time, so its
+/// memory does not grow with the repository.
 pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> ApiResult {
     let page = params.pagination()?;
+    if page.n.is_none() {
+        return all_tags(storage, name, page.last).await;
+    }
     let (tags, more) = storage.tags_list(name, &page).await?;
     let tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
     let link = more.then(|| next_link(&format!("/v2/{name}/tags/list"), &page, tags.last()));
@@ -25,6 +34,66 @@ pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> 
         },
         link,
     )
+}
+
+/// Every tag after `last`, as one streamed `{"name":..,"tags":[..]}`. The
+/// first page is read before the answer starts, so an unknown repository
+/// is still a `404`; a storage failure later cuts the body short, which
+/// the client sees as a broken response rather than a short list.
+async fn all_tags(storage: &Storage, name: &RepositoryName, last: Option<String>) -> ApiResult {
+    let page_of = |last: Option<String>| Pagination {
+        n: Some(oci_storage::DEFAULT_TAGS_PAGE),
+        last,
+    };
+    let first = storage.tags_list(name, &page_of(last)).await?;
+    let head = format!(r#"{{"name":{},"tags":["#, json_string(name.as_str()));
+    let state = (storage.clone(), name.clone(), Some(Ok(first)), true);
+    let pages =
+        futures::stream::unfold(state, move |(storage, name, page, first_item)| async move {
+            let (tags, more) = match page? {
+                Ok(page) => page,
+                Err(e) => {
+                    return Some((Err(std::io::Error::other(e)), (storage, name, None, false)));
+                }
+            };
+            let mut chunk = String::with_capacity(tags.len() * 24);
+            for (i, tag) in tags.iter().enumerate() {
+                if i > 0 || !first_item {
+                    chunk.push(',');
+                }
+                chunk.push_str(&json_string(tag.as_str()));
+            }
+            let next = if more {
+                let last = tags.last().map(|t| t.as_str().to_owned());
+                Some(storage.tags_list(&name, &page_of(last)).await)
+            } else {
+                None
+            };
+            let first_item = first_item && tags.is_empty();
+            Some((
+                Ok(bytes::Bytes::from(chunk)),
+                (storage, name, next, first_item),
+            ))
+        });
+    let body = futures::stream::once(async move { Ok(bytes::Bytes::from(head)) })
+        .chain(pages)
+        .chain(futures::stream::once(async {
+            Ok(bytes::Bytes::from_static(b"]}"))
+        }));
+    Ok((
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// A JSON string literal.
+fn json_string(s: &str) -> String {
+    serde_json::to_string(s).expect("a str always serialises")
 }
 
 /// `GET /v2/_catalog?n=&last=`.

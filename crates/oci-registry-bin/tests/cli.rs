@@ -106,6 +106,31 @@ async fn environment_variables_configure_it() {
     assert!(wait_exit(&mut run.child).success());
 }
 
+/// `--fsync false` turns durability off (faster writes); storing still works.
+#[tokio::test]
+async fn fsync_false_still_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = dir.path().join("data");
+    let mut run = start(|c| {
+        c.args(["--listen", "127.0.0.1:0", "--fsync", "false", "--storage"])
+            .arg(&storage);
+    });
+    let blob = b"stored without fsync";
+    let digest = oci_digest(blob);
+    let r = reqwest::Client::new()
+        .post(format!("{}/v2/r/blobs/uploads/?digest={digest}", run.base))
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let hex = digest.trim_start_matches("sha256:");
+    let data = storage.join(format!("blobs/sha256/{}/{hex}/data", &hex[..2]));
+    assert_eq!(std::fs::read(data).unwrap(), blob);
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+}
+
 #[test]
 fn bad_storage_url_fails_cleanly() {
     let out = Command::new(env!("CARGO_BIN_EXE_oci-registry"))

@@ -72,10 +72,10 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
     let path = path.canonicalize()?;
     let local = Arc::new(LocalFileSystem::new_with_prefix(&path)?);
     Ok(Backend {
-        uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local))),
+        uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local)).with_fsync(options.fsync)),
         store: Arc::clone(&local) as Arc<dyn ObjectStore>,
         description: format!("file://{}", path.display()),
-        local: Some(LocalFiles::new(local)),
+        local: Some(LocalFiles::new(local, options.fsync)),
     })
 }
 

@@ -53,6 +53,29 @@ pub(crate) fn tag(name: &RepositoryName, tag: &Tag) -> Path {
     Path::from(format!("{}/_tags/{tag}", repo(name)))
 }
 
+/// `repositories/<name>/_tagged/<alg>/<hex>/`: the reverse tag index of one
+/// digest, one object per tag that was pointed at it.
+pub(crate) fn tag_index_dir(name: &RepositoryName, digest: &Digest) -> Path {
+    Path::from(format!(
+        "{}/_tagged/{}/{}",
+        repo(name),
+        digest.algorithm(),
+        digest.hex()
+    ))
+}
+
+/// `repositories/<name>/_tagged/<alg>/<hex>/<tag>`: `tag` may point to the
+/// digest (written before the tag; holds the digest as text).
+pub(crate) fn tag_index_entry(name: &RepositoryName, digest: &Digest, tag: &Tag) -> Path {
+    tag_index_dir(name, digest).join(tag.as_str())
+}
+
+/// `repositories/<name>/_tagged/_complete`: every tag of the repository has
+/// its index entry (absent in stores written before the index existed).
+pub(crate) fn tag_index_complete(name: &RepositoryName) -> Path {
+    Path::from(format!("{}/_tagged/_complete", repo(name)))
+}
+
 /// `repositories/<name>/_referrers/<alg>/<subject hex>/`: one object per
 /// manifest whose `subject` is that digest.
 pub(crate) fn referrers_dir(name: &RepositoryName, subject: &Digest) -> Path {
@@ -155,6 +178,15 @@ mod tests {
         assert_eq!(
             blob_link(&name, &d).as_ref(),
             format!("repositories/a/b/_layers/sha256/{}", d.hex())
+        );
+        let t: Tag = "v1".parse().unwrap();
+        assert_eq!(
+            tag_index_entry(&name, &d, &t).as_ref(),
+            format!("repositories/a/b/_tagged/sha256/{}/v1", d.hex())
+        );
+        assert_eq!(
+            tag_index_complete(&name).as_ref(),
+            "repositories/a/b/_tagged/_complete"
         );
         let marker = catalog_marker(&name);
         assert_eq!(marker.as_ref(), "_catalog/a/b/_repository");

@@ -22,6 +22,14 @@
 //! repositories/<name>/_manifests/<alg>/<hex>      link: <name> holds this manifest
 //!                                                 (JSON: mediaType, size, subject)
 //! repositories/<name>/_tags/<tag>                 text: the digest the tag points to
+//!                                                 (S3, memory: empty once deleted by
+//!                                                 digest, a tombstone; see `tags`)
+//! repositories/<name>/_tagged/<alg>/<hex>/<tag>   reverse tag index: <tag> was pointed
+//!                                                 at this digest (written before the
+//!                                                 tag; may be stale, never missing)
+//! repositories/<name>/_tagged/_complete           marker: every tag has its index entry
+//!                                                 (older stores lack it until their first
+//!                                                 delete by digest builds the index)
 //! repositories/<name>/_referrers/<alg>/<subject-hex>/<alg>-<hex>
 //!                                                 JSON descriptor of a manifest whose
 //!                                                 subject is <alg>:<subject-hex>
@@ -39,8 +47,13 @@
 //!
 //! # Guarantees
 //!
-//! - Every object is written whole or not at all (the store's `put` stages
-//!   and renames). A blob appears under `blobs/` only after its digest was
+//! - Every object is written whole or not at all (staged, then renamed; on
+//!   S3, one `PUT`).
+//! - On the filesystem, with [`StorageOptions::fsync`] (the default), an
+//!   acknowledged blob, manifest, tag or link survives power loss: every
+//!   file and the directory entry naming it are `fsync`ed before the call
+//!   returns (blob data before its rename into `blobs/`, the directory
+//!   after). A blob appears under `blobs/` only after its digest was
 //!   verified, so a crash at any moment leaves no partial blob, manifest,
 //!   tag or link visible; at worst an unreferenced object that garbage
 //!   collection can remove.
@@ -61,12 +74,15 @@ mod layout;
 mod local;
 mod manifests;
 mod options;
+#[cfg(test)]
+mod recording_store;
 mod referrers;
 mod sweeper;
 mod tags;
 pub mod upload_area;
 mod uploads;
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -76,10 +92,13 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
+pub use catalog::DEFAULT_CATALOG_PAGE;
 pub use error::{Result, StorageError};
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use sweeper::{SweepReport, Sweeper};
+pub use tags::DEFAULT_TAGS_PAGE;
 pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
 
@@ -123,8 +142,12 @@ impl Storage {
 
     /// Opens `url` with every option given.
     pub async fn open_with_options(url: &str, options: StorageOptions) -> Result<Self> {
-        let b = backend::open(url, &options)?;
-        Ok(Self {
+        let backend = backend::open(url, &options)?;
+        Ok(Self::from_backend(backend, options))
+    }
+
+    fn from_backend(b: backend::Backend, options: StorageOptions) -> Self {
+        Self {
             inner: Arc::new(Inner {
                 store: b.store,
                 uploads: b.uploads,
@@ -135,7 +158,7 @@ impl Storage {
                 session_locks: upload_area::ProcessLocks::default(),
                 open_uploads: sweeper::OpenUploads::default(),
             }),
-        })
+        }
     }
 
     /// The options this engine was opened with.
@@ -181,52 +204,192 @@ impl Storage {
         }
     }
 
-    /// Names of the objects directly in `dir` (for the filesystem backend:
-    /// staging files of writes in progress too; callers parse names and
-    /// skip those).
-    async fn list_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
+    /// Names of the objects directly in `dir`, sorted, that sort after
+    /// `after` (all if `None`), at most `limit` of them. Staging files of
+    /// writes in progress (`<name>#<digits>`) and empty objects (the
+    /// tombstones [`Self::remove_small_if`] leaves) are not listed.
+    ///
+    /// S3 and memory list from `after` (S3 `start-after`) and read only as
+    /// many listing pages as the result needs. The filesystem reads the
+    /// directory's entries once and keeps large listings sorted in memory
+    /// while the directory is unchanged (see `local`), so a page costs a
+    /// `stat` and a binary search.
+    async fn list_names_after(
+        &self,
+        dir: &Path,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
         if let Some(local) = self.local() {
-            return local.file_names(dir).await;
-        }
-        let listing = self.store().list_with_delimiter(Some(dir)).await?;
-        Ok(Arc::new(
-            listing
-                .objects
+            let sorted = local.file_names(dir).await?;
+            let start = after.map_or(0, |after| sorted.partition_point(|n| n.as_str() <= after));
+            return Ok(sorted[start..]
                 .iter()
-                .filter_map(|m| m.location.filename().map(str::to_owned))
-                .collect(),
-        ))
-    }
-
-    /// Paths below `dir`, relative to it (`a/b`), of the directories that
-    /// hold an object named `marker`.
-    async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
-        if let Some(local) = self.local() {
-            return local.dirs_with(dir, marker).await;
+                .filter(|n| !local::is_staging_name(n))
+                .take(limit)
+                .cloned()
+                .collect());
         }
         let prefix = format!("{dir}/");
-        let suffix = format!("/{marker}");
-        self.store()
-            .list(Some(dir))
-            .try_filter_map(|m| {
-                let found = m
-                    .location
-                    .as_ref()
-                    .strip_prefix(prefix.as_str())
-                    .and_then(|rel| rel.strip_suffix(suffix.as_str()))
-                    .map(str::to_owned);
-                async move { Ok(found) }
-            })
-            .try_collect()
-            .await
-            .map_err(Into::into)
+        let mut listing = match after {
+            Some(after) => self
+                .store()
+                .list_with_offset(Some(dir), &Path::from(format!("{prefix}{after}"))),
+            None => self.store().list(Some(dir)),
+        };
+        let mut names = Vec::new();
+        while names.len() < limit
+            && let Some(meta) = listing.try_next().await?
+        {
+            let name = meta.location.as_ref().strip_prefix(prefix.as_str());
+            if let Some(name) = name
+                && meta.size > 0
+                && !name.contains('/')
+                && after.is_none_or(|after| name > after)
+            {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
     }
 
-    /// Writes a small object whole, replacing any previous one atomically.
+    /// Removes the small object at `path` only if, at that moment, it holds
+    /// `expected` (surrounding whitespace ignored): a compare-and-delete.
+    /// Returns true if it was removed.
+    ///
+    /// - Filesystem: the object is renamed to a staging name (atomic: the
+    ///   version there at that instant is taken), compared, and, if it is
+    ///   not the expected one, linked back unless a newer write has taken
+    ///   its place meanwhile. No write is lost; for the microseconds in
+    ///   between, a reader may find the object absent.
+    /// - Object stores: object_store has no conditional delete, so the
+    ///   object is replaced by an *empty* one (a tombstone) with a
+    ///   conditional update on the version read (`If-Match` on S3): a write
+    ///   in between makes it fail, and the comparison is redone. Readers
+    ///   treat an empty object as absent and [`Self::list_names_after`] skips it;
+    ///   the next write of the object replaces it.
+    async fn remove_small_if(&self, path: &Path, expected: &[u8]) -> Result<bool> {
+        /// Rounds before giving up on an object that keeps changing (it
+        /// is then left as it is).
+        const ATTEMPTS: usize = 8;
+        if let Some(local) = self.local() {
+            return local
+                .remove_if(path, Bytes::copy_from_slice(expected))
+                .await;
+        }
+        for _ in 0..ATTEMPTS {
+            let got = match self.store().get(path).await {
+                Ok(got) => got,
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            };
+            let version = object_store::UpdateVersion {
+                e_tag: got.meta.e_tag.clone(),
+                version: got.meta.version.clone(),
+            };
+            if got.bytes().await?.trim_ascii() != expected {
+                return Ok(false);
+            }
+            let opts = object_store::PutOptions::from(object_store::PutMode::Update(version));
+            let tombstone = object_store::PutPayload::default();
+            match self.store().put_opts(path, tombstone, opts).await {
+                Ok(_) => return Ok(true),
+                Err(object_store::Error::Precondition { .. }) => continue,
+                // Without conditional writes, the best is a plain delete.
+                Err(object_store::Error::NotImplemented { .. }) => {
+                    upload_area::delete_if_exists(self.store(), path).await?;
+                    return Ok(true);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(false)
+    }
+
+    /// The keys of the objects below `dir`, relative to it
+    /// (`a/b/_repository`), that `select` keeps, in lexical (byte) order,
+    /// starting after `after` (a relative key; `None`: from the first).
+    /// `select` sees each key in turn and answers whether to keep it:
+    /// `Continue(keep)` to go on, `Break(keep)` to stop there.
+    ///
+    /// S3 and memory list from `after` (S3 `start-after`) and stop reading
+    /// pages when told; the filesystem walks its directories in key order,
+    /// skipping subtrees that sort before `after` without reading them.
+    /// Staging files of writes in progress are seen too (callers parse
+    /// keys and skip those).
+    async fn scan_keys<F>(
+        &self,
+        dir: &Path,
+        after: Option<String>,
+        mut select: F,
+    ) -> Result<Vec<String>>
+    where
+        F: FnMut(&str) -> ControlFlow<bool, bool> + Send + 'static,
+    {
+        if let Some(local) = self.local() {
+            return local.scan_keys(dir, after, select).await;
+        }
+        let prefix = format!("{dir}/");
+        let mut listing = match &after {
+            Some(after) => self
+                .store()
+                .list_with_offset(Some(dir), &Path::from(format!("{prefix}{after}"))),
+            None => self.store().list(Some(dir)),
+        };
+        let mut kept = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            let Some(rel) = meta.location.as_ref().strip_prefix(prefix.as_str()) else {
+                continue;
+            };
+            let answer = select(rel);
+            let (ControlFlow::Continue(keep) | ControlFlow::Break(keep)) = answer;
+            if keep {
+                kept.push(rel.to_owned());
+            }
+            if answer.is_break() {
+                break;
+            }
+        }
+        Ok(kept)
+    }
+
+    /// Writes a small object whole, replacing any previous one atomically;
+    /// on the filesystem, durably (see [`StorageOptions::fsync`]).
     async fn write_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<()> {
+        if let Some(local) = self.local() {
+            local
+                .write(path, bytes.into(), local::WriteMode::Overwrite)
+                .await?;
+            return Ok(());
+        }
         self.store()
             .put(path, object_store::PutPayload::from(bytes.into()))
             .await?;
         Ok(())
+    }
+
+    /// Writes a small object only if none exists at `path` (one atomic
+    /// conditional write). Returns false if one existed.
+    async fn create_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<bool> {
+        if let Some(local) = self.local() {
+            return local
+                .write(path, bytes.into(), local::WriteMode::Create)
+                .await;
+        }
+        let payload = object_store::PutPayload::from(bytes.into());
+        let opts = object_store::PutOptions::from(object_store::PutMode::Create);
+        match self.store().put_opts(path, payload.clone(), opts).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            // Backends without conditional create: check, then put.
+            Err(object_store::Error::NotImplemented { .. }) => {
+                if self.exists(path).await? {
+                    return Ok(false);
+                }
+                self.store().put(path, payload).await?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }

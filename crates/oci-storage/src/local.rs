@@ -10,16 +10,27 @@
 //!   hit takes microseconds, as a blocking `read(2)` in any HTTP server does;
 //! - listings of the tags and the catalog read directory entries (names and
 //!   types, no `stat` per entry) in one blocking task; large tag listings
-//!   are kept in memory while their directory's modification time stays
-//!   the same (see [`LocalFiles::file_names`]);
+//!   are kept in memory, sorted, while their directory's modification time
+//!   stays the same (see [`LocalFiles::file_names`]), so a page of tags is
+//!   a binary search; the catalog is walked in key order from the page's
+//!   start (see [`LocalFiles::scan_keys`]);
 //! - blob data is streamed in large reads with one read ahead, each read
 //!   into the buffer that is sent (one copy from the page cache).
 //!
-//! Writes still go through object_store (staging file, then rename).
+//! Small writes (tags, links, manifests, upload state, markers) go through
+//! [`LocalFiles::write`] too, because durability needs what object_store's
+//! `put` does not do: the new file is written to a staging name in the same
+//! directory, `fsync`ed, renamed over the object, and the directory is
+//! `fsync`ed so the rename itself survives power loss; directories created
+//! on the way are made durable in their parents. With
+//! [`crate::StorageOptions::fsync`] off the order is the same, without the
+//! `fsync`s. The staging name is `<name>#<digits>`, the form object_store
+//! and every listing here skip, so a crash mid-write leaves at worst a
+//! staging file, never a partial object.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom};
-use std::ops::Range;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::{ControlFlow, Range};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -60,6 +71,17 @@ struct CachedNames {
 pub(crate) struct LocalFiles {
     store: Arc<LocalFileSystem>,
     dir_cache: Arc<Mutex<HashMap<PathBuf, CachedNames>>>,
+    /// `fsync` files and directories before a write returns.
+    fsync: bool,
+}
+
+/// What a write does when the object already exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteMode {
+    /// Replace it atomically.
+    Overwrite,
+    /// Leave it and report that nothing was written.
+    Create,
 }
 
 /// True for errors that mean "no such object" on a local path: missing, or
@@ -73,11 +95,23 @@ fn is_absent(e: &std::io::Error) -> bool {
 
 impl LocalFiles {
     /// Direct access to the files of `store`.
-    pub(crate) fn new(store: Arc<LocalFileSystem>) -> Self {
+    pub(crate) fn new(store: Arc<LocalFileSystem>, fsync: bool) -> Self {
         Self {
             store,
             dir_cache: Arc::default(),
+            fsync,
         }
+    }
+
+    /// Writes a small object whole (see the module docs): staging file,
+    /// `fsync`, rename (or, for [`WriteMode::Create`], a link that fails if
+    /// the object exists), `fsync` of the directory. Returns false only when
+    /// `Create` found the object already there. On error nothing is left
+    /// but the previous object, if any.
+    pub(crate) async fn write(&self, path: &Path, bytes: Bytes, mode: WriteMode) -> Result<bool> {
+        let target = self.path(path)?;
+        let fsync = self.fsync;
+        blocking(move || Ok(write_file(&target, &bytes, mode, fsync)?)).await
     }
 
     fn path(&self, path: &Path) -> Result<PathBuf> {
@@ -103,8 +137,8 @@ impl LocalFiles {
         }
     }
 
-    /// Names of the files directly in `dir` (not sorted; staging files of
-    /// writes in progress included: callers parse names and skip those).
+    /// Names of the files directly in `dir`, sorted (staging files of
+    /// writes in progress included: see [`is_staging_name`]).
     ///
     /// A listing of at least [`DIR_CACHE_MIN_NAMES`] names is kept in memory
     /// and served again, after one `stat`, while the directory's
@@ -126,7 +160,9 @@ impl LocalFiles {
             {
                 return Ok(Arc::clone(&kept.names));
             }
-            let names = Arc::new(read_file_names(&dir)?);
+            let mut names = read_file_names(&dir)?;
+            names.sort_unstable();
+            let names = Arc::new(names);
             let settled = SystemTime::now()
                 .duration_since(modified)
                 .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
@@ -148,41 +184,35 @@ impl LocalFiles {
         .await
     }
 
-    /// Relative paths (`a/b`) of the directories under `dir` that hold a
-    /// file named `marker`, found by one walk reading only directory
-    /// entries.
-    pub(crate) async fn dirs_with(&self, dir: &Path, marker: &'static str) -> Result<Vec<String>> {
+    /// Removes the object only if it holds `expected` (surrounding
+    /// whitespace ignored) at that moment; true if removed. A rename to a
+    /// staging name takes the current version atomically; a version that
+    /// does not match is linked back, unless a newer write has replaced it
+    /// meanwhile, so no write is ever lost (a reader may find the object
+    /// absent for the few microseconds in between).
+    pub(crate) async fn remove_if(&self, path: &Path, expected: Bytes) -> Result<bool> {
+        let target = self.path(path)?;
+        let fsync = self.fsync;
+        blocking(move || Ok(remove_file_if(&target, &expected, fsync)?)).await
+    }
+
+    /// See `Storage::scan_keys`: a depth-first walk of `dir` visiting each
+    /// directory's entries sorted as their keys sort (a directory `d` as
+    /// `d/`, so the keys come out in the order an object store lists
+    /// them). A subtree whose keys all sort at or before `after` is
+    /// skipped without being read; each directory read is one pass over
+    /// its entries (names and types, no `stat`, no file read).
+    pub(crate) async fn scan_keys<F>(
+        &self,
+        dir: &Path,
+        after: Option<String>,
+        select: F,
+    ) -> Result<Vec<String>>
+    where
+        F: FnMut(&str) -> ControlFlow<bool, bool> + Send + 'static,
+    {
         let root = self.path(dir)?;
-        blocking(move || {
-            let mut found = Vec::new();
-            let mut stack = vec![(root, String::new())];
-            while let Some((dir, rel)) = stack.pop() {
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) if is_absent(&e) => continue,
-                    Err(e) => return Err(StorageError::Io(e)),
-                };
-                for entry in entries {
-                    let entry = entry?;
-                    let Ok(name) = entry.file_name().into_string() else {
-                        continue;
-                    };
-                    let kind = entry.file_type()?;
-                    if kind.is_file() && name == marker {
-                        found.push(rel.clone());
-                    } else if kind.is_dir() {
-                        let child = if rel.is_empty() {
-                            name
-                        } else {
-                            format!("{rel}/{name}")
-                        };
-                        stack.push((entry.path(), child));
-                    }
-                }
-            }
-            Ok(found)
-        })
-        .await
+        blocking(move || scan_tree(&root, after.as_deref(), select)).await
     }
 
     /// Opens a blob file, resolves `range` (if any) against its size, and
@@ -218,6 +248,236 @@ impl LocalFiles {
             (size, range, stream)
         }))
     }
+}
+
+/// See [`LocalFiles::remove_if`].
+pub(crate) fn remove_file_if(
+    target: &std::path::Path,
+    expected: &[u8],
+    fsync: bool,
+) -> std::io::Result<bool> {
+    let staging = staging_path(target);
+    match std::fs::rename(target, &staging) {
+        Ok(()) => {}
+        Err(e) if is_absent(&e) => return Ok(false),
+        Err(e) => return Err(e),
+    }
+    // From here the version that was current at the rename is ours alone.
+    let held = std::fs::read(&staging);
+    let matches = matches!(&held, Ok(bytes) if bytes.trim_ascii() == expected.trim_ascii());
+    if !matches {
+        // Put it back, unless a newer write took its place meanwhile (that
+        // one is later, so it wins, as it would have anyway).
+        match std::fs::hard_link(&staging, target) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            // Linking is not possible: restore by rename rather than lose it.
+            Err(_) => {
+                std::fs::rename(&staging, target)?;
+                held?;
+                return Ok(false);
+            }
+        }
+    }
+    std::fs::remove_file(&staging)?;
+    if fsync && let Some(dir) = target.parent() {
+        sync_dir(dir)?;
+    }
+    held?;
+    Ok(matches)
+}
+
+/// True for the staging names of writes in progress, `<name>#<digits>`
+/// (the form object_store uses too).
+pub(crate) fn is_staging_name(name: &str) -> bool {
+    name.rsplit_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Attempts at a write whose directory vanished under it (an empty upload
+/// session directory removed by a concurrent request, say).
+const WRITE_ATTEMPTS: usize = 3;
+
+/// `<target>#<digits>`: a staging name next to `target`, unique, and of
+/// the form listings skip.
+pub(crate) fn staging_path(target: &std::path::Path) -> PathBuf {
+    let mut name = target.as_os_str().to_owned();
+    name.push(format!("#{}", uuid::Uuid::new_v4().as_u128()));
+    name.into()
+}
+
+/// See [`LocalFiles::write`].
+pub(crate) fn write_file(
+    target: &std::path::Path,
+    bytes: &[u8],
+    mode: WriteMode,
+    fsync: bool,
+) -> std::io::Result<bool> {
+    let dir = target
+        .parent()
+        .ok_or_else(|| std::io::Error::other("object path has no directory"))?;
+    let staging = staging_path(target);
+    let mut attempt = 0;
+    let mut file = loop {
+        create_dirs(dir, fsync)?;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&staging)
+        {
+            Ok(file) => break file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt + 1 < WRITE_ATTEMPTS => {
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let published = (|| {
+        file.write_all(bytes)?;
+        if fsync {
+            file.sync_all()?;
+        }
+        drop(file);
+        let written = match mode {
+            WriteMode::Overwrite => {
+                std::fs::rename(&staging, target)?;
+                true
+            }
+            WriteMode::Create => match std::fs::hard_link(&staging, target) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => return Err(e),
+            },
+        };
+        if fsync && written {
+            sync_dir(dir)?;
+        }
+        Ok(written)
+    })();
+    // After a rename the staging name is gone already; otherwise (a link,
+    // or a failure) it must not be left behind.
+    if mode == WriteMode::Create || published.is_err() {
+        match std::fs::remove_file(&staging) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound && published.is_ok() => {
+                return Err(e);
+            }
+            _ => {}
+        }
+    }
+    published
+}
+
+/// Creates `dir` and its missing ancestors; with `fsync`, each new
+/// directory's entry is made durable in its parent.
+pub(crate) fn create_dirs(dir: &std::path::Path, fsync: bool) -> std::io::Result<()> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    loop {
+        match std::fs::metadata(cur) {
+            Ok(m) if m.is_dir() => break,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotADirectory,
+                    format!("{} is not a directory", cur.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                missing.push(cur);
+                cur = cur.parent().ok_or(e)?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    for new in missing.into_iter().rev() {
+        match std::fs::create_dir(new) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        if fsync && let Some(parent) = new.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// `fsync` of a directory: makes the entries created, renamed or removed
+/// in it durable.
+pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// The walk of [`LocalFiles::scan_keys`].
+fn scan_tree<F>(root: &std::path::Path, after: Option<&str>, mut select: F) -> Result<Vec<String>>
+where
+    F: FnMut(&str) -> ControlFlow<bool, bool>,
+{
+    /// A directory being walked: its entries' keys (relative to the root;
+    /// directories with a trailing `/`), sorted, and the next to visit.
+    struct Level {
+        keys: Vec<String>,
+        next: usize,
+    }
+    let read_level = |rel: &str| -> Result<Level> {
+        let dir = root.join(rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if is_absent(&e) => {
+                return Ok(Level {
+                    keys: Vec::new(),
+                    next: 0,
+                });
+            }
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        let mut keys = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            let kind = entry.file_type()?;
+            let key = if kind.is_dir() {
+                format!("{rel}{name}/")
+            } else if kind.is_file() {
+                format!("{rel}{name}")
+            } else {
+                continue;
+            };
+            // Whole subtrees (and files) at or before `after` are skipped.
+            let skip = after.is_some_and(|after| {
+                key.as_str() <= after && !(key.ends_with('/') && after.starts_with(key.as_str()))
+            });
+            if !skip {
+                keys.push(key);
+            }
+        }
+        keys.sort_unstable();
+        Ok(Level { keys, next: 0 })
+    };
+    let mut kept = Vec::new();
+    let mut stack = vec![read_level("")?];
+    while let Some(level) = stack.last_mut() {
+        let Some(key) = level.keys.get(level.next).cloned() else {
+            stack.pop();
+            continue;
+        };
+        level.next += 1;
+        if key.ends_with('/') {
+            let child = read_level(&key)?;
+            stack.push(child);
+            continue;
+        }
+        let answer = select(&key);
+        let (ControlFlow::Continue(keep) | ControlFlow::Break(keep)) = answer;
+        if keep {
+            kept.push(key);
+        }
+        if answer.is_break() {
+            break;
+        }
+    }
+    Ok(kept)
 }
 
 /// The names of the regular files in `dir` (empty if it does not exist).
@@ -314,7 +574,7 @@ mod tests {
     fn files() -> (tempfile::TempDir, LocalFiles) {
         let dir = tempfile::tempdir().unwrap();
         let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
-        (dir, LocalFiles::new(Arc::new(store)))
+        (dir, LocalFiles::new(Arc::new(store), true))
     }
 
     #[tokio::test]
@@ -371,13 +631,10 @@ mod tests {
         for name in ["v1", "v2", "v3#staging"] {
             std::fs::write(tags.join(name), "x").unwrap();
         }
-        let mut names = files
-            .file_names(&Path::from("r/_tags"))
-            .await
-            .unwrap()
-            .to_vec();
-        names.sort();
-        assert_eq!(names, ["v1", "v2", "v3#staging"]);
+        let names = files.file_names(&Path::from("r/_tags")).await.unwrap();
+        assert_eq!(*names, ["v1", "v2", "v3#staging"]);
+        assert!(!is_staging_name("v3#staging"));
+        assert!(is_staging_name("v3#12"));
         assert!(
             files
                 .file_names(&Path::from("missing"))
@@ -393,12 +650,48 @@ mod tests {
         }
         std::fs::create_dir_all(catalog.join("f")).unwrap();
         std::fs::write(catalog.join("f/_repository#1"), "").unwrap();
-        let mut found = files
-            .dirs_with(&Path::from("_catalog"), "_repository")
+        let all = |_: &str| ControlFlow::Continue(true);
+        let keys = files
+            .scan_keys(&Path::from("_catalog"), None, all)
             .await
             .unwrap();
-        found.sort();
-        assert_eq!(found, ["a", "a/b/c", "d/e"]);
+        // Key order: `a-b` < `a/` (`-` < `/`), `_repository` < `b/`.
+        let want = [
+            "a/_repository",
+            "a/b/c/_repository",
+            "d/e/_repository",
+            "f/_repository#1",
+        ];
+        assert_eq!(keys, want);
+        for (after, from) in [
+            ("a/_repository", 1),
+            ("a/b", 1),
+            ("a/c", 2),
+            ("d/", 2),
+            ("e", 3),
+        ] {
+            let keys = files
+                .scan_keys(&Path::from("_catalog"), Some(after.into()), all)
+                .await
+                .unwrap();
+            assert_eq!(keys, want[from..], "after {after}");
+        }
+        let first_two = {
+            let mut seen = 0;
+            move |_: &str| {
+                seen += 1;
+                if seen == 2 {
+                    ControlFlow::Break(true)
+                } else {
+                    ControlFlow::Continue(seen == 1)
+                }
+            }
+        };
+        let keys = files
+            .scan_keys(&Path::from("_catalog"), None, first_two)
+            .await
+            .unwrap();
+        assert_eq!(keys, want[..2]);
     }
 
     #[tokio::test]
@@ -457,6 +750,117 @@ mod tests {
             !Arc::ptr_eq(&first, &again),
             "a just-modified directory is re-read"
         );
+    }
+
+    /// Names in `dir` that are staging files (`<name>#<digits>`).
+    fn staging_files(dir: &std::path::Path) -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.contains('#'))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writes_replace_objects_whole_while_readers_watch() {
+        let (dir, files) = files();
+        let target = dir.path().join("r/_tags/t");
+        let reader = std::thread::spawn({
+            let target = target.clone();
+            move || {
+                let mut seen = 0;
+                for _ in 0..2_000 {
+                    if let Ok(bytes) = std::fs::read(&target) {
+                        assert_eq!(bytes.len(), 64 * 1024, "partial object visible");
+                        assert!(bytes.iter().all(|b| *b == bytes[0]), "mixed object visible");
+                        seen += 1;
+                    }
+                }
+                seen
+            }
+        });
+        for i in 0..200u8 {
+            let bytes = Bytes::from(vec![b'a' + i % 2; 64 * 1024]);
+            let written = files
+                .write(&Path::from("r/_tags/t"), bytes, WriteMode::Overwrite)
+                .await
+                .unwrap();
+            assert!(written);
+        }
+        reader.join().unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), vec![b'b'; 64 * 1024]);
+        assert!(staging_files(target.parent().unwrap()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_no_partial_object() {
+        let (dir, files) = files();
+        // The target is a non-empty directory: the rename fails.
+        std::fs::create_dir_all(dir.path().join("d/obj/x")).unwrap();
+        let err = files
+            .write(
+                &Path::from("d/obj"),
+                Bytes::from("new"),
+                WriteMode::Overwrite,
+            )
+            .await;
+        assert!(err.is_err());
+        assert!(dir.path().join("d/obj").is_dir());
+        assert!(staging_files(&dir.path().join("d")).is_empty());
+        // A path through a file: nothing is created at all.
+        std::fs::write(dir.path().join("f"), b"file").unwrap();
+        let err = files
+            .write(
+                &Path::from("f/obj"),
+                Bytes::from("new"),
+                WriteMode::Overwrite,
+            )
+            .await;
+        assert!(err.is_err());
+        assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"file");
+        assert!(staging_files(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_mode_never_replaces() {
+        let (dir, files) = files();
+        let path = Path::from("a/b/marker");
+        assert!(
+            files
+                .write(&path, Bytes::from("one"), WriteMode::Create)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !files
+                .write(&path, Bytes::from("two"), WriteMode::Create)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("a/b/marker")).unwrap(),
+            b"one"
+        );
+        assert!(staging_files(&dir.path().join("a/b")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn writes_without_fsync_land_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let files = LocalFiles::new(Arc::new(store), false);
+        let path = Path::from("deep/new/dirs/obj");
+        for content in ["first", "second"] {
+            files
+                .write(&path, Bytes::from(content), WriteMode::Overwrite)
+                .await
+                .unwrap();
+            assert_eq!(
+                files.read(&path).unwrap().as_deref(),
+                Some(content.as_bytes())
+            );
+        }
+        assert!(staging_files(&dir.path().join("deep/new/dirs")).is_empty());
     }
 
     #[test]

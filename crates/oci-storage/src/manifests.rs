@@ -101,8 +101,7 @@ impl Storage {
                 .await?;
         }
         if let Reference::Tag(tag) = reference {
-            self.write_small(&layout::tag(name, tag), digest.to_string())
-                .await?;
+            self.write_tag(name, tag, &digest).await?;
         }
         self.ensure_repository(name).await?;
         Ok(meta)
@@ -138,7 +137,10 @@ impl Storage {
     }
 
     /// Deletes a tag (`reference` is a tag) or a manifest (`reference` is a
-    /// digest; its tags and its referrers entry go with it).
+    /// digest; its tags and its referrers entry go with it: distribution-spec
+    /// "Deleting Manifests"). Deleting by digest reads only that digest's
+    /// reverse tag index, and never removes a tag that points elsewhere at
+    /// the moment of removal (see the `tags` module).
     pub async fn manifest_delete(
         &self,
         name: &RepositoryName,
@@ -156,9 +158,7 @@ impl Storage {
                 let Some(meta) = self.manifest_meta(name, digest).await? else {
                     return Err(self.unknown_in(name, unknown()).await);
                 };
-                for tag in self.tags_pointing_to(name, digest).await? {
-                    delete_if_exists(self.store(), &layout::tag(name, &tag)).await?;
-                }
+                self.untag_digest(name, digest).await?;
                 if let Some(subject) = &meta.subject {
                     self.remove_referrer(name, subject, digest).await?;
                 }

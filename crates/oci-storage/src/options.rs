@@ -11,6 +11,7 @@ use std::time::Duration;
 /// # use oci_storage::StorageOptions;
 /// let mut opts = StorageOptions::default();
 /// opts.fsync = false;
+/// assert!(!opts.fsync);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

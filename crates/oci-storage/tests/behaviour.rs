@@ -68,6 +68,7 @@ behaviour_suite! {
         delete_tag_leaves_manifest,
         delete_by_digest_removes_tags_and_referrer,
         retag_moves_tag,
+        tag_reused_after_delete_by_digest,
     }
     listing {
         tags_sorted,
@@ -79,11 +80,15 @@ behaviour_suite! {
         referrers_of_absent_subject_are_indexed,
         catalog_lists_repositories_with_content,
         catalog_paginated,
+        catalog_pages_follow_name_order,
+        tags_many_paginate_by_default,
+        referrers_paginated,
     }
     concurrency {
         same_blob_pushed_twice_at_once,
         same_tag_put_twice_at_once,
         many_referrers_at_once,
+        delete_by_digest_racing_retag_keeps_retag,
     }
 }
 
@@ -183,6 +188,10 @@ mod open {
         assert_eq!(mlink["size"], subject.body.len());
         let t = std::fs::read_to_string(repo_dir.join("_tags/v1")).unwrap();
         assert_eq!(t.trim(), subject.digest.to_string());
+        let entry = format!("_tagged/sha256/{}/v1", hex(&subject.digest));
+        let entry = std::fs::read_to_string(repo_dir.join(entry)).unwrap();
+        assert_eq!(entry.trim(), subject.digest.to_string());
+        assert!(repo_dir.join("_tagged/_complete").is_file());
         let entry = repo_dir.join(format!(
             "_referrers/sha256/{}/sha256-{}",
             hex(&subject.digest),

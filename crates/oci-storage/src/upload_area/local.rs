@@ -34,12 +34,20 @@ const BATCH_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 pub struct LocalUploadArea {
     store: Arc<LocalFileSystem>,
+    fsync: bool,
 }
 
 impl LocalUploadArea {
-    /// An upload area inside the tree of `store`.
+    /// An upload area inside the tree of `store`, `fsync`ing as
+    /// [`crate::StorageOptions::fsync`] describes.
     pub fn new(store: Arc<LocalFileSystem>) -> Self {
-        Self { store }
+        Self { store, fsync: true }
+    }
+
+    /// With `fsync` off, received bytes and published blobs are not forced
+    /// to disk before the request is answered (faster; lost on power loss).
+    pub fn with_fsync(self, fsync: bool) -> Self {
+        Self { fsync, ..self }
     }
 
     fn data_path(&self, id: &Uuid) -> Result<PathBuf> {
@@ -66,6 +74,7 @@ impl UploadArea for LocalUploadArea {
         _checkpoint: &mut dyn Checkpoint,
     ) -> Result<(u64, DigestHasher)> {
         let path = self.data_path(id)?;
+        let fsync = self.fsync;
         let (write_tx, mut write_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_DEPTH);
         let (hash_tx, mut hash_rx) = tokio::sync::mpsc::channel::<Vec<Bytes>>(CHANNEL_DEPTH);
         // Hashing and writing run on two blocking threads while this task
@@ -81,9 +90,9 @@ impl UploadArea for LocalUploadArea {
             hasher
         });
         let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
+            let dir = path.parent().ok_or_else(|| not_in_dir(&path))?;
+            crate::local::create_dirs(dir, fsync)?;
+            let created = !path.exists();
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
@@ -105,6 +114,14 @@ impl UploadArea for LocalUploadArea {
                 for chunk in batch {
                     file.write_all(&chunk)?;
                     written += chunk.len() as u64;
+                }
+            }
+            // The engine records the new offset once this returns: the
+            // bytes (and a new file's name) must be on disk first.
+            if fsync {
+                file.sync_data()?;
+                if created {
+                    crate::local::sync_dir(dir)?;
                 }
             }
             Ok(written)
@@ -188,6 +205,7 @@ impl UploadArea for LocalUploadArea {
     ) -> Result<()> {
         let src = self.data_path(id)?;
         let dest = self.store.path_to_filesystem(dest)?;
+        let fsync = self.fsync;
         blocking(move || {
             // A session that never received a body has no file yet.
             let file = std::fs::OpenOptions::new()
@@ -198,11 +216,18 @@ impl UploadArea for LocalUploadArea {
             if file.metadata()?.len() != len {
                 file.set_len(len)?;
             }
-            drop(file);
-            if let Some(dir) = dest.parent() {
-                std::fs::create_dir_all(dir)?;
+            // Data before name: after power loss the blob path holds all
+            // of the verified bytes or does not exist.
+            if fsync {
+                file.sync_all()?;
             }
+            drop(file);
+            let dir = dest.parent().ok_or_else(|| not_in_dir(&dest))?;
+            crate::local::create_dirs(dir, fsync)?;
             std::fs::rename(&src, &dest)?;
+            if fsync {
+                crate::local::sync_dir(dir)?;
+            }
             Ok(())
         })
         .await
@@ -259,6 +284,14 @@ impl UploadArea for LocalUploadArea {
             pause = (pause * 2).min(MAX_LOCK_PAUSE);
         }
     }
+}
+
+/// The error for a path without a parent directory (never one of ours).
+fn not_in_dir(path: &std::path::Path) -> StorageError {
+    StorageError::Io(std::io::Error::other(format!(
+        "{} has no parent directory",
+        path.display()
+    )))
 }
 
 /// Name of the lock file inside a session directory.

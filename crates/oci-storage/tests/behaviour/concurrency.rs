@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use oci_storage::StorageError;
 use oci_types::{Digest, DigestAlgorithm, Pagination};
 use tokio::sync::Barrier;
 
@@ -134,5 +135,53 @@ pub async fn many_referrers_at_once(f: Fixture) {
                 .len(),
             1
         );
+    }
+}
+
+/// distribution-spec "Deleting Manifests": deleting by digest removes the
+/// tags that point to that manifest, never one that was re-pointed
+/// elsewhere while the delete ran.
+pub async fn delete_by_digest_racing_retag_keeps_retag(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let old = to_body(&prepare_image(s, &name, "old").await);
+    let new = to_body(&prepare_image(s, &name, "new").await);
+    let (old_digest, new_digest) = (Digest::of(&old), Digest::of(&new));
+    for round in 0..16 {
+        s.manifest_put(&name, &tag_ref("t"), old.clone(), Some(OCI_MANIFEST))
+            .await
+            .unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let delete = tokio::spawn({
+            let (s, name, barrier) = (s.clone(), name.clone(), barrier.clone());
+            let reference = digest_ref(&old_digest);
+            async move {
+                barrier.wait().await;
+                s.manifest_delete(&name, &reference).await
+            }
+        });
+        let retag = tokio::spawn({
+            let (s, name, barrier, new) = (s.clone(), name.clone(), barrier.clone(), new.clone());
+            async move {
+                barrier.wait().await;
+                // Vary who goes first a little.
+                for _ in 0..round % 4 {
+                    tokio::task::yield_now().await;
+                }
+                s.manifest_put(&name, &tag_ref("t"), new, Some(OCI_MANIFEST))
+                    .await
+            }
+        });
+        delete.await.unwrap().expect("delete by digest");
+        retag.await.unwrap().expect("re-tag");
+        let got = s.manifest_get(&name, &tag_ref("t")).await;
+        let got = got.unwrap_or_else(|e| panic!("round {round}: re-tag lost: {e}"));
+        assert_eq!(got.meta.digest, new_digest, "round {round}");
+        assert_err!(
+            s.manifest_get(&name, &digest_ref(&old_digest)).await,
+            StorageError::ManifestUnknown(_)
+        );
+        let (tags, _) = s.tags_list(&name, &Pagination::default()).await.unwrap();
+        assert_eq!(tag_names(&tags), vec!["t"], "round {round}");
     }
 }

@@ -1,7 +1,7 @@
 //! Listings: tags, referrers, the catalog.
 
 use oci_storage::StorageError;
-use oci_types::{Digest, Pagination};
+use oci_types::{Digest, Pagination, RepositoryName};
 
 use crate::common::*;
 
@@ -333,4 +333,140 @@ pub async fn catalog_paginated(f: Fixture) {
     assert_eq!(list(None, Some("a")).await.0.len(), 4);
     assert_eq!(list(Some(10), Some("d")).await, (vec![], false));
     assert_eq!(list(None, None).await.0.len(), 5);
+}
+
+/// Names that extend each other with `-`, `.`, `/` and digits sort
+/// differently as names and as storage keys: every page must still follow
+/// name order, whatever its size.
+pub async fn catalog_pages_follow_name_order(f: Fixture) {
+    let s = &f.storage;
+    let mut all = vec![
+        "a", "a-b", "a--c", "a.b", "a/b", "a/0", "a/b/c", "a/b-c", "a0", "a_b", "b", "b/a", "ab",
+    ];
+    for n in &all {
+        push_blob(s, &repo(n), n.as_bytes()).await;
+    }
+    all.sort_unstable();
+    for size in 1..=4 {
+        let mut got: Vec<String> = Vec::new();
+        let mut last = None;
+        loop {
+            let (page, more) = catalog_page(s, Some(size), last.as_deref()).await;
+            assert!(page.len() <= size);
+            got.extend(page.iter().cloned());
+            if !more {
+                break;
+            }
+            last = page.last().cloned();
+            assert!(got.len() <= all.len(), "pages do not end: {got:?}");
+        }
+        assert_eq!(got, all, "pages of {size}");
+    }
+    // A `last` that is no repository name still pages correctly.
+    let (page, _) = catalog_page(s, Some(3), Some("a/b/")).await;
+    assert_eq!(page, vec!["a/b/c", "a0", "a_b"]);
+}
+
+/// Tags the store points at `digest`, `count` of them named `t<5 digits>`,
+/// created with `tag_put` (no manifest upload per tag), 32 at a time.
+async fn tag_many(s: &oci_storage::Storage, name: &RepositoryName, digest: &Digest, count: usize) {
+    use futures::StreamExt;
+    futures::stream::iter(0..count)
+        .map(|i| async move { s.tag_put(name, &tag(&format!("t{i:05}")), digest).await })
+        .buffer_unordered(32)
+        .for_each(|r| async move { r.expect("tag_put") })
+        .await;
+}
+
+/// distribution-spec "Listing Tags": without `n` the registry may return
+/// fewer tags than it has, with a `Link` to the rest; pages chained with
+/// `last` give every tag once, in order, whatever the page size.
+pub async fn tags_many_paginate_by_default(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let image = push_image(s, &name, "z-latest", "x").await;
+    let count = oci_storage::DEFAULT_TAGS_PAGE * 2 + 500;
+    tag_many(s, &name, &image.digest, count).await;
+    let mut want: Vec<String> = (0..count).map(|i| format!("t{i:05}")).collect();
+    want.push("z-latest".into());
+    for n in [None, Some(700), Some(count + 1)] {
+        let mut got = Vec::new();
+        let mut last: Option<String> = None;
+        loop {
+            let (tags, more) = tags_page(s, &name, page(n, last.as_deref())).await;
+            assert!(tags.len() <= n.unwrap_or(oci_storage::DEFAULT_TAGS_PAGE));
+            got.extend(tags.iter().cloned());
+            if !more {
+                break;
+            }
+            assert!(!tags.is_empty(), "more advertised after an empty page");
+            last = tags.last().cloned();
+        }
+        assert_eq!(got.len(), want.len(), "n={n:?}");
+        assert!(got == want, "n={n:?}: pages differ from the sorted tags");
+    }
+    // Tags deleted with their manifest drop out of every page.
+    s.manifest_delete(&name, &digest_ref(&image.digest))
+        .await
+        .unwrap();
+    assert_eq!(tags_page(s, &name, page(None, None)).await, (vec![], false));
+    assert_eq!(
+        tags_page(s, &name, page(Some(5), Some("t00100"))).await,
+        (vec![], false)
+    );
+}
+
+/// distribution-spec "Listing Referrers": the registry may paginate; pages
+/// chained with `last` give every referrer once, in digest order, with
+/// and without the `artifactType` filter.
+pub async fn referrers_paginated(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let subject = push_image(s, &name, "v1", "subject").await;
+    let mut sboms = Vec::new();
+    for i in 0..7 {
+        let kind = if i % 2 == 0 { Some(SBOM) } else { None };
+        let image = push_referrer(&f, &name, &subject.digest, kind, &format!("r{i}")).await;
+        if kind.is_some() {
+            sboms.push(image.digest.clone());
+        }
+    }
+    let all = s.referrers(&name, &subject.digest, None).await.unwrap();
+    assert_eq!(all.len(), 7);
+    sboms.sort();
+    for (filter, want) in [
+        (
+            None,
+            all.iter().map(|d| d.digest.clone()).collect::<Vec<_>>(),
+        ),
+        (Some(SBOM), sboms),
+    ] {
+        for n in 1..=3 {
+            let mut got = Vec::new();
+            let mut last: Option<String> = None;
+            loop {
+                let (list, more) = s
+                    .referrers_page(
+                        &name,
+                        &subject.digest,
+                        filter,
+                        &page(Some(n), last.as_deref()),
+                    )
+                    .await
+                    .unwrap();
+                assert!(list.len() <= n);
+                got.extend(list.iter().map(|d| d.digest.clone()));
+                if !more {
+                    break;
+                }
+                last = list.last().map(|d| d.digest.to_string());
+            }
+            assert_eq!(got, want, "filter {filter:?}, pages of {n}");
+        }
+    }
+    let (list, more) = s
+        .referrers_page(&name, &subject.digest, None, &page(Some(0), None))
+        .await
+        .unwrap();
+    assert!(list.is_empty() && !more);
 }

@@ -429,3 +429,24 @@ pub async fn retag_moves_tag(f: Fixture) {
     assert_eq!(got.meta.digest, Digest::of(&got.body));
     assert_ne!(got.meta.digest, first.digest);
 }
+
+pub async fn tag_reused_after_delete_by_digest(f: Fixture) {
+    let s = &f.storage;
+    let name = repo("r");
+    let first = push_image(s, &name, "t", "one").await;
+    push_image(s, &name, "keep", "two").await;
+    s.manifest_delete(&name, &digest_ref(&first.digest))
+        .await
+        .unwrap();
+    assert_err!(
+        s.manifest_delete(&name, &tag_ref("t")).await,
+        StorageError::ManifestUnknown(_)
+    );
+    let (tags, _) = s.tags_list(&name, &Pagination::default()).await.unwrap();
+    assert_eq!(tag_names(&tags), vec!["keep"]);
+    let again = push_image(s, &name, "t", "three").await;
+    let got = s.manifest_get(&name, &tag_ref("t")).await.unwrap();
+    assert_eq!(got.meta.digest, again.digest);
+    let (tags, _) = s.tags_list(&name, &Pagination::default()).await.unwrap();
+    assert_eq!(tag_names(&tags), vec!["keep", "t"]);
+}
