@@ -217,22 +217,32 @@ async fn requests_over_the_cap_get_429() {
     let mut limits = limits();
     limits.max_requests = 2;
     let srv = TestServer::start_limited(Backend::Memory, limits).await;
-    let mut feeders = Vec::new();
-    let mut pending = Vec::new();
+    let mut locs = Vec::new();
     for i in 0..2 {
-        let loc = srv.start_upload(&format!("busy/r{i}")).await;
-        let (tx, body) = channel_body();
-        tx.send(Bytes::from_static(b"x")).await.unwrap();
-        feeders.push(tx);
-        let req = srv.req(Method::PATCH, &loc).body(body);
-        pending.push(tokio::spawn(async move { req.send().await.unwrap() }));
+        locs.push(srv.start_upload(&format!("busy/r{i}")).await);
     }
-    // Both PATCHes are in the handler once a third request is refused.
+    // A PATCH whose body stays open: in flight until its feeder is dropped.
+    let hold = |loc: &str| {
+        let (tx, body) = channel_body();
+        let req = srv.req(Method::PATCH, loc).body(body);
+        (tx, tokio::spawn(async move { req.send().await.unwrap() }))
+    };
+    let (mut feeders, mut pending): (Vec<_>, Vec<_>) = locs.iter().map(|l| hold(l)).unzip();
     let refused = tokio::time::timeout(PATIENCE, async {
         loop {
             let resp = srv.get("/v2/").await;
             if resp.status() == StatusCode::TOO_MANY_REQUESTS {
                 return resp;
+            }
+            // A PATCH that arrived while a POST's answer was still being
+            // sent (its place not yet free) was refused itself: send again.
+            for i in 0..pending.len() {
+                if pending[i].is_finished() {
+                    let (tx, task) = hold(&locs[i]);
+                    let done = std::mem::replace(&mut pending[i], task);
+                    feeders[i] = tx;
+                    assert_eq!(done.await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+                }
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

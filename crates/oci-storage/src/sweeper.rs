@@ -18,7 +18,7 @@
 //!   bytes and the multipart upload.
 //!
 //! [`Storage::start_sweeper`] runs a sweep every `upload_ttl / 8` (between
-//! 100 ms and 15 min). Replicas take turns through the store, not through
+//! 100 ms and 15 min), the first one that long after start. Replicas take turns through the store, not through
 //! process state: time is cut into slots of that length, and only the
 //! replica whose create of `_sweeps/uploads/<slot>` succeeds sweeps in that
 //! slot; the others read the count of open sessions it wrote. Which
@@ -26,9 +26,12 @@
 //! done.
 //!
 //! The cap ([`StorageOptions::max_uploads`]) is checked against the last
-//! sweep's count plus the sessions this process opened since, less those it
-//! closed: an estimate, exact on one replica between sweeps, and over by
-//! at most what other replicas opened since the last sweep.
+//! sweep's count plus the sessions this process opened since that sweep
+//! began, less those its requests closed: an estimate that errs high, never
+//! low, for sessions opened here (one opened while a sweep lists may count
+//! twice until the next sweep), and misses what other replicas opened
+//! since the last sweep, so on N replicas the cap can be passed by what
+//! they open within one sweep interval.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -64,33 +67,56 @@ impl Drop for Sweeper {
     }
 }
 
-/// The estimate of open sessions behind the cap.
+/// The estimate of open sessions behind the cap: the last sweep's count,
+/// plus the sessions this process opened since that sweep began, less those
+/// its requests closed since. Sessions opened while a sweep lists may be
+/// counted twice until the next sweep: the estimate errs high, never low.
 #[derive(Debug, Default)]
 pub(crate) struct OpenUploads {
-    /// Sessions the last sweep (here or on another replica) counted.
-    swept: AtomicUsize,
-    /// Opened by this process since then, less those it closed.
-    here: AtomicUsize,
+    /// Sessions opened by this process, ever.
+    opened: AtomicUsize,
+    /// Sessions closed by requests to this process, ever.
+    closed: AtomicUsize,
+    /// The count of the last sweep and the two counters when it began.
+    baseline: std::sync::Mutex<Baseline>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Baseline {
+    swept: usize,
+    opened: usize,
+    closed: usize,
 }
 
 impl OpenUploads {
     fn estimate(&self) -> usize {
-        self.swept.load(Ordering::Relaxed) + self.here.load(Ordering::Relaxed)
+        let b = *self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        let opened = self.opened.load(Ordering::Relaxed) - b.opened;
+        let closed = self.closed.load(Ordering::Relaxed) - b.closed;
+        (b.swept + opened).saturating_sub(closed)
     }
 
-    fn reset(&self, swept: usize) {
-        self.swept.store(swept, Ordering::Relaxed);
-        self.here.store(0, Ordering::Relaxed);
+    /// The counters now, to pass to [`OpenUploads::reset`] once a count
+    /// that began now is known.
+    fn snapshot(&self) -> Baseline {
+        Baseline {
+            swept: 0,
+            opened: self.opened.load(Ordering::Relaxed),
+            closed: self.closed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn reset(&self, mut at: Baseline, swept: usize) {
+        at.swept = swept;
+        *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = at;
     }
 
     pub(crate) fn opened(&self) {
-        self.here.fetch_add(1, Ordering::Relaxed);
+        self.opened.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn closed(&self) {
-        let _ = self
-            .here
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -113,11 +139,16 @@ impl Storage {
         if self.inner.open_uploads.estimate() >= max {
             return Err(StorageError::TooManyUploads { max });
         }
-        self.inner.open_uploads.opened();
         Ok(())
     }
 
-    /// Notes that a session opened here was closed.
+    /// Notes that a session was opened: once its state is stored, so that a
+    /// sweep either lists it or began before it was counted here.
+    pub(crate) fn upload_opened(&self) {
+        self.inner.open_uploads.opened();
+    }
+
+    /// Notes that a request closed a session (completed or cancelled it).
     pub(crate) fn upload_closed(&self) {
         self.inner.open_uploads.closed();
     }
@@ -126,6 +157,7 @@ impl Storage {
     /// `upload_ttl` that no request is using, and counts the rest.
     pub async fn sweep_uploads(&self) -> Result<SweepReport> {
         let ttl = self.inner.options.upload_ttl;
+        let began = self.inner.open_uploads.snapshot();
         let mut report = SweepReport::default();
         let mut busy = Vec::new();
         for (id, seen) in self.list_sessions().await? {
@@ -154,7 +186,7 @@ impl Storage {
                 }
             }
         }
-        self.inner.open_uploads.reset(report.open);
+        self.inner.open_uploads.reset(began, report.open);
         Ok(report)
     }
 
@@ -164,7 +196,9 @@ impl Storage {
         let storage = self.clone();
         Sweeper(tokio::spawn(async move {
             let every = interval(&storage.inner.options);
-            let mut ticks = tokio::time::interval(every);
+            // The first sweep one interval after start: nothing can have
+            // expired sooner than that since the last one.
+            let mut ticks = tokio::time::interval_at(Instant::now() + every, every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
@@ -194,10 +228,11 @@ impl Storage {
         match won {
             Ok(_) => {}
             Err(object_store::Error::AlreadyExists { .. }) => {
+                let now = self.inner.open_uploads.snapshot();
                 if let Some(count) = self.read_small(&layout::sweep_count()).await?
                     && let Ok(count) = std::str::from_utf8(&count).unwrap_or("").trim().parse()
                 {
-                    self.inner.open_uploads.reset(count);
+                    self.inner.open_uploads.reset(now, count);
                 }
                 return Ok(());
             }

@@ -114,10 +114,8 @@ impl Storage {
             version: None,
         };
         state.set_hasher(&DigestHasher::new(algorithm));
-        if let Err(e) = self.save_state(&id, &mut state, None).await {
-            self.upload_closed();
-            return Err(e);
-        }
+        self.save_state(&id, &mut state, None).await?;
+        self.upload_opened();
         Ok(UploadStatus { id, offset: 0 })
     }
 
@@ -184,6 +182,7 @@ impl Storage {
         lock.check(id)?;
         if &actual != digest {
             self.discard(id, Some(&state), &mut lock).await?;
+            self.upload_closed();
             return Err(StorageError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -202,6 +201,7 @@ impl Storage {
         }
         self.link_blob(name, digest).await?;
         self.discard(id, Some(&state), &mut lock).await?;
+        self.upload_closed();
         Ok(BlobMeta {
             digest: digest.clone(),
             size: state.offset,
@@ -230,7 +230,9 @@ impl Storage {
     pub async fn upload_cancel(&self, name: &RepositoryName, id: &UploadId) -> Result<()> {
         let mut lock = self.lock_session(id).await?;
         let state = self.load_state(name, id, Some(&mut lock)).await?;
-        self.discard(id, Some(&state), &mut lock).await
+        self.discard(id, Some(&state), &mut lock).await?;
+        self.upload_closed();
+        Ok(())
     }
 
     /// Waits (at most `lock_wait`, then [`StorageError::Busy`]) for
@@ -339,7 +341,6 @@ impl Storage {
         lock.check(id)?;
         delete_if_exists(self.store(), &layout::upload_state(id)).await?;
         lock.finish();
-        self.upload_closed();
         self.inner.uploads.remove(id, state.map(|s| &s.area)).await
     }
 
