@@ -37,12 +37,12 @@
 //! _uploads/<uuid>/state.json                      upload session: repository, offset,
 //!                                                 saved hash state
 //! _uploads/<uuid>/data | parts/<offset>           bytes received so far
-//! _sweeps/uploads/slots/<slot>                    marker: a replica swept upload
-//!                                                 sessions in this time slot
-//! _sweeps/uploads/count                           text: open sessions it counted
 //!   | tail-<nonce> | blob
 //! _uploads/<uuid>/lock                            session lock: flock'ed file, or
 //!                                                 S3 lease (owner token, If-Match)
+//! _sweeps/uploads/slots/<slot>                    marker: a replica swept upload
+//!                                                 sessions in this time slot
+//! _sweeps/uploads/count                           text: open sessions it counted
 //! ```
 //!
 //! # Guarantees
