@@ -84,10 +84,14 @@ pub(crate) struct Budgets {
 impl Budgets {
     pub(crate) fn new(limits: &Limits) -> Self {
         Self {
-            requests: Arc::new(Semaphore::new(limits.max_requests.max(1))),
+            requests: Arc::new(Semaphore::new(
+                limits.max_requests.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             // A budget below one largest manifest could never admit one.
             manifest_bytes: Arc::new(Semaphore::new(
-                limits.manifest_budget.max(MAX_MANIFEST_SIZE),
+                limits
+                    .manifest_budget
+                    .clamp(MAX_MANIFEST_SIZE, Semaphore::MAX_PERMITS),
             )),
             manifest_wait: limits.body_timeout,
         }
@@ -169,5 +173,26 @@ impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn any_configured_size_makes_budgets() {
+        let mut limits = Limits::default();
+        limits.max_requests = usize::MAX;
+        limits.manifest_budget = usize::MAX;
+        let _ = Budgets::new(&limits);
+        limits.max_requests = 0;
+        limits.manifest_budget = 0;
+        let budgets = Budgets::new(&limits);
+        assert_eq!(budgets.requests.available_permits(), 1);
+        assert_eq!(
+            budgets.manifest_bytes.available_permits(),
+            MAX_MANIFEST_SIZE
+        );
     }
 }
