@@ -182,9 +182,11 @@ mod tests {
 
     #[test]
     fn any_configured_size_makes_budgets() {
-        let mut limits = Limits::default();
-        limits.max_requests = usize::MAX;
-        limits.manifest_budget = usize::MAX;
+        let mut limits = Limits {
+            max_requests: usize::MAX,
+            manifest_budget: usize::MAX,
+            ..Limits::default()
+        };
         let _ = Budgets::new(&limits);
         limits.max_requests = 0;
         limits.manifest_budget = 0;
