@@ -7,7 +7,8 @@
 //! the name. Every component is parsed into its type here; handlers never
 //! see raw strings.
 
-use axum::http::{HeaderValue, Method};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use oci_types::{Digest, ErrorCode, Reference, RepositoryName};
 use uuid::Uuid;
 
@@ -122,6 +123,21 @@ impl Endpoint {
         Ok(Some(endpoint))
     }
 
+    /// A short name of the kind of endpoint (`manifest`, `blob`, ...), for
+    /// logs and metrics: never a repository name, tag or digest.
+    pub fn kind(&self) -> EndpointKind {
+        EndpointKind(match self {
+            Self::Base => "base",
+            Self::Catalog => "catalog",
+            Self::Blob { .. } => "blob",
+            Self::UploadStart { .. } => "upload_start",
+            Self::Upload { .. } => "upload",
+            Self::Manifest { .. } => "manifest",
+            Self::Tags { .. } => "tags",
+            Self::Referrers { .. } => "referrers",
+        })
+    }
+
     /// The methods this endpoint answers.
     pub fn methods(&self) -> &'static [Method] {
         match self {
@@ -145,6 +161,60 @@ impl Endpoint {
         let names: Vec<&str> = self.methods().iter().map(Method::as_str).collect();
         HeaderValue::try_from(names.join(", ")).expect("method names are valid header values")
     }
+}
+
+/// The kind of endpoint a request was routed to (see [`Endpoint::kind`]);
+/// `none` for paths outside the API and `invalid` for API paths with
+/// malformed parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointKind(pub &'static str);
+
+/// Parses the request into its [`Endpoint`] once (the access layer calls
+/// this and puts the endpoint into the request's extensions, where the
+/// handlers, and later auth, read it). Paths outside the API (404),
+/// malformed parts (the spec's error) and methods the endpoint does not
+/// answer (405 with `Allow`) are answered here, with the kind to log.
+pub fn route(method: &Method, path: &str) -> Routed {
+    let answered = |kind, response| Routed::Answered { kind, response };
+    match Endpoint::parse(method, path) {
+        Ok(Some(endpoint)) if endpoint.allows(method) => Routed::To(endpoint),
+        // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+        Ok(Some(endpoint)) => answered(
+            endpoint.kind(),
+            ApiError::new(
+                ErrorCode::Unsupported,
+                format!("{method} is not supported here"),
+            )
+            .with_header(header::ALLOW, endpoint.allowed())
+            .into_response(),
+        ),
+        // Not a route of the API: the spec's JSON all the same, with the
+        // one code that fits ("the operation is unsupported").
+        Ok(None) => answered(
+            EndpointKind("none"),
+            ApiError::new(
+                ErrorCode::Unsupported,
+                "no such endpoint of the registry API",
+            )
+            .with_status(StatusCode::NOT_FOUND)
+            .into_response(),
+        ),
+        Err(e) => answered(EndpointKind("invalid"), e.into_response()),
+    }
+}
+
+/// Where [`route`] sends a request.
+#[derive(Debug)]
+pub enum Routed {
+    /// To this endpoint's handler.
+    To(Endpoint),
+    /// Nowhere: this is the answer.
+    Answered {
+        /// What to log as the endpoint.
+        kind: EndpointKind,
+        /// The error answer.
+        response: Response,
+    },
 }
 
 /// A manifest reference. A malformed tag cannot name a stored manifest, so

@@ -15,6 +15,7 @@
 //! connection loop the binary and the end-to-end tests serve with).
 //! Authentication will come as another layer.
 
+pub mod access;
 pub mod blobs;
 pub mod body;
 pub mod endpoint;
@@ -30,7 +31,7 @@ pub mod uploads;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use oci_storage::Storage;
 use oci_types::ErrorCode;
@@ -39,7 +40,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-pub use endpoint::Endpoint;
+pub use endpoint::{Endpoint, EndpointKind};
 pub use error::ApiError;
 pub use limits::Limits;
 
@@ -72,6 +73,7 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
             budgets,
             limits::request_cap,
         ))
+        .layer(axum::middleware::from_fn(access::log))
         .layer(SetResponseHeaderLayer::overriding(
             headers::DOCKER_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
@@ -82,32 +84,13 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
         }))
 }
 
-/// The one entry point: parse, check the method, hand over to the handler.
+/// The one entry point: hand the routed request to its handler.
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let endpoint = match Endpoint::parse(&parts.method, parts.uri.path()) {
-        Ok(Some(endpoint)) => endpoint,
-        Ok(None) => {
-            // Not a route of the API: the spec's JSON all the same, with the
-            // one code that fits ("the operation is unsupported").
-            return ApiError::new(
-                ErrorCode::Unsupported,
-                "no such endpoint of the registry API",
-            )
-            .with_status(StatusCode::NOT_FOUND)
-            .into_response();
-        }
-        Err(e) => return e.into_response(),
+    let (mut parts, body) = request.into_parts();
+    let Some(endpoint) = parts.extensions.remove::<Endpoint>() else {
+        // Only reachable if the routing layer is missing: a bug.
+        return ApiError::new(ErrorCode::Unknown, "request was not routed").into_response();
     };
-    if !endpoint.allows(&parts.method) {
-        // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
-        return ApiError::new(
-            ErrorCode::Unsupported,
-            format!("{} is not supported here", parts.method),
-        )
-        .with_header(header::ALLOW, endpoint.allowed())
-        .into_response();
-    }
     // An error may be answered before the request body was read; the
     // connection then cannot be reused, so say so (RFC 9112 §9.6) instead
     // of letting the client send its next request into a closing socket.

@@ -34,6 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 use tower::ServiceExt;
 
+use crate::access::Peer;
 use crate::limits::{Guarded, Limits, RETRY_AFTER_SECS};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
@@ -127,6 +128,7 @@ struct Connection {
 
 impl Connection {
     async fn run(mut self, stream: TcpStream) {
+        let peer = stream.peer_addr().ok().map(Peer);
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Tracked {
             io: stream,
@@ -134,9 +136,12 @@ impl Connection {
         });
         let app = self.app.clone();
         let tracker = Arc::clone(&activity);
-        let service = tower::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let service = tower::service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let guard = InFlight::start(&tracker);
             let app = app.clone();
+            if let Some(peer) = peer {
+                request.extensions_mut().insert(peer);
+            }
             async move {
                 let response = app.oneshot(request.map(axum::body::Body::new)).await?;
                 Ok::<_, std::convert::Infallible>(

@@ -134,9 +134,13 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 /// Installs the log subscriber (stderr) with `filter`.
 pub fn init_logging(filter: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
+    // Colours only on a terminal: escape codes in a log file or a
+    // collector's input are noise.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init()
 }
 

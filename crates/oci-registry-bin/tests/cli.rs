@@ -131,6 +131,112 @@ async fn fsync_false_still_stores() {
     assert!(wait_exit(&mut run.child).success());
 }
 
+/// One access-log line per request at `info`, written when the response
+/// is done: method, path, endpoint kind, status, bytes in and out,
+/// duration, remote address, user agent, request id; never the query
+/// string (it can carry secrets).
+#[tokio::test]
+async fn access_log_has_one_line_per_request_and_no_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut run = start(|c| {
+        c.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "info",
+            "--storage",
+        ])
+        .arg(dir.path().join("data"))
+        .stderr(Stdio::piped());
+    });
+    let client = reqwest::Client::builder()
+        .user_agent("access-test/1.0")
+        .build()
+        .unwrap();
+    let blob = b"logged blob";
+    let digest = oci_digest(blob);
+    let pushed = client
+        .post(format!(
+            "{}/v2/logs/app/blobs/uploads/?digest={digest}",
+            run.base
+        ))
+        .header("x-request-id", "push-1")
+        .body(blob.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pushed.status(), 201);
+    let pulled = client
+        .get(format!("{}/v2/logs/app/blobs/{digest}", run.base))
+        .header("x-request-id", "pull-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pulled.bytes().await.unwrap().as_ref(), blob);
+    let missing = client
+        .get(format!("{}/nope?token=SECRET-TOKEN", run.base))
+        .header("x-request-id", "miss-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut log).unwrap();
+    let access: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("oci_http::access"))
+        .collect();
+    assert_eq!(access.len(), 3, "{log}");
+    let line = |id: &str| {
+        *access
+            .iter()
+            .find(|l| {
+                l.contains(&format!("request_id=\"{id}\""))
+                    || l.contains(&format!("request_id={id}"))
+            })
+            .unwrap_or_else(|| panic!("no line for {id}: {log}"))
+    };
+    let push = line("push-1");
+    for field in [
+        "method=POST",
+        "path=/v2/logs/app/blobs/uploads/",
+        "upload_start",
+        "status=201",
+        &format!("bytes_in={}", blob.len()),
+        "bytes_out=0",
+        "duration_ms=",
+        "remote=",
+        "127.0.0.1",
+        "access-test/1.0",
+    ] {
+        assert!(push.contains(field), "{field:?} not in {push}");
+    }
+    let pull = line("pull-1");
+    for field in [
+        "method=GET",
+        "status=200",
+        "\"blob\"",
+        &format!("bytes_out={}", blob.len()),
+    ] {
+        assert!(pull.contains(field), "{field:?} not in {pull}");
+    }
+    let miss = line("miss-1");
+    assert!(
+        miss.contains("status=404") && miss.contains("path=/nope"),
+        "{miss}"
+    );
+    assert!(
+        !log.contains("SECRET-TOKEN"),
+        "the query string was logged: {log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is no terminal"
+    );
+}
+
 #[test]
 fn bad_storage_url_fails_cleanly() {
     let out = Command::new(env!("CARGO_BIN_EXE_oci-registry"))
