@@ -13,10 +13,8 @@
 //! id. The query string is never logged: it can carry secrets.
 
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body as AxumBody;
@@ -24,11 +22,9 @@ use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 
+use crate::body::Guarded;
 use crate::endpoint::Routed;
-use crate::limits::Guarded;
 
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -121,14 +117,14 @@ pub async fn log(mut request: Request, next: Next) -> Response {
             let extensions = request.extensions_mut();
             extensions.insert(endpoint);
             extensions.insert(RequestId(id.clone()));
-            let request = request.map(|b| AxumBody::new(Counted::new(b, received)));
+            let request = request.map(|b| AxumBody::new(Guarded::counted(b, (), received)));
             next.run(request).await
         }
         Routed::Answered { response, .. } => response,
     };
     response.headers_mut().insert(X_REQUEST_ID, id);
     entry.status = response.status();
-    response.map(|b| AxumBody::new(Guarded::new(Counted::new(b, sent), entry)))
+    response.map(|b| AxumBody::new(Guarded::counted(b, entry, sent)))
 }
 
 /// What the access-log line says; written when dropped, i.e. once the
@@ -163,48 +159,6 @@ impl Drop for Entry {
             request_id = self.id.to_str().unwrap_or("-"),
             "request"
         );
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// A body that adds the length of every data frame to a counter.
-    struct Counted<B> {
-        #[pin]
-        body: B,
-        count: Arc<AtomicU64>,
-    }
-}
-
-impl<B> Counted<B> {
-    fn new(body: B, count: Arc<AtomicU64>) -> Self {
-        Self { body, count }
-    }
-}
-
-impl<B: Body<Data = Bytes>> Body for Counted<B> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.count.fetch_add(data.len() as u64, Ordering::Relaxed);
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

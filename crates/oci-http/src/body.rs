@@ -1,9 +1,18 @@
-//! Request bodies: streamed for blobs, bounded for manifests.
+//! Bodies: request bodies streamed for blobs and bounded for manifests,
+//! and [`Guarded`], the one wrapper that ties a value's life (a request's
+//! place, a connection's in-flight count, an access-log line) and a byte
+//! count to a body being sent or received.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, StatusCode, header};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use http_body::{Frame, SizeHint};
 use oci_storage::BodyStream;
 use oci_types::ErrorCode;
 
@@ -60,4 +69,69 @@ pub async fn read_limited(
         buf.extend_from_slice(&frame);
     }
     Ok(buf.freeze())
+}
+
+pin_project_lite::pin_project! {
+    /// A body that keeps `guard` alive until the body is finished or
+    /// dropped, and optionally adds the length of every data frame to a
+    /// counter (read when the guard is dropped: all frames are counted).
+    pub struct Guarded<B, G> {
+        #[pin]
+        body: B,
+        guard: Option<G>,
+        count: Option<Arc<AtomicU64>>,
+    }
+}
+
+impl<B, G> Guarded<B, G> {
+    /// Wraps `body`, holding `guard` for as long as it is being sent.
+    pub fn new(body: B, guard: G) -> Self {
+        Self {
+            body,
+            guard: Some(guard),
+            count: None,
+        }
+    }
+
+    /// Like [`Guarded::new`], also counting the bytes into `count`.
+    pub fn counted(body: B, guard: G, count: Arc<AtomicU64>) -> Self {
+        Self {
+            body,
+            guard: Some(guard),
+            count: Some(count),
+        }
+    }
+}
+
+impl<B: http_body::Body<Data = Bytes>, G> http_body::Body for Guarded<B, G> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let polled = this.body.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(count), Some(data)) = (this.count.as_ref(), frame.data_ref()) {
+                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => {
+                this.guard.take();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }

@@ -6,21 +6,18 @@
 //! answered at once (`429 TOOMANYREQUESTS` with `Retry-After` for requests,
 //! `503` with `Retry-After` for connections), never by an unbounded queue.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
 use oci_types::ErrorCode;
 use oci_types::manifest::MAX_MANIFEST_SIZE;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::body::Guarded;
 use crate::error::ApiError;
 
 /// What the server allows one client and all clients together.
@@ -129,51 +126,6 @@ pub(crate) async fn request_cap(
     next.run(request)
         .await
         .map(|body| axum::body::Body::new(Guarded::new(body, permit)))
-}
-
-pin_project_lite::pin_project! {
-    /// A body that keeps `guard` alive until the body is finished or
-    /// dropped: a request's place, or a connection's in-flight count.
-    pub struct Guarded<B, G> {
-        #[pin]
-        body: B,
-        guard: Option<G>,
-    }
-}
-
-impl<B, G> Guarded<B, G> {
-    /// Wraps `body`, holding `guard` for as long as it is being sent.
-    pub fn new(body: B, guard: G) -> Self {
-        Self {
-            body,
-            guard: Some(guard),
-        }
-    }
-}
-
-impl<B: Body<Data = Bytes>, G> Body for Guarded<B, G> {
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let polled = this.body.poll_frame(cx);
-        if let Poll::Ready(None | Some(Err(_))) = polled {
-            this.guard.take();
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
 }
 
 #[cfg(test)]

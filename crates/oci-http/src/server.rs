@@ -7,7 +7,8 @@
 //!   for the client's delayed ACK (tens of ms per request on keep-alive
 //!   connections);
 //! - a cap on open connections: one over it gets a `503` with
-//!   `Retry-After` and is closed;
+//!   `Retry-After` and is closed (in a flood, beyond 256 such answers in
+//!   progress, closed without one);
 //! - hyper's header-read timeout (a slowloris client sending half a head
 //!   is cut off);
 //! - a keep-alive idle timeout: a connection with no request in flight
@@ -35,7 +36,8 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::access::Peer;
-use crate::limits::{Guarded, Limits, RETRY_AFTER_SECS};
+use crate::body::Guarded;
+use crate::limits::{Limits, RETRY_AFTER_SECS};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in flight finish and returns.
@@ -48,6 +50,9 @@ pub async fn serve(
     // Within what a semaphore holds and `acquire_many` takes.
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
+    // Refusals in progress are bounded too: in a flood beyond them, an
+    // over-cap socket is closed at once instead of answered.
+    let refusals = Arc::new(Semaphore::new(REFUSALS_AT_ONCE));
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -89,7 +94,12 @@ pub async fn serve(
                 tokio::spawn(conn.run(stream));
             }
             Err(_) => {
-                tokio::spawn(refuse(stream));
+                if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                    tokio::spawn(async move {
+                        refuse(stream).await;
+                        drop(refusal);
+                    });
+                }
             }
         }
     }
@@ -99,6 +109,10 @@ pub async fn serve(
     let _all = slots.acquire_many(max as u32).await;
     Ok(())
 }
+
+/// Over-cap connections answered `503` at the same time, at most; each
+/// takes at most a second.
+const REFUSALS_AT_ONCE: usize = 256;
 
 /// Answers a connection over the cap with `503` and closes it, without
 /// reading the request.
