@@ -78,10 +78,16 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
             headers::DOCKER_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
         ))
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::new(ErrorCode::Unknown, "internal error").into_response()
         }))
+}
+
+/// The debug span of a request: method and path, never the query string
+/// (it can carry secrets).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
 }
 
 /// The one entry point: hand the routed request to its handler.

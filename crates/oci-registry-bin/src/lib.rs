@@ -7,10 +7,16 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
 use oci_http::Limits;
-use oci_storage::{Storage, StorageOptions};
+use oci_storage::Storage;
 use tokio::net::TcpListener;
+
+pub mod config;
+
+pub use config::{Config, LogConfig, LogFormat};
 
 /// Command line of `oci-registry`.
 #[derive(Debug, Parser)]
@@ -25,98 +31,132 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the registry API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Check or print configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
 }
 
-/// Options of `oci-registry serve`.
-#[derive(Debug, Clone, clap::Args)]
+/// `oci-registry config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check FILE (with the `OCI_REGISTRY_*` variables applied): print the
+    /// effective configuration, secrets redacted, or one line naming the
+    /// key at fault and exit 1.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print a configuration with every key, its default and what it does.
+    Example,
+}
+
+/// Options of `oci-registry serve`. Each overrides the config file and the
+/// environment; without either, the key's default applies (see
+/// `oci-registry config example`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "OCI_REGISTRY_LISTEN", default_value = "127.0.0.1:5000")]
-    pub listen: SocketAddr,
+    /// TOML configuration file.
+    #[arg(long, env = config::ENV_CONFIG, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [server.listen; env OCI_REGISTRY_LISTEN;
+    /// default 127.0.0.1:5000].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
     /// Storage: `file:///abs/path`, a plain path, `memory://`, or
-    /// `s3://bucket/prefix` (configured by the `AWS_*` variables).
-    #[arg(long, env = "OCI_REGISTRY_STORAGE", default_value = "./registry-data")]
-    pub storage: String,
+    /// `s3://bucket/prefix` [storage.url; env OCI_REGISTRY_STORAGE; default
+    /// ./registry-data].
+    #[arg(long, value_name = "URL")]
+    pub storage: Option<String>,
     /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or a
-    /// `tracing` filter such as `oci_http=debug,info`.
-    #[arg(long = "log-level", env = "OCI_REGISTRY_LOG", default_value = "info")]
-    pub log_level: String,
+    /// `tracing` filter such as `oci_http=debug,info` [log.level; env
+    /// OCI_REGISTRY_LOG; default info].
+    #[arg(long = "log-level", value_name = "FILTER")]
+    pub log_level: Option<String>,
+    /// Log format [log.format; default text].
+    #[arg(long = "log-format", value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
     /// Filesystem storage: fsync files and directories before acknowledging
-    /// a write (survives power loss). `false` trades that for speed.
-    #[arg(long, env = "OCI_REGISTRY_STORAGE_FSYNC", default_value = "true",
-          action = clap::ArgAction::Set, value_name = "BOOL")]
-    pub fsync: bool,
+    /// a write (survives power loss) [storage.fsync; default true].
+    #[arg(long, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub fsync: Option<bool>,
+    /// Address of the metrics and probes listener [metrics.listen; default
+    /// off].
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
     /// Limits on clients.
     #[command(flatten)]
     pub limits: LimitArgs,
 }
 
-/// The `[limits]` of `oci-registry serve`: every one on by default.
-#[derive(Debug, Clone, clap::Args)]
+/// The `[limits]` flags of `oci-registry serve` (env
+/// `OCI_REGISTRY_LIMITS_<KEY>`).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct LimitArgs {
-    /// Time a client has to send a whole request head (e.g. `30s`).
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_HEADER_TIMEOUT", default_value = "30s",
-          value_parser = parse_duration, value_name = "DURATION")]
-    pub header_timeout: Duration,
-    /// An idle keep-alive connection is closed after this long.
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_KEEPALIVE_TIMEOUT", default_value = "60s",
-          value_parser = parse_duration, value_name = "DURATION")]
-    pub keepalive_timeout: Duration,
-    /// A request body that sends nothing for this long is aborted.
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_BODY_TIMEOUT", default_value = "60s",
-          value_parser = parse_duration, value_name = "DURATION")]
-    pub body_timeout: Duration,
-    /// Open connections at most; more get 503.
-    #[arg(
-        long,
-        env = "OCI_REGISTRY_LIMITS_MAX_CONNECTIONS",
-        default_value = "4096"
-    )]
-    pub max_connections: usize,
-    /// Requests in flight at most; more get 429.
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_MAX_REQUESTS", default_value = "1024")]
-    pub max_requests: usize,
-    /// Manifest bytes held in memory at once by all requests (e.g. `64MiB`).
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_MANIFEST_BUDGET", default_value = "64MiB",
-          value_parser = parse_bytes, value_name = "BYTES")]
-    pub manifest_budget: usize,
-    /// Upload sessions untouched for this long expire (e.g. `24h`).
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_UPLOAD_TTL", default_value = "24h",
-          value_parser = parse_duration, value_name = "DURATION")]
-    pub upload_ttl: Duration,
-    /// Upload sessions open at most; starting another gets 429.
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_MAX_UPLOADS", default_value = "10000")]
-    pub max_uploads: usize,
-    /// How long a request waits for an upload session in use by another.
-    #[arg(long, env = "OCI_REGISTRY_LIMITS_LOCK_WAIT", default_value = "30s",
-          value_parser = parse_duration, value_name = "DURATION")]
-    pub lock_wait: Duration,
+    /// Time a client has to send a whole request head [default 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub header_timeout: Option<Duration>,
+    /// An idle keep-alive connection is closed after this long [default
+    /// 60s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub keepalive_timeout: Option<Duration>,
+    /// A request body that sends nothing for this long is aborted [default
+    /// 60s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub body_timeout: Option<Duration>,
+    /// Open connections at most; more get 503 [default 4096].
+    #[arg(long, value_name = "N")]
+    pub max_connections: Option<usize>,
+    /// Requests in flight at most; more get 429 [default 1024].
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<usize>,
+    /// Manifest bytes held in memory at once by all requests [default
+    /// 64MiB].
+    #[arg(long, value_parser = parse_bytes, value_name = "BYTES")]
+    pub manifest_budget: Option<bytesize::ByteSize>,
+    /// Upload sessions untouched for this long expire [default 24h].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub upload_ttl: Option<Duration>,
+    /// Upload sessions open at most; starting another gets 429 [default
+    /// 10000].
+    #[arg(long, value_name = "N")]
+    pub max_uploads: Option<usize>,
+    /// How long a request waits for an upload session in use by another
+    /// [default 30s].
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    pub lock_wait: Option<Duration>,
 }
 
 impl ServeArgs {
-    /// The HTTP limits these arguments set.
-    pub fn http_limits(&self) -> Limits {
+    /// Where the configuration comes from: the file, the environment, and
+    /// these flags over both.
+    pub fn sources(&self) -> config::Sources {
+        let mut flags = config::Overrides::default();
+        let human = |d: Option<Duration>| d.map(|d| humantime::format_duration(d).to_string());
+        flags.set("server.listen", self.listen.map(|a| a.to_string()));
+        flags.set("storage.url", self.storage.clone());
+        flags.set("storage.fsync", self.fsync);
+        flags.set("log.level", self.log_level.clone());
+        flags.set("log.format", self.log_format);
+        flags.set("metrics.listen", self.metrics_listen.map(|a| a.to_string()));
         let l = &self.limits;
-        let mut limits = Limits::default();
-        limits.header_timeout = l.header_timeout;
-        limits.keepalive_timeout = l.keepalive_timeout;
-        limits.body_timeout = l.body_timeout;
-        limits.max_connections = l.max_connections;
-        limits.max_requests = l.max_requests;
-        limits.manifest_budget = l.manifest_budget;
-        limits
-    }
-
-    /// The storage options these arguments set.
-    pub fn storage_options(&self) -> StorageOptions {
-        let l = &self.limits;
-        let mut options = StorageOptions::default();
-        options.fsync = self.fsync;
-        options.upload_ttl = l.upload_ttl;
-        options.max_uploads = l.max_uploads;
-        options.lock_wait = l.lock_wait;
-        options
+        flags.set("limits.header_timeout", human(l.header_timeout));
+        flags.set("limits.keepalive_timeout", human(l.keepalive_timeout));
+        flags.set("limits.body_timeout", human(l.body_timeout));
+        flags.set("limits.max_connections", l.max_connections);
+        flags.set("limits.max_requests", l.max_requests);
+        flags.set(
+            "limits.manifest_budget",
+            l.manifest_budget.map(|b| b.as_u64()),
+        );
+        flags.set("limits.upload_ttl", human(l.upload_ttl));
+        flags.set("limits.max_uploads", l.max_uploads);
+        flags.set("limits.lock_wait", human(l.lock_wait));
+        config::Sources {
+            file: self.config.clone(),
+            env: true,
+            flags,
+        }
     }
 }
 
@@ -126,22 +166,30 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`, `64MB` (bytesize's format).
-fn parse_bytes(text: &str) -> Result<usize, String> {
-    let size: bytesize::ByteSize = text.trim().parse()?;
-    usize::try_from(size.as_u64()).map_err(|e| e.to_string())
+fn parse_bytes(text: &str) -> Result<bytesize::ByteSize, String> {
+    text.trim().parse()
 }
 
-/// Installs the log subscriber (stderr) with `filter`.
-pub fn init_logging(filter: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)?;
-    // Colours only on a terminal: escape codes in a log file or a
-    // collector's input are noise.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+/// Installs the log subscriber (stderr) per `[log]`.
+pub fn init_logging(log: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)?;
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .try_init()
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => {
+            // Colours only on a terminal: escape codes in a log file or a
+            // collector's input are noise.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).try_init()
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    }
 }
 
 /// Serves the API on `listener` with `limits` until `shutdown` resolves,
@@ -158,40 +206,62 @@ pub async fn serve(
     oci_http::server::serve(listener, app, limits, shutdown).await
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives
+/// while the server starts is not lost (nor kills the process).
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let term = async {
+                match term.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let int = async {
+                match int.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = term => {},
+                () = int => {},
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested; finishing in-flight requests");
     }
-    tracing::info!("shutdown requested; finishing in-flight requests");
 }
 
 /// Runs `serve` as the binary does: open storage, bind, print the startup
 /// line, serve until a signal.
-pub async fn run_serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let storage = Storage::open_with_options(&args.storage, args.storage_options()).await?;
-    let listener = TcpListener::bind(args.listen).await?;
+pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
+    let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
+    let shutdown = shutdown_signal();
     println!(
         "oci-registry listening on http://{addr} with storage {}",
         storage.description()
     );
-    serve(listener, storage, &args.http_limits(), shutdown_signal()).await?;
+    serve(listener, storage, &config.http_limits(), shutdown).await?;
     Ok(())
 }
 
@@ -199,19 +269,24 @@ pub async fn run_serve(args: ServeArgs) -> Result<(), Box<dyn std::error::Error 
 mod tests {
     use super::*;
 
+    fn flags(args: &[&str]) -> Config {
+        let cli = Cli::try_parse_from([&["oci-registry", "serve"], args].concat()).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve")
+        };
+        let mut sources = args.sources();
+        sources.env = false;
+        config::load(&sources).unwrap()
+    }
+
     #[test]
-    fn flag_defaults_are_the_documented_defaults() {
-        let cli = Cli::try_parse_from(["oci-registry", "serve"]).unwrap();
-        let Command::Serve(args) = cli.command;
-        assert_eq!(args.http_limits(), Limits::default());
-        assert_eq!(args.storage_options(), StorageOptions::default());
+    fn no_flags_is_the_defaults() {
+        assert_eq!(flags(&[]), Config::default());
     }
 
     #[test]
     fn limits_take_units() {
-        let cli = Cli::try_parse_from([
-            "oci-registry",
-            "serve",
+        let c = flags(&[
             "--header-timeout",
             "5s",
             "--manifest-budget",
@@ -220,13 +295,14 @@ mod tests {
             "1h 30m",
             "--fsync",
             "false",
-        ])
-        .unwrap();
-        let Command::Serve(args) = cli.command;
-        assert_eq!(args.http_limits().header_timeout, Duration::from_secs(5));
-        assert_eq!(args.http_limits().manifest_budget, 8 << 20);
-        assert_eq!(args.storage_options().upload_ttl, Duration::from_secs(5400));
-        assert!(!args.storage_options().fsync);
+            "--log-format",
+            "json",
+        ]);
+        assert_eq!(c.http_limits().header_timeout, Duration::from_secs(5));
+        assert_eq!(c.http_limits().manifest_budget, 8 << 20);
+        assert_eq!(c.storage_options().upload_ttl, Duration::from_secs(5400));
+        assert!(!c.storage_options().fsync);
+        assert_eq!(c.log.format, LogFormat::Json);
         assert!(Cli::try_parse_from(["oci-registry", "serve", "--body-timeout", "soon"]).is_err());
     }
 }

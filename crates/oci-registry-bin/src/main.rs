@@ -3,19 +3,47 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use oci_registry_bin::{Cli, Command, init_logging, run_serve};
+use oci_registry_bin::{Cli, Command, ConfigCommand, config, init_logging, run_serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            if let Err(e) = init_logging(&args.log_level) {
-                eprintln!("oci-registry: invalid --log-level: {e}");
+            let config = match config::load(&args.sources()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if let Err(e) = init_logging(&config.log) {
+                eprintln!("oci-registry: invalid log configuration: {e}");
                 return ExitCode::from(2);
             }
-            match run_serve(args).await {
+            match run_serve(config).await {
                 Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Config(ConfigCommand::Example) => {
+            print!("{}", config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        Command::Config(ConfigCommand::Check { file }) => {
+            let sources = config::Sources {
+                file: Some(file),
+                env: true,
+                flags: config::Overrides::default(),
+            };
+            match config::load(&sources) {
+                Ok(config) => {
+                    print!("{}", config.redacted().to_toml());
+                    ExitCode::SUCCESS
+                }
                 Err(e) => {
                     eprintln!("oci-registry: {e}");
                     ExitCode::FAILURE

@@ -1,65 +1,13 @@
 //! The `oci-registry` binary as users run it: flags, environment, the
 //! startup line, and graceful shutdown on SIGTERM/SIGINT.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-
-/// A started binary and the address it printed.
-struct Running {
-    child: Child,
-    line: String,
-    base: String,
-}
-
-fn start(configure: impl FnOnce(&mut Command)) -> Running {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
-    cmd.arg("serve")
-        .env_remove("OCI_REGISTRY_LISTEN")
-        .env_remove("OCI_REGISTRY_STORAGE")
-        .env_remove("OCI_REGISTRY_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    configure(&mut cmd);
-    let mut child = cmd.spawn().expect("spawn oci-registry");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("startup line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
-        .to_owned();
-    Running {
-        child,
-        line,
-        base: format!("http://{addr}"),
-    }
-}
-
-fn signal(child: &Child, sig: &str) {
-    let status = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    assert!(status.success());
-}
-
-fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    panic!("oci-registry did not exit within 10 s");
-}
+use common::{oci_digest, signal, start, wait_exit};
 
 #[tokio::test]
 async fn flags_startup_line_and_sigterm() {
@@ -369,8 +317,4 @@ async fn kill_9_mid_upload_leaves_nothing_partial() {
     assert_eq!(r.bytes().await.unwrap().as_ref(), whole.as_slice());
     signal(&run.child, "TERM");
     assert!(wait_exit(&mut run.child).success());
-}
-
-fn oci_digest(bytes: &[u8]) -> String {
-    oci_types::Digest::of(bytes).to_string()
 }

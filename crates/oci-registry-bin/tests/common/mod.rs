@@ -1,0 +1,71 @@
+//! What the binary's tests share: starting `oci-registry serve`, signals.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A started binary and the address it printed.
+pub struct Running {
+    pub child: Child,
+    pub line: String,
+    pub base: String,
+}
+
+pub fn start(configure: impl FnOnce(&mut Command)) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
+    cmd.arg("serve");
+    clear_env(&mut cmd);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    configure(&mut cmd);
+    let mut child = cmd.spawn().expect("spawn oci-registry");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("startup line");
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
+        .to_owned();
+    Running {
+        child,
+        line,
+        base: format!("http://{addr}"),
+    }
+}
+
+/// Removes every `OCI_REGISTRY_*` variable of the test's environment.
+pub fn clear_env(cmd: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("OCI_REGISTRY_") {
+            cmd.env_remove(name);
+        }
+    }
+}
+
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("oci-registry did not exit within 10 s");
+}
+
+pub fn oci_digest(bytes: &[u8]) -> String {
+    oci_types::Digest::of(bytes).to_string()
+}
