@@ -706,3 +706,110 @@ async fn skopeo_copy_over_https() {
     );
     srv.stop().await;
 }
+
+/// A one-file tar archive (ustar), as a real image layer.
+fn tar_of(name: &str, data: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 512];
+    let mut put = |at: usize, field: &[u8]| header[at..at + field.len()].copy_from_slice(field);
+    put(0, name.as_bytes());
+    put(100, b"0000644\0");
+    put(108, b"0000000\0");
+    put(116, b"0000000\0");
+    put(124, format!("{:011o}\0", data.len()).as_bytes());
+    put(136, b"00000000000\0");
+    put(148, b"        ");
+    put(156, b"0");
+    put(257, b"ustar\0");
+    put(263, b"00");
+    let sum: u32 = header.iter().map(|&b| u32::from(b)).sum();
+    header[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let mut tar = header.to_vec();
+    tar.extend_from_slice(data);
+    tar.resize(tar.len().next_multiple_of(512) + 1024, 0);
+    tar
+}
+
+/// Pushes a runnable-looking image (one uncompressed tar layer, a config
+/// whose `diff_ids` match it, this machine's architecture) that container
+/// engines can unpack; returns its manifest digest.
+async fn push_real_image(srv: &TestServer, name: &str, tag: &str) -> String {
+    let layer = tar_of("hello.txt", b"hello over https\n");
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": arch,
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": [sha256_digest(&layer)] },
+    }))
+    .unwrap();
+    srv.push_blob(name, &config).await;
+    srv.push_blob(name, &layer).await;
+    let manifest = image_manifest(
+        &Descriptor::of(OCI_CONFIG, &config),
+        &[Descriptor::of(OCI_LAYER, &layer)],
+        None,
+        None,
+        None,
+    );
+    srv.push_manifest(name, tag, OCI_MANIFEST, &manifest).await
+}
+
+/// podman (root, vfs storage in a temporary directory) pulls over HTTPS
+/// with `--cert-dir` holding `ca.crt` and pushes the image back; without
+/// the CA the pull fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn podman_pull_and_push_over_https() {
+    if !have_tool("podman", "podman_pull_and_push_over_https") {
+        return;
+    }
+    let ca = Ca::new("registry test CA");
+    let (srv, _dir) = https_server(&ca, &ca.server(1)).await;
+    let digest = push_real_image(&srv, "tls/podman", "v1").await;
+    let certs = cert_dir(&ca);
+    let store = tempfile::tempdir().unwrap();
+    let podman = |args: &[&str]| {
+        let mut cmd = Command::new("podman");
+        cmd.arg("--root")
+            .arg(store.path().join("root"))
+            .arg("--runroot")
+            .arg(store.path().join("run"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
+            .args(args);
+        cmd
+    };
+    let certs_arg = certs.path().display().to_string();
+    let image = format!("{}/tls/podman:v1", srv.host());
+
+    let (ok, _, err) = run(podman(&["pull", "--cert-dir", &certs_arg, &image])).await;
+    assert!(ok, "podman pull over HTTPS: {err}");
+    let (ok, out, err) = run(podman(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Digest}}",
+        &image,
+    ]))
+    .await;
+    assert!(ok, "podman image inspect: {err}");
+    assert_eq!(out.trim(), digest);
+
+    let copy = format!("{}/tls/podman-copy:v1", srv.host());
+    let (ok, _, err) = run(podman(&["push", "--cert-dir", &certs_arg, &image, &copy])).await;
+    assert!(ok, "podman push over HTTPS: {err}");
+    let resp = srv.get("/v2/tls/podman-copy/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    let (ok, _, _) = run(podman(&["rmi", "--all", "--force"])).await;
+    assert!(ok);
+    let (ok, _, err) = run(podman(&["pull", &image])).await;
+    assert!(!ok, "podman without the CA must fail");
+    assert!(
+        err.contains("certificate") || err.contains("x509"),
+        "the failure is about the certificate: {err}"
+    );
+    srv.stop().await;
+}
