@@ -2,7 +2,8 @@
 //!
 //! Every test in `tests/tests/*.rs` starts its own [`TestServer`]: a real
 //! `axum` server on `127.0.0.1:<random port>` serving `oci_http::app` over a
-//! fresh `oci_storage::Storage`, and talks to it with plain HTTP. Assertions
+//! fresh `oci_storage::Storage`, and talks to it with plain HTTP (or HTTPS,
+//! [`TestServer::start_tls`], with a client trusting the test CA). Assertions
 //! are derived from the OCI distribution-spec v1.1.1 (`spec.md`), cited by
 //! section name in the tests.
 //!
@@ -161,6 +162,9 @@ pub struct TestServer {
     task: Option<JoinHandle<()>>,
     /// The engine the server runs on (a clone: same state).
     storage: oci_storage::Storage,
+    /// The TLS configuration served and the CA the client trusts, for an
+    /// HTTPS server.
+    tls: Option<TestTls>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -202,15 +206,47 @@ impl TestServer {
     pub async fn start_configured(
         backend: Backend,
         limits: oci_http::Limits,
+        options: oci_storage::StorageOptions,
+    ) -> TestServer {
+        Self::start_full(backend, limits, options, None).await
+    }
+
+    /// An HTTPS server on fresh storage of `backend`, serving `tls`;
+    /// [`TestServer::base`] is `https://127.0.0.1:<port>` and
+    /// [`TestServer::http`] trusts the CA certificates in `ca_pem` (and
+    /// offers `h2` and `http/1.1` over ALPN).
+    pub async fn start_tls(backend: Backend, tls: oci_http::tls::Tls, ca_pem: &[u8]) -> TestServer {
+        Self::start_tls_limited(backend, oci_http::Limits::default(), tls, ca_pem).await
+    }
+
+    /// Like [`TestServer::start_tls`], serving with `limits`.
+    pub async fn start_tls_limited(
+        backend: Backend,
+        limits: oci_http::Limits,
+        tls: oci_http::tls::Tls,
+        ca_pem: &[u8],
+    ) -> TestServer {
+        let tls = TestTls {
+            tls,
+            ca_pem: ca_pem.to_vec(),
+        };
+        let options = oci_storage::StorageOptions::default();
+        Self::start_full(backend, limits, options, Some(tls)).await
+    }
+
+    async fn start_full(
+        backend: Backend,
+        limits: oci_http::Limits,
         mut options: oci_storage::StorageOptions,
+        tls: Option<TestTls>,
     ) -> TestServer {
         match backend {
-            Backend::Memory => Self::start_at_configured("memory://", limits, options).await,
+            Backend::Memory => Self::start_at_configured("memory://", limits, options, tls).await,
             Backend::Filesystem => {
                 let dir = tempfile::tempdir().expect("create tempdir");
                 let root = dir.path().join("registry");
                 let url = file_url(&root);
-                let mut srv = Self::start_at_configured(&url, limits, options).await;
+                let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
                 srv.dir = Some(dir);
                 srv
             }
@@ -220,7 +256,7 @@ impl TestServer {
                     .expect("start S3 server");
                 options.backend.extend(s3.options());
                 let url = s3.url("registry");
-                let mut srv = Self::start_at_configured(&url, limits, options).await;
+                let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
                 srv.s3 = Some(s3);
                 srv
             }
@@ -240,7 +276,7 @@ impl TestServer {
     /// alive, such as [`TestServer::s3`] of a previous server.
     pub async fn start_at_with(url: &str, options: &[(String, String)]) -> TestServer {
         let options = oci_storage::StorageOptions::with_backend(options);
-        Self::start_at_configured(url, oci_http::Limits::default(), options).await
+        Self::start_at_configured(url, oci_http::Limits::default(), options, None).await
     }
 
     /// Like [`TestServer::start_at`], with every storage option given
@@ -249,47 +285,64 @@ impl TestServer {
         url: &str,
         options: oci_storage::StorageOptions,
     ) -> TestServer {
-        Self::start_at_configured(url, oci_http::Limits::default(), options).await
+        Self::start_at_configured(url, oci_http::Limits::default(), options, None).await
     }
 
     async fn start_at_configured(
         url: &str,
         limits: oci_http::Limits,
         options: oci_storage::StorageOptions,
+        tls: Option<TestTls>,
     ) -> TestServer {
         let storage = oci_storage::Storage::open_with_options(url, options.clone())
             .await
             .unwrap_or_else(|e| panic!("Storage::open_with_options({url:?}) failed: {e:?}"));
-        let mut srv = Self::serve(storage, limits).await;
+        let mut srv = Self::serve(storage, limits, tls).await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
         srv
     }
 
     /// Serves `storage` exactly as the binary does: `oci_http::app_with`
-    /// on `oci_http::server::serve`, with `limits`.
-    async fn serve(storage: oci_storage::Storage, limits: oci_http::Limits) -> TestServer {
+    /// on `oci_http::server::serve` (`serve_with` for TLS), with `limits`.
+    async fn serve(
+        storage: oci_storage::Storage,
+        limits: oci_http::Limits,
+        tls: Option<TestTls>,
+    ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let sweeper = storage.start_sweeper();
         let app = oci_http::app_with(storage.clone(), &limits);
         let kept = limits.clone();
+        let served_tls = tls.as_ref().map(|t| t.tls.clone());
         let task = tokio::spawn(async move {
             let shutdown = async {
                 let _ = rx.await;
             };
-            oci_http::server::serve(listener, app, &limits, shutdown)
-                .await
-                .expect("server error");
+            match served_tls {
+                None => oci_http::server::serve(listener, app, &limits, shutdown).await,
+                Some(tls) => {
+                    let options = oci_http::server::ServeOptions::new(limits).with_tls(tls);
+                    oci_http::server::serve_with(listener, app, &options, shutdown).await
+                }
+            }
+            .expect("server error");
         });
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .build()
-            .expect("build reqwest client");
+        let (http, scheme) = match &tls {
+            None => (
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .timeout(Duration::from_secs(30))
+                    .build()
+                    .expect("build reqwest client"),
+                "http",
+            ),
+            Some(t) => (https_client(&t.ca_pem, None, &["h2", "http/1.1"]), "https"),
+        };
         TestServer {
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
             storage_url: String::new(),
             storage_options: oci_storage::StorageOptions::default(),
             limits: kept,
@@ -298,9 +351,15 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             storage,
+            tls,
             dir: None,
             s3: None,
         }
+    }
+
+    /// The TLS configuration an HTTPS server serves (to reload it).
+    pub fn tls(&self) -> Option<&oci_http::tls::Tls> {
+        self.tls.as_ref().map(|t| &t.tls)
     }
 
     /// The storage engine the server runs on, to set up state faster than
@@ -309,14 +368,17 @@ impl TestServer {
         &self.storage
     }
 
-    /// `http://127.0.0.1:<port>`, without a trailing slash.
+    /// `http://127.0.0.1:<port>` (`https://` for TLS), without a trailing
+    /// slash.
     pub fn base(&self) -> &str {
         &self.base
     }
 
     /// `127.0.0.1:<port>`: the registry host as image references spell it.
     pub fn host(&self) -> &str {
-        self.base.trim_start_matches("http://")
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, host)| host)
     }
 
     /// The URL the storage was opened from.
@@ -570,8 +632,9 @@ impl TestServer {
         let options = std::mem::take(&mut self.storage_options);
         let limits = self.limits.clone();
         let s3 = self.s3.take();
+        let tls = self.tls.take();
         let dir = self.stop().await;
-        let mut srv = Self::start_at_configured(&url, limits, options).await;
+        let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
         srv.dir = dir;
         srv.s3 = s3;
         srv
@@ -584,6 +647,63 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// What an HTTPS [`TestServer`] serves and its client trusts.
+struct TestTls {
+    tls: oci_http::tls::Tls,
+    ca_pem: Vec<u8>,
+}
+
+/// A rustls client configuration (aws-lc-rs, as the server) trusting only
+/// the CA certificates in `ca_pem`, presenting `client` (certificate chain
+/// PEM, key PEM) if given, offering `alpn` (e.g. `["h2", "http/1.1"]`).
+pub fn rustls_client_config(
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+    alpn: &[&str],
+) -> rustls::ClientConfig {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.expect("CA PEM")).expect("add CA root");
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots);
+    let mut config = match client {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => {
+            let chain = CertificateDer::pem_slice_iter(chain)
+                .collect::<Result<Vec<_>, _>>()
+                .expect("client certificate PEM");
+            let key = PrivateKeyDer::from_pem_slice(key).expect("client key PEM");
+            builder
+                .with_client_auth_cert(chain, key)
+                .expect("client certificate")
+        }
+    };
+    config.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    config
+}
+
+/// An HTTPS client (redirects disabled, 30 s timeout, TLS details on every
+/// response as `reqwest::tls::TlsInfo`) with [`rustls_client_config`].
+pub fn https_client(
+    ca_pem: &[u8],
+    client: Option<(&[u8], &[u8])>,
+    alpn: &[&str],
+) -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls_client_config(ca_pem, client, alpn))
+        .tls_info(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("build HTTPS client")
 }
 
 /// `file:///abs/path` for an absolute path.

@@ -12,7 +12,8 @@
 //! [`Limits`] bound what clients can make the registry hold: request
 //! bodies that stall, requests in flight, manifest bytes in memory (layers
 //! here) and connections, header and keep-alive timeouts ([`server`], the
-//! connection loop the binary and the end-to-end tests serve with).
+//! connection loop the binary and the end-to-end tests serve with, over
+//! plain HTTP or [`tls`]).
 //! Authentication will come as another layer.
 
 pub mod access;
@@ -27,6 +28,7 @@ pub mod manifests;
 pub mod params;
 pub mod referrers;
 pub mod server;
+pub mod tls;
 pub mod uploads;
 
 use axum::Router;

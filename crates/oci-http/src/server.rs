@@ -14,6 +14,14 @@
 //! - a keep-alive idle timeout: a connection with no request in flight
 //!   and no byte received for [`Limits::keepalive_timeout`] is closed.
 //!
+//! With [`ServeOptions::tls`] set, every connection is HTTPS (see
+//! [`crate::tls`]): the TLS handshake runs in the connection's own task,
+//! holding its connection slot, and must finish within
+//! [`Limits::header_timeout`]; a client that connects and sends nothing
+//! is dropped then. The protocol follows ALPN (`h2` or `http/1.1`).
+//! A TLS connection over the cap is refused with the same `503` after a
+//! handshake, both bounded to a second.
+//!
 //! Graceful shutdown stops accepting, lets requests in flight finish, and
 //! closes idle connections at once.
 
@@ -38,15 +46,52 @@ use tower::ServiceExt;
 use crate::access::Peer;
 use crate::body::Guarded;
 use crate::limits::{Limits, RETRY_AFTER_SECS};
+use crate::tls::Tls;
 
-/// Serves `app` on `listener` until `shutdown` resolves, then stops
-/// accepting, lets requests in flight finish and returns.
+/// How [`serve_with`] serves: the connection limits and, optionally, TLS.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// The connection-level limits.
+    pub limits: Limits,
+    /// Serve HTTPS with this (reloadable) configuration; plain HTTP when
+    /// `None`.
+    pub tls: Option<Tls>,
+}
+
+impl ServeOptions {
+    /// Plain HTTP with `limits`.
+    pub fn new(limits: Limits) -> Self {
+        Self { limits, tls: None }
+    }
+
+    /// Serves HTTPS with `tls`.
+    pub fn with_tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+}
+
+/// Serves `app` over plain HTTP on `listener` until `shutdown` resolves,
+/// then stops accepting, lets requests in flight finish and returns.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, &ServeOptions::new(limits.clone()), shutdown).await
+}
+
+/// Like [`serve`], with every option: HTTPS when [`ServeOptions::tls`] is
+/// set.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    options: &ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = &options.limits;
     // Within what a semaphore holds and `acquire_many` takes.
     let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
@@ -88,6 +133,8 @@ pub async fn serve(
                     builder: Arc::clone(&builder),
                     app: app.clone(),
                     keepalive: limits.keepalive_timeout,
+                    handshake_timeout: limits.header_timeout,
+                    tls: options.tls.clone(),
                     stop: stop_rx.clone(),
                     _slot: slot,
                 };
@@ -95,8 +142,13 @@ pub async fn serve(
             }
             Err(_) => {
                 if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
+                    let tls = options.tls.clone();
+                    let builder = Arc::clone(&builder);
                     tokio::spawn(async move {
-                        refuse(stream).await;
+                        match tls {
+                            None => refuse(stream).await,
+                            Some(tls) => refuse_tls(stream, &tls, &builder).await,
+                        }
                         drop(refusal);
                     });
                 }
@@ -114,10 +166,13 @@ pub async fn serve(
 /// takes at most a second.
 const REFUSALS_AT_ONCE: usize = 256;
 
+/// The body of the over-cap `503`.
+const REFUSAL_BODY: &str = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"the registry has too many open connections; retry"}]}"#;
+
 /// Answers a connection over the cap with `503` and closes it, without
 /// reading the request.
 async fn refuse(mut stream: TcpStream) {
-    let body = r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"the registry has too many open connections; retry"}]}"#;
+    let body = REFUSAL_BODY;
     let response = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
          retry-after: {RETRY_AFTER_SECS}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -130,11 +185,36 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
 }
 
+/// [`refuse`] over TLS: handshake, then answer every request `503` in the
+/// protocol ALPN chose, all within a second.
+async fn refuse_tls(stream: TcpStream, tls: &Tls, builder: &auto::Builder<TokioExecutor>) {
+    let work = async {
+        let Ok(stream) = tls.acceptor().accept(stream).await else {
+            return;
+        };
+        let service = hyper::service::service_fn(|_request| async {
+            axum::http::Response::builder()
+                .status(axum::http::StatusCode::SERVICE_UNAVAILABLE)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .header(axum::http::header::RETRY_AFTER, RETRY_AFTER_SECS)
+                .header(axum::http::header::CONNECTION, "close")
+                .body(axum::body::Body::from(REFUSAL_BODY))
+        });
+        let _ = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), work).await;
+}
+
 /// One accepted connection and what it needs to be served.
 struct Connection {
     builder: Arc<auto::Builder<TokioExecutor>>,
     app: Router,
     keepalive: Duration,
+    /// A TLS handshake must finish within this.
+    handshake_timeout: Duration,
+    tls: Option<Tls>,
     stop: watch::Receiver<bool>,
     /// Released when the connection is done (the connection cap).
     _slot: OwnedSemaphorePermit,
@@ -143,6 +223,33 @@ struct Connection {
 impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let peer = stream.peer_addr().ok().map(Peer);
+        let Some(tls) = self.tls.take() else {
+            return self.serve(stream, peer).await;
+        };
+        let handshake = tokio::time::timeout(self.handshake_timeout, tls.acceptor().accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, ?peer, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(?peer, "TLS handshake timed out");
+                    return;
+                }
+            },
+            // Shutting down: a handshake is not a request in flight.
+            _ = self.stop.wait_for(|stop| *stop) => return,
+        };
+        self.serve(stream, peer).await
+    }
+
+    /// Serves HTTP on an established (plain or TLS) stream.
+    async fn serve<S>(mut self, stream: S, peer: Option<Peer>)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Arc::new(Activity::new());
         let io = TokioIo::new(Tracked {
             io: stream,
@@ -255,16 +362,16 @@ impl Drop for InFlight {
 }
 
 pin_project_lite::pin_project! {
-    /// The socket, noting when bytes arrive (a request head in progress is
-    /// not idle).
-    struct Tracked {
+    /// The (plain or decrypted) stream, noting when bytes arrive (a
+    /// request head in progress is not idle).
+    struct Tracked<S> {
         #[pin]
-        io: TcpStream,
+        io: S,
         activity: Arc<Activity>,
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead> AsyncRead for Tracked<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -280,7 +387,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite> AsyncWrite for Tracked<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
