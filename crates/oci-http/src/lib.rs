@@ -24,9 +24,11 @@ pub mod headers;
 pub mod limits;
 pub mod listing;
 pub mod manifests;
+pub mod ops;
 pub mod params;
 pub mod referrers;
 pub mod server;
+pub mod telemetry;
 pub mod uploads;
 
 use axum::Router;

@@ -38,6 +38,7 @@ use tower::ServiceExt;
 use crate::access::Peer;
 use crate::body::Guarded;
 use crate::limits::{Limits, RETRY_AFTER_SECS};
+use crate::telemetry::{self, Limit, OpenConnection};
 
 /// Serves `app` on `listener` until `shutdown` resolves, then stops
 /// accepting, lets requests in flight finish and returns.
@@ -90,10 +91,12 @@ pub async fn serve(
                     keepalive: limits.keepalive_timeout,
                     stop: stop_rx.clone(),
                     _slot: slot,
+                    _open: OpenConnection::open(),
                 };
                 tokio::spawn(conn.run(stream));
             }
             Err(_) => {
+                telemetry::refused(Limit::Connections);
                 if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
                     tokio::spawn(async move {
                         refuse(stream).await;
@@ -138,6 +141,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// Released when the connection is done (the connection cap).
     _slot: OwnedSemaphorePermit,
+    /// Counted as open while it lives.
+    _open: OpenConnection,
 }
 
 impl Connection {
