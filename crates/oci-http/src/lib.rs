@@ -14,6 +14,12 @@
 //! here) and connections, header and keep-alive timeouts ([`server`], the
 //! connection loop the binary and the end-to-end tests serve with).
 //! Authentication will come as another layer.
+//!
+//! Operations: [`ops::install_recorder`] installs the Prometheus recorder
+//! once per process (before serving), and [`ops::ops_router`] serves
+//! `/metrics`, `/healthz` and `/readyz` on a listener of their own; the
+//! metrics recorded are listed in [`telemetry`] and
+//! [`oci_storage::telemetry`].
 
 pub mod access;
 pub mod blobs;
