@@ -11,6 +11,8 @@
 //! needs (push a blob, push a manifest, build manifest JSON, check an error
 //! body), so that the tests themselves still read as the spec's workflows.
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 

@@ -13,81 +13,14 @@ use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use oci_e2e::certs::{Ca, Leaf};
 use oci_e2e::*;
 use oci_http::tls::{Tls, TlsError, TlsFile, TlsFiles};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SerialNumber,
-};
 use reqwest::StatusCode;
 use tokio::io::AsyncReadExt;
 
 // ---------------------------------------------------------------------------
 // Certificates
-
-/// A certificate authority generated for one test.
-struct Ca {
-    issuer: Issuer<'static, KeyPair>,
-    pem: String,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A server certificate for `127.0.0.1` and `localhost`.
-    fn server(&self, serial: u64) -> Leaf {
-        self.leaf(
-            serial,
-            &["127.0.0.1", "localhost"],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        )
-    }
-
-    /// A client certificate.
-    fn client(&self, serial: u64) -> Leaf {
-        self.leaf(serial, &[], ExtendedKeyUsagePurpose::ClientAuth)
-    }
-
-    fn leaf(&self, serial: u64, names: &[&str], usage: ExtendedKeyUsagePurpose) -> Leaf {
-        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = CertificateParams::new(names).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("leaf {serial}"));
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.extended_key_usages = vec![usage];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            der: cert.der().to_vec(),
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        }
-    }
-}
-
-/// A certificate and its key.
-struct Leaf {
-    der: Vec<u8>,
-    cert_pem: String,
-    key_pem: String,
-}
 
 /// Files of a server certificate in a temporary directory.
 struct CertDir {

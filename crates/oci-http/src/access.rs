@@ -11,6 +11,9 @@
 //! the client went away): method, path, endpoint kind, status, bytes
 //! received and sent, duration, remote address, user agent and request
 //! id. The query string is never logged: it can carry secrets.
+//!
+//! The request metrics (count, duration, bytes) are recorded at that same
+//! point, from the same byte counts, whether or not the line is written.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,9 +72,11 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 }
 
 /// Middleware: assigns the request id, routes the request (see
-/// [`crate::endpoint::route`]) and writes the access-log line (when the
-/// `oci_http::access` target is enabled at `info`; otherwise it costs next
-/// to nothing beyond the routing every request needs).
+/// [`crate::endpoint::route`]), and once the response body is done
+/// records the request metrics (when the recorder is installed, see
+/// [`crate::telemetry`]) and writes the access-log line (when the
+/// `oci_http::access` target is enabled at `info`). With neither it costs
+/// next to nothing beyond the routing every request needs.
 pub async fn log(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers().get(X_REQUEST_ID));
@@ -81,7 +86,8 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         Routed::Answered { kind, .. } => *kind,
     };
     let logged = tracing::enabled!(target: "oci_http::access", tracing::Level::INFO);
-    if !logged {
+    let measured = crate::telemetry::enabled();
+    if !logged && !measured {
         let mut response = match routed {
             Routed::To(endpoint) => {
                 let extensions = request.extensions_mut();
@@ -96,12 +102,8 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     }
     let received = Arc::new(AtomicU64::new(0));
     let sent = Arc::new(AtomicU64::new(0));
-    let mut entry = Entry {
-        started,
-        method: request.method().clone(),
+    let line = logged.then(|| Line {
         path: request.uri().path().to_owned(),
-        kind: kind.0,
-        status: StatusCode::OK,
         remote: request.extensions().get::<Peer>().map(|p| p.0),
         user_agent: request
             .headers()
@@ -109,8 +111,16 @@ pub async fn log(mut request: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(|ua| ua.chars().take(256).collect()),
         id: id.clone(),
+    });
+    let mut entry = Entry {
+        started,
+        method: request.method().clone(),
+        kind: kind.0,
+        status: StatusCode::OK,
         received: Arc::clone(&received),
         sent: Arc::clone(&sent),
+        measured,
+        line,
     };
     let mut response = match routed {
         Routed::To(endpoint) => {
@@ -127,36 +137,61 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     response.map(|b| AxumBody::new(Guarded::counted(b, entry, sent)))
 }
 
-/// What the access-log line says; written when dropped, i.e. once the
+/// A finished request: recorded in the metrics (when measured) and written
+/// as the access-log line (when logged) once dropped, i.e. once the
 /// response body is done.
 struct Entry {
     started: Instant,
     method: Method,
-    path: String,
     kind: &'static str,
     status: StatusCode,
+    received: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    /// Record the request metrics.
+    measured: bool,
+    /// What only the access-log line needs, when it is written.
+    line: Option<Line>,
+}
+
+/// The access-log line's own fields.
+struct Line {
+    path: String,
     remote: Option<SocketAddr>,
     user_agent: Option<String>,
     id: HeaderValue,
-    received: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
 }
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        let remote = self.remote.map(|r| r.to_string());
+        let elapsed = self.started.elapsed();
+        let received = self.received.load(Ordering::Relaxed);
+        let sent = self.sent.load(Ordering::Relaxed);
+        if self.measured {
+            crate::telemetry::request(
+                self.kind,
+                &self.method,
+                self.status,
+                received,
+                sent,
+                elapsed,
+            );
+        }
+        let Some(line) = &self.line else {
+            return;
+        };
+        let remote = line.remote.map(|r| r.to_string());
         tracing::info!(
             target: "oci_http::access",
             method = %self.method,
-            path = %self.path,
+            path = %line.path,
             endpoint = self.kind,
             status = self.status.as_u16(),
-            bytes_in = self.received.load(Ordering::Relaxed),
-            bytes_out = self.sent.load(Ordering::Relaxed),
-            duration_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            bytes_in = received,
+            bytes_out = sent,
+            duration_ms = elapsed.as_secs_f64() * 1e3,
             remote = remote.as_deref().unwrap_or("-"),
-            user_agent = self.user_agent.as_deref().unwrap_or("-"),
-            request_id = self.id.to_str().unwrap_or("-"),
+            user_agent = line.user_agent.as_deref().unwrap_or("-"),
+            request_id = line.id.to_str().unwrap_or("-"),
             "request"
         );
     }

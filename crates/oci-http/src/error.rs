@@ -11,6 +11,8 @@ use oci_storage::StorageError;
 use oci_types::ErrorCode;
 use serde::Serialize;
 
+use crate::telemetry::{self, Limit};
+
 /// An error answer: status, spec code, message, and any extra headers.
 #[derive(Debug)]
 pub struct ApiError {
@@ -149,7 +151,14 @@ impl From<StorageError> for ApiError {
             S::ManifestInvalid(inner) => inner.into(),
             S::ManifestBlobUnknown(_) => Self::new(ErrorCode::ManifestBlobUnknown, message),
             S::Body(_) => Self::new(ErrorCode::BlobUploadInvalid, message),
-            S::Busy(_) | S::TooManyUploads { .. } => crate::limits::too_many(&message),
+            S::Busy(_) => {
+                telemetry::refused(Limit::LockWait);
+                crate::limits::too_many(&message)
+            }
+            S::TooManyUploads { .. } => {
+                telemetry::refused(Limit::Uploads);
+                crate::limits::too_many(&message)
+            }
             other => {
                 tracing::error!(error = %other, "storage failure");
                 Self::new(ErrorCode::Unknown, "internal storage error")

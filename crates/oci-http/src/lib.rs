@@ -15,6 +15,12 @@
 //! connection loop the binary and the end-to-end tests serve with, over
 //! plain HTTP or [`tls`]).
 //! Authentication will come as another layer.
+//!
+//! Operations: [`ops::install_recorder`] installs the Prometheus recorder
+//! once per process (before serving), and [`ops::ops_router`] serves
+//! `/metrics`, `/healthz` and `/readyz` on a listener of their own; the
+//! metrics recorded are listed in [`telemetry`] and
+//! [`oci_storage::telemetry`].
 
 pub mod access;
 pub mod blobs;
@@ -25,9 +31,11 @@ pub mod headers;
 pub mod limits;
 pub mod listing;
 pub mod manifests;
+pub mod ops;
 pub mod params;
 pub mod referrers;
 pub mod server;
+pub mod telemetry;
 pub mod tls;
 pub mod uploads;
 

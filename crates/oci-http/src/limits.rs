@@ -19,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::body::Guarded;
 use crate::error::ApiError;
+use crate::telemetry::{self, Limit};
 
 /// What the server allows one client and all clients together.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +102,10 @@ impl Budgets {
         let acquire = Arc::clone(&self.manifest_bytes).acquire_many_owned(permits);
         match tokio::time::timeout(self.manifest_wait, acquire).await {
             Ok(Ok(permit)) => Ok(permit),
-            _ => Err(too_many("too many manifests are being pushed; retry")),
+            _ => {
+                telemetry::refused(Limit::ManifestBudget);
+                Err(too_many("too many manifests are being pushed; retry"))
+            }
         }
     }
 }
@@ -115,6 +119,7 @@ pub(crate) async fn request_cap(
     next: Next,
 ) -> Response {
     let Ok(permit) = Arc::clone(&budgets.requests).try_acquire_owned() else {
+        telemetry::refused(Limit::Requests);
         let mut response =
             too_many("the registry is serving too many requests; retry").into_response();
         // The request body was not read: the connection cannot be reused.

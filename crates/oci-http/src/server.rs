@@ -46,6 +46,7 @@ use tower::ServiceExt;
 use crate::access::Peer;
 use crate::body::Guarded;
 use crate::limits::{Limits, RETRY_AFTER_SECS};
+use crate::telemetry::{self, Limit, OpenConnection};
 use crate::tls::Tls;
 
 /// How [`serve_with`] serves: the connection limits and, optionally, TLS.
@@ -137,10 +138,12 @@ pub async fn serve_with(
                     tls: options.tls.clone(),
                     stop: stop_rx.clone(),
                     _slot: slot,
+                    _open: OpenConnection::open(),
                 };
                 tokio::spawn(conn.run(stream));
             }
             Err(_) => {
+                telemetry::refused(Limit::Connections);
                 if let Ok(refusal) = Arc::clone(&refusals).try_acquire_owned() {
                     let tls = options.tls.clone();
                     let builder = Arc::clone(&builder);
@@ -161,6 +164,10 @@ pub async fn serve_with(
     let _all = slots.acquire_many(max as u32).await;
     Ok(())
 }
+
+/// How long a closing connection with no request in flight may take to
+/// finish before it is dropped.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
 
 /// Over-cap connections answered `503` at the same time, at most; each
 /// takes at most a second.
@@ -218,6 +225,8 @@ struct Connection {
     stop: watch::Receiver<bool>,
     /// Released when the connection is done (the connection cap).
     _slot: OwnedSemaphorePermit,
+    /// Counted as open while it lives.
+    _open: OpenConnection,
 }
 
 impl Connection {
@@ -276,7 +285,16 @@ impl Connection {
         tokio::pin!(conn);
         let mut closing = false;
         loop {
-            let idle_check = tokio::time::sleep_until(activity.idle_deadline(self.keepalive));
+            // Once closing, a connection with nothing in flight gets
+            // CLOSING_GRACE to finish (an HTTP/2 client must answer the
+            // GOAWAY's PING), then is dropped: a client that never answers
+            // cannot hold shutdown up.
+            let wait = if closing {
+                CLOSING_GRACE
+            } else {
+                self.keepalive
+            };
+            let idle_check = tokio::time::sleep_until(activity.idle_deadline(wait));
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
@@ -287,14 +305,21 @@ impl Connection {
                 changed = self.stop.changed(), if !closing => {
                     if changed.is_err() || *self.stop.borrow() {
                         closing = true;
+                        activity.touch();
                         conn.as_mut().graceful_shutdown();
                     }
                 }
-                () = idle_check, if !closing => {
-                    if activity.is_idle_for(self.keepalive) {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
+                () = idle_check => {
+                    if !activity.is_idle_for(wait) {
+                        continue;
                     }
+                    if closing {
+                        tracing::debug!(?peer, "closing connection did not finish; dropped");
+                        return;
+                    }
+                    closing = true;
+                    activity.touch();
+                    conn.as_mut().graceful_shutdown();
                 }
             }
         }

@@ -28,6 +28,7 @@ use bytesize::ByteSize;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use oci_http::Limits;
+use oci_http::ops::OpsOptions;
 use oci_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
@@ -143,13 +144,26 @@ pub enum LogFormat {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address of the listener serving `/metrics`, `/healthz` and
     /// `/readyz`. Default: none (off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<SocketAddr>,
+    /// `/readyz` fails when the store does not answer a small read within
+    /// this. Default `2s`.
+    #[serde(with = "humantime_serde")]
+    pub probe_timeout: Duration,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            probe_timeout: OpsOptions::default().probe_timeout,
+        }
+    }
 }
 
 /// `[limits]`: see [`Limits`] and [`StorageOptions`] for what each bounds.
@@ -245,6 +259,13 @@ impl Config {
         limits.max_requests = l.max_requests;
         limits.manifest_budget = usize::try_from(l.manifest_budget.as_u64()).unwrap_or(usize::MAX);
         limits
+    }
+
+    /// The operations listener's options this configuration sets.
+    pub fn ops_options(&self) -> OpsOptions {
+        let mut options = OpsOptions::default();
+        options.probe_timeout = self.metrics.probe_timeout;
+        options
     }
 
     /// The storage options this configuration sets.

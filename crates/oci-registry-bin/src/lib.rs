@@ -11,6 +11,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use oci_http::Limits;
+use oci_http::server::ServeOptions;
+use oci_http::tls::{Tls, TlsFile, TlsFiles};
 use oci_storage::Storage;
 use tokio::net::TcpListener;
 
@@ -206,6 +208,48 @@ pub async fn serve(
     oci_http::server::serve(listener, app, limits, shutdown).await
 }
 
+/// Loads what the configuration names beyond its own text (the TLS
+/// files), as `serve` would: `config check` runs this.
+pub fn check_files(config: &Config) -> Result<(), config::ConfigError> {
+    load_tls(config).map_err(|e| {
+        let key = match e.file() {
+            Some(TlsFile::Key) => "server.tls.key",
+            Some(TlsFile::ClientCa) => "server.tls.client_ca",
+            _ => "server.tls.cert",
+        };
+        config::ConfigError::Invalid {
+            key: key.into(),
+            message: e.to_string(),
+        }
+    })?;
+    Ok(())
+}
+
+/// The TLS configuration `[server.tls]` names, loaded.
+fn load_tls(config: &Config) -> Result<Option<Tls>, oci_http::tls::TlsError> {
+    let Some(files) = &config.server.tls else {
+        return Ok(None);
+    };
+    let mut tls_files = TlsFiles::new(&files.cert, &files.key);
+    if let Some(ca) = &files.client_ca {
+        tls_files = tls_files.with_client_ca(ca);
+    }
+    Tls::load(tls_files).map(Some)
+}
+
+/// How often the TLS files are checked for a renewed certificate.
+pub const TLS_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Limits of the operations listener: few, short requests.
+fn ops_limits() -> Limits {
+    let mut limits = Limits::default();
+    limits.max_connections = 64;
+    limits.max_requests = 64;
+    limits.header_timeout = Duration::from_secs(10);
+    limits.body_timeout = Duration::from_secs(10);
+    limits
+}
+
 /// Resolves on SIGINT or SIGTERM. The handlers are installed when this is
 /// called, not when the future is first polled: a signal that arrives
 /// while the server starts is not lost (nor kills the process).
@@ -250,19 +294,93 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     }
 }
 
-/// Runs `serve` as the binary does: open storage, bind, print the startup
-/// line, serve until a signal.
+/// Runs `serve` as the binary does: install the metrics recorder (when
+/// `[metrics] listen` is set), open storage, load TLS, bind, print the
+/// startup line, serve the API and the operations listener until SIGTERM
+/// or SIGINT. `SIGHUP` reloads the TLS certificate and key.
 pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // Before anything records: metric handles are resolved on first use.
+    let metrics = match config.metrics.listen {
+        Some(_) => Some(oci_http::ops::install_recorder()?),
+        None => None,
+    };
     let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
+    let tls = load_tls(&config)?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
+    let ops = match config.metrics.listen {
+        Some(at) => Some(TcpListener::bind(at).await?),
+        None => None,
+    };
+    let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
     let shutdown = shutdown_signal();
+    let _hangups = reload_on_hangup(tls.clone())?;
+    let _watch = tls.as_ref().map(|t| t.watch(TLS_WATCH_INTERVAL));
+
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let ops_note = ops_addr.map_or_else(String::new, |a| {
+        format!("; metrics and probes on http://{a}")
+    });
     println!(
-        "oci-registry listening on http://{addr} with storage {}",
+        "oci-registry listening on {scheme}://{addr} with storage {}{ops_note}",
         storage.description()
     );
-    serve(listener, storage, &config.http_limits(), shutdown).await?;
+
+    // One shutdown for both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    };
+    let ops_task = ops.map(|listener| {
+        let router = oci_http::ops::ops_router(storage.clone(), metrics, &config.ops_options());
+        let limits = ops_limits();
+        let stopped = stopped();
+        tokio::spawn(
+            async move { oci_http::server::serve(listener, router, &limits, stopped).await },
+        )
+    });
+    let limits = config.http_limits();
+    let _sweeper = storage.start_sweeper();
+    let app = oci_http::app_with(storage, &limits);
+    let mut options = ServeOptions::new(limits);
+    if let Some(tls) = tls {
+        options = options.with_tls(tls);
+    }
+    oci_http::server::serve_with(listener, app, &options, stopped()).await?;
+    if let Some(task) = ops_task {
+        task.await??;
+    }
     Ok(())
+}
+
+/// On `SIGHUP`: reload the TLS files when serving HTTPS; otherwise note
+/// that there is nothing to reload (instead of dying, the default action).
+#[cfg(unix)]
+fn reload_on_hangup(tls: Option<Tls>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    match tls {
+        Some(tls) => oci_http::tls::reload_on_sighup(tls),
+        None => {
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut hangups = signal(SignalKind::hangup())?;
+            Ok(tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    tracing::info!("SIGHUP: no TLS configured, nothing to reload");
+                }
+            }))
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn reload_on_hangup(_tls: Option<Tls>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    Ok(tokio::spawn(async {}))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use oci_registry_bin::{Cli, Command, ConfigCommand, config, init_logging, run_serve};
+use oci_registry_bin::{Cli, Command, ConfigCommand, check_files, config, init_logging, run_serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -39,7 +39,7 @@ async fn main() -> ExitCode {
                 env: true,
                 flags: config::Overrides::default(),
             };
-            match config::load(&sources) {
+            match config::load(&sources).and_then(|c| check_files(&c).map(|()| c)) {
                 Ok(config) => {
                     print!("{}", config.redacted().to_toml());
                     ExitCode::SUCCESS

@@ -220,6 +220,10 @@ fn config_check_names_the_key_and_line_at_fault() {
         ("[auth]\nmode = \"basic\"\n", &["line 1", "`auth`"]),
         ("[log]\nlevel = \"info,=[\"\n", &["log.level"]),
         ("[server\nlisten = 1\n", &["line 1"]),
+        (
+            "[server.tls]\ncert = \"/nonexistent/tls.crt\"\nkey = \"/nonexistent/tls.key\"\n",
+            &["server.tls.cert", "/nonexistent/tls.crt"],
+        ),
     ];
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let file = write(dir.path(), &format!("bad-{i}.toml"), contents);

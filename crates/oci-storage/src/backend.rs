@@ -13,6 +13,7 @@ use object_store::prefix::PrefixStore;
 use crate::error::{Result, StorageError};
 use crate::local::LocalFiles;
 use crate::options::StorageOptions;
+use crate::telemetry::InstrumentedStore;
 use crate::upload_area::{
     LeaseLocks, LocalUploadArea, MultipartUploadArea, PartsUploadArea, UploadArea,
 };
@@ -27,6 +28,11 @@ pub(crate) struct Backend {
     pub(crate) local: Option<LocalFiles>,
 }
 
+/// `store`, its requests counted and timed (see [`crate::telemetry`]).
+fn instrumented(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+    Arc::new(InstrumentedStore::new(store))
+}
+
 /// Parses a storage URL: `memory://`, `file:///abs/path`, a plain path
 /// (relative paths are resolved against the current directory), or
 /// `s3://bucket/prefix`. `options.backend` are object_store configuration
@@ -38,7 +44,7 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
         reason: reason.to_owned(),
     };
     if url == "memory://" || url == "memory:" {
-        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let store = instrumented(Arc::new(InMemory::new()));
         return Ok(Backend {
             uploads: Arc::new(PartsUploadArea::new(Arc::clone(&store))),
             store,
@@ -73,7 +79,7 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
     let local = Arc::new(LocalFileSystem::new_with_prefix(&path)?);
     Ok(Backend {
         uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local)).with_fsync(options.fsync)),
-        store: Arc::clone(&local) as Arc<dyn ObjectStore>,
+        store: instrumented(Arc::clone(&local) as Arc<dyn ObjectStore>),
         description: format!("file://{}", path.display()),
         local: Some(LocalFiles::new(local, options.fsync)),
     })
@@ -105,6 +111,7 @@ fn open_s3(url: &str, options: &StorageOptions) -> Result<Backend> {
     } else {
         Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.clone()))
     };
+    let store = instrumented(store);
     let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl);
     let area = MultipartUploadArea::new(Arc::clone(&store), s3, prefix.clone(), locks);
     Ok(Backend {

@@ -79,6 +79,7 @@ mod recording_store;
 mod referrers;
 mod sweeper;
 mod tags;
+pub mod telemetry;
 pub mod upload_area;
 mod uploads;
 
@@ -103,6 +104,9 @@ pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea
 pub use uploads::{UploadId, UploadStatus};
 
 use error::is_not_found;
+
+/// The object [`Storage::probe`] reads.
+const PROBE_KEY: &str = "_probe";
 
 /// The storage engine. Cheap to clone; all clones share the backend.
 #[derive(Clone, Debug)]
@@ -169,6 +173,14 @@ impl Storage {
     /// A human-readable name of the backend, e.g. `file:///srv/registry`.
     pub fn description(&self) -> &str {
         &self.inner.description
+    }
+
+    /// Checks that the backend answers: one small read (the size of the
+    /// object `_probe`, which need not exist; absent is a success). For
+    /// readiness probes; bound its time with a timeout, since object store
+    /// clients retry unreachable stores for a long while.
+    pub async fn probe(&self) -> Result<()> {
+        self.exists(&Path::from(PROBE_KEY)).await.map(|_| ())
     }
 
     fn store(&self) -> &dyn ObjectStore {

@@ -42,6 +42,7 @@ use object_store::path::Path;
 use oci_types::ByteRange;
 
 use crate::error::{Result, StorageError};
+use crate::telemetry::{Op, Outcome, Timer};
 
 /// Size of each read when streaming a blob file.
 const BLOB_READ_CHUNK: u64 = 2 << 20;
@@ -109,9 +110,15 @@ impl LocalFiles {
     /// `Create` found the object already there. On error nothing is left
     /// but the previous object, if any.
     pub(crate) async fn write(&self, path: &Path, bytes: Bytes, mode: WriteMode) -> Result<bool> {
+        let timer = Timer::start(Op::Put);
         let target = self.path(path)?;
         let fsync = self.fsync;
-        blocking(move || Ok(write_file(&target, &bytes, mode, fsync)?)).await
+        let result = blocking(move || Ok(write_file(&target, &bytes, mode, fsync)?)).await;
+        timer.done(match result {
+            Ok(false) => Outcome::Conflict,
+            ref other => Outcome::of(other),
+        });
+        result
     }
 
     fn path(&self, path: &Path) -> Result<PathBuf> {
@@ -120,21 +127,27 @@ impl LocalFiles {
 
     /// The whole object, read on the calling task; `None` if absent.
     pub(crate) fn read(&self, path: &Path) -> Result<Option<Bytes>> {
-        match std::fs::read(self.path(path)?) {
+        let timer = Timer::start(Op::Get);
+        let result = match std::fs::read(self.path(path)?) {
             Ok(bytes) => Ok(Some(Bytes::from(bytes))),
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(StorageError::Io(e)),
-        }
+        };
+        timer.done(Outcome::of_option(&result));
+        result
     }
 
     /// The object's size, stat'ed on the calling task; `None` if absent.
     pub(crate) fn size(&self, path: &Path) -> Result<Option<u64>> {
-        match std::fs::metadata(self.path(path)?) {
+        let timer = Timer::start(Op::Head);
+        let result = match std::fs::metadata(self.path(path)?) {
             Ok(m) if m.is_file() => Ok(Some(m.len())),
             Ok(_) => Ok(None),
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(StorageError::Io(e)),
-        }
+        };
+        timer.done(Outcome::of_option(&result));
+        result
     }
 
     /// Names of the files directly in `dir`, sorted (staging files of
@@ -147,9 +160,10 @@ impl LocalFiles {
     /// local filesystem. Listing 10,000 tags then costs one `stat` instead
     /// of reading 10,000 directory entries.
     pub(crate) async fn file_names(&self, dir: &Path) -> Result<Arc<Vec<String>>> {
+        let timer = Timer::start(Op::List);
         let dir = self.path(dir)?;
         let cache = Arc::clone(&self.dir_cache);
-        blocking(move || {
+        let result = blocking(move || {
             let modified = match std::fs::metadata(&dir) {
                 Ok(m) => m.modified()?,
                 Err(e) if is_absent(&e) => return Ok(Arc::default()),
@@ -181,7 +195,9 @@ impl LocalFiles {
             }
             Ok(names)
         })
-        .await
+        .await;
+        timer.done(Outcome::of(&result));
+        result
     }
 
     /// Removes the object only if it holds `expected` (surrounding
@@ -191,9 +207,12 @@ impl LocalFiles {
     /// meanwhile, so no write is ever lost (a reader may find the object
     /// absent for the few microseconds in between).
     pub(crate) async fn remove_if(&self, path: &Path, expected: Bytes) -> Result<bool> {
+        let timer = Timer::start(Op::Delete);
         let target = self.path(path)?;
         let fsync = self.fsync;
-        blocking(move || Ok(remove_file_if(&target, &expected, fsync)?)).await
+        let result = blocking(move || Ok(remove_file_if(&target, &expected, fsync)?)).await;
+        timer.done(Outcome::of(&result));
+        result
     }
 
     /// See `Storage::scan_keys`: a depth-first walk of `dir` visiting each
@@ -211,8 +230,11 @@ impl LocalFiles {
     where
         F: FnMut(&str) -> ControlFlow<bool, bool> + Send + 'static,
     {
+        let timer = Timer::start(Op::List);
         let root = self.path(dir)?;
-        blocking(move || scan_tree(&root, after.as_deref(), select)).await
+        let result = blocking(move || scan_tree(&root, after.as_deref(), select)).await;
+        timer.done(Outcome::of(&result));
+        result
     }
 
     /// Opens a blob file, resolves `range` (if any) against its size, and
@@ -223,6 +245,7 @@ impl LocalFiles {
         path: &Path,
         range: Option<ByteRange>,
     ) -> Result<Option<Streamed>> {
+        let timer = Timer::start(Op::Get);
         let path = self.path(path)?;
         let opened = blocking(move || match std::fs::File::open(&path) {
             Ok(mut file) => {
@@ -241,8 +264,9 @@ impl LocalFiles {
             Err(e) if is_absent(&e) => Ok(None),
             Err(e) => Err(StorageError::Io(e)),
         })
-        .await?;
-        Ok(opened.map(|(file, size, range)| {
+        .await;
+        timer.done(Outcome::of_option(&opened));
+        Ok(opened?.map(|(file, size, range)| {
             let len = range.as_ref().map_or(size, |r| r.end - r.start);
             let stream = read_ahead(file, len);
             (size, range, stream)

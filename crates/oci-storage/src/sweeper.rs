@@ -44,6 +44,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use crate::error::{Result, StorageError};
+use crate::telemetry::{self, Closed};
 use crate::{Storage, StorageOptions, layout};
 
 /// What one sweep found and did.
@@ -146,11 +147,15 @@ impl Storage {
     /// sweep either lists it or began before it was counted here.
     pub(crate) fn upload_opened(&self) {
         self.inner.open_uploads.opened();
+        telemetry::upload_opened();
+        telemetry::uploads_in_progress(self.inner.open_uploads.estimate());
     }
 
     /// Notes that a request closed a session (completed or cancelled it).
-    pub(crate) fn upload_closed(&self) {
+    pub(crate) fn upload_closed(&self, reason: Closed) {
         self.inner.open_uploads.closed();
+        telemetry::upload_closed(reason);
+        telemetry::uploads_in_progress(self.inner.open_uploads.estimate());
     }
 
     /// One sweep over every upload session: removes those untouched for
@@ -166,7 +171,10 @@ impl Storage {
                 continue;
             }
             match self.expire_session(&id, ttl).await? {
-                Expiry::Removed => report.expired += 1,
+                Expiry::Removed => {
+                    report.expired += 1;
+                    telemetry::upload_closed(Closed::Expired);
+                }
                 Expiry::Touched => report.open += usize::from(seen.has_state),
                 Expiry::Busy => busy.push((id, seen)),
             }
@@ -177,7 +185,10 @@ impl Storage {
             tokio::time::sleep(self.inner.options.lease_ttl + Duration::from_millis(100)).await;
             for (id, seen) in busy {
                 match self.expire_session(&id, ttl).await? {
-                    Expiry::Removed => report.expired += 1,
+                    Expiry::Removed => {
+                        report.expired += 1;
+                        telemetry::upload_closed(Closed::Expired);
+                    }
                     Expiry::Touched => report.open += usize::from(seen.has_state),
                     Expiry::Busy => {
                         report.busy += 1;
@@ -187,6 +198,7 @@ impl Storage {
             }
         }
         self.inner.open_uploads.reset(began, report.open);
+        telemetry::uploads_in_progress(self.inner.open_uploads.estimate());
         Ok(report)
     }
 
@@ -233,6 +245,7 @@ impl Storage {
                     && let Ok(count) = std::str::from_utf8(&count).unwrap_or("").trim().parse()
                 {
                     self.inner.open_uploads.reset(now, count);
+                    telemetry::uploads_in_progress(self.inner.open_uploads.estimate());
                 }
                 return Ok(());
             }

@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::blobs::BlobMeta;
 use crate::error::{Result, StorageError};
+use crate::telemetry::Closed;
 use crate::upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, delete_if_exists};
 use crate::{Storage, layout};
 
@@ -182,7 +183,7 @@ impl Storage {
         lock.check(id)?;
         if &actual != digest {
             self.discard(id, Some(&state), &mut lock).await?;
-            self.upload_closed();
+            self.upload_closed(Closed::Invalid);
             return Err(StorageError::DigestMismatch {
                 expected: digest.clone(),
                 actual,
@@ -201,7 +202,7 @@ impl Storage {
         }
         self.link_blob(name, digest).await?;
         self.discard(id, Some(&state), &mut lock).await?;
-        self.upload_closed();
+        self.upload_closed(Closed::Completed);
         Ok(BlobMeta {
             digest: digest.clone(),
             size: state.offset,
@@ -231,7 +232,7 @@ impl Storage {
         let mut lock = self.lock_session(id).await?;
         let state = self.load_state(name, id, Some(&mut lock)).await?;
         self.discard(id, Some(&state), &mut lock).await?;
-        self.upload_closed();
+        self.upload_closed(Closed::Cancelled);
         Ok(())
     }
 

@@ -17,6 +17,8 @@ mod concurrency;
 mod listing;
 #[path = "behaviour/manifests.rs"]
 mod manifests;
+#[path = "behaviour/probe.rs"]
+mod probe;
 #[path = "behaviour/uploads.rs"]
 mod uploads;
 
@@ -84,6 +86,9 @@ behaviour_suite! {
         tags_many_paginate_by_default,
         referrers_paginated,
     }
+    probe {
+        probe_answers_on_empty_and_used_stores,
+    }
     concurrency {
         same_blob_pushed_twice_at_once,
         same_tag_put_twice_at_once,
@@ -99,6 +104,20 @@ mod open {
     use oci_types::{Digest, Pagination};
 
     use crate::common::*;
+
+    /// The probe of an S3 store that went away fails (or hangs in the
+    /// client's retries, which the caller bounds with a timeout).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn probe_fails_once_s3_is_gone() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let s = Storage::open_with(&server.url("registry"), &server.options())
+            .await
+            .unwrap();
+        s.probe().await.unwrap();
+        server.stop();
+        let probed = tokio::time::timeout(std::time::Duration::from_secs(3), s.probe()).await;
+        assert!(!matches!(probed, Ok(Ok(()))), "{probed:?}");
+    }
 
     #[tokio::test]
     async fn rejects_unusable_urls() {

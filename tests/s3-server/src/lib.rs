@@ -122,6 +122,13 @@ impl S3Server {
         })
     }
 
+    /// Stops serving: the listener and every open connection are closed,
+    /// so requests fail as against a store that went away. The objects are
+    /// kept (until the server is dropped); there is no restart.
+    pub fn stop(&self) {
+        self.accept_task.abort();
+    }
+
     /// Removes the object `key` of the bucket directly, without a request
     /// (e.g. to free memory between benchmark rounds); returns whether it
     /// existed.

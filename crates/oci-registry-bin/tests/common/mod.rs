@@ -24,17 +24,12 @@ pub fn start(configure: impl FnOnce(&mut Command)) -> Running {
     BufReader::new(child.stdout.take().expect("stdout"))
         .read_line(&mut line)
         .expect("startup line");
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://") || word.starts_with("https://"))
         .unwrap_or_else(|| panic!("no address in startup line {line:?}"))
         .to_owned();
-    Running {
-        child,
-        line,
-        base: format!("http://{addr}"),
-    }
+    Running { child, line, base }
 }
 
 /// Removes every `OCI_REGISTRY_*` variable of the test's environment.

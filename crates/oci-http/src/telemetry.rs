@@ -1,0 +1,285 @@
+//! Request, connection and refusal metrics, recorded through the
+//! [`metrics`](::metrics) facade once [`crate::ops::install_recorder`] has
+//! installed the Prometheus recorder (before that, recording is off and
+//! costs one relaxed atomic load).
+//!
+//! Labels are bounded: the endpoint kind (a fixed set, see
+//! [`EndpointKind`](crate::EndpointKind)), the method (the API's methods,
+//! else `other`), the status class (`2xx`...) and the limit that refused a
+//! request. Never a repository name, tag or digest. Each handle of a fixed
+//! label set is resolved once, on first use, into a static table, so a
+//! request costs a few atomic adds and a histogram sample.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use ::metrics::{Counter, Gauge, Histogram, Unit};
+use axum::http::{Method, StatusCode};
+
+/// Counter of requests answered, by `endpoint`, `method` and `status`
+/// (class: `1xx` ... `5xx`).
+pub const REQUESTS: &str = "oci_registry_http_requests_total";
+/// Histogram of request duration in seconds (until the response body was
+/// sent), by `endpoint`.
+pub const REQUEST_DURATION: &str = "oci_registry_http_request_duration_seconds";
+/// Counter of request body bytes received, by `endpoint`.
+pub const RECEIVED_BYTES: &str = "oci_registry_http_received_bytes_total";
+/// Counter of response body bytes sent, by `endpoint`.
+pub const SENT_BYTES: &str = "oci_registry_http_sent_bytes_total";
+/// Gauge of open connections (all listeners served by
+/// [`crate::server::serve`] in the process).
+pub const OPEN_CONNECTIONS: &str = "oci_registry_http_open_connections";
+/// Counter of requests and connections refused by a limit, by `limit`:
+/// `connections`, `requests`, `manifest_budget`, `uploads`, `lock_wait`.
+pub const REFUSED: &str = "oci_registry_http_refused_total";
+
+/// Bucket bounds of the latency histograms, in seconds: 250 µs to 5 min
+/// (blob uploads take minutes).
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 300.0,
+];
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// True once the recorder is installed.
+pub(crate) fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// Describes the metrics and starts recording (by the installer, once).
+pub(crate) fn enable() {
+    ::metrics::describe_counter!(
+        REQUESTS,
+        Unit::Count,
+        "HTTP requests answered, by endpoint kind, method and status class"
+    );
+    ::metrics::describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "HTTP request duration until the response body was sent, by endpoint kind"
+    );
+    ::metrics::describe_counter!(
+        RECEIVED_BYTES,
+        Unit::Bytes,
+        "Request body bytes received, by endpoint kind"
+    );
+    ::metrics::describe_counter!(
+        SENT_BYTES,
+        Unit::Bytes,
+        "Response body bytes sent, by endpoint kind"
+    );
+    ::metrics::describe_gauge!(OPEN_CONNECTIONS, Unit::Count, "Open HTTP connections");
+    ::metrics::describe_counter!(
+        REFUSED,
+        Unit::Count,
+        "Requests and connections refused by a limit, by limit"
+    );
+    ENABLED.store(true, Ordering::Release);
+}
+
+/// Every endpoint kind ([`crate::Endpoint::kind`], and `none`/`invalid`
+/// from routing), in table order; anything else counts as the last.
+const KINDS: [&str; 11] = [
+    "base",
+    "catalog",
+    "blob",
+    "upload_start",
+    "upload",
+    "manifest",
+    "tags",
+    "referrers",
+    "none",
+    "invalid",
+    "other",
+];
+const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];
+const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+const N_REQUESTS: usize = KINDS.len() * METHODS.len() * CLASSES.len();
+static REQUEST_COUNTERS: [OnceLock<Counter>; N_REQUESTS] = [const { OnceLock::new() }; N_REQUESTS];
+static DURATIONS: [OnceLock<Histogram>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
+static RECEIVED: [OnceLock<Counter>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
+static SENT: [OnceLock<Counter>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
+
+fn kind_index(kind: &str) -> usize {
+    match kind {
+        "base" => 0,
+        "catalog" => 1,
+        "blob" => 2,
+        "upload_start" => 3,
+        "upload" => 4,
+        "manifest" => 5,
+        "tags" => 6,
+        "referrers" => 7,
+        "none" => 8,
+        "invalid" => 9,
+        _ => 10,
+    }
+}
+
+fn method_index(method: &Method) -> usize {
+    match *method {
+        Method::GET => 0,
+        Method::HEAD => 1,
+        Method::PUT => 2,
+        Method::POST => 3,
+        Method::PATCH => 4,
+        Method::DELETE => 5,
+        _ => 6,
+    }
+}
+
+fn class_index(status: StatusCode) -> usize {
+    match status.as_u16() / 100 {
+        c @ 1..=5 => usize::from(c) - 1,
+        _ => 5,
+    }
+}
+
+/// Records one finished request.
+pub(crate) fn request(
+    kind: &str,
+    method: &Method,
+    status: StatusCode,
+    received: u64,
+    sent: u64,
+    elapsed: Duration,
+) {
+    let k = kind_index(kind);
+    let m = method_index(method);
+    let c = class_index(status);
+    REQUEST_COUNTERS[(k * METHODS.len() + m) * CLASSES.len() + c]
+        .get_or_init(|| {
+            ::metrics::counter!(
+                REQUESTS,
+                "endpoint" => KINDS[k],
+                "method" => METHODS[m],
+                "status" => CLASSES[c]
+            )
+        })
+        .increment(1);
+    DURATIONS[k]
+        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "endpoint" => KINDS[k]))
+        .record(elapsed.as_secs_f64());
+    if received > 0 {
+        RECEIVED[k]
+            .get_or_init(|| ::metrics::counter!(RECEIVED_BYTES, "endpoint" => KINDS[k]))
+            .increment(received);
+    }
+    if sent > 0 {
+        SENT[k]
+            .get_or_init(|| ::metrics::counter!(SENT_BYTES, "endpoint" => KINDS[k]))
+            .increment(sent);
+    }
+}
+
+/// The limit that refused a request or connection (the `limit` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// `max_connections`.
+    Connections,
+    /// `max_requests`.
+    Requests,
+    /// `manifest_budget`.
+    ManifestBudget,
+    /// `max_uploads`.
+    Uploads,
+    /// `lock_wait` on a busy upload session.
+    LockWait,
+}
+
+const LIMITS: [&str; 5] = [
+    "connections",
+    "requests",
+    "manifest_budget",
+    "uploads",
+    "lock_wait",
+];
+static REFUSALS: [OnceLock<Counter>; LIMITS.len()] = [const { OnceLock::new() }; LIMITS.len()];
+
+/// Counts a refusal by `limit`.
+pub(crate) fn refused(limit: Limit) {
+    if enabled() {
+        let i = limit as usize;
+        REFUSALS[i]
+            .get_or_init(|| ::metrics::counter!(REFUSED, "limit" => LIMITS[i]))
+            .increment(1);
+    }
+}
+
+static CONNECTIONS: OnceLock<Gauge> = OnceLock::new();
+
+/// An open connection, counted in [`OPEN_CONNECTIONS`] while it lives.
+#[derive(Debug)]
+pub(crate) struct OpenConnection(bool);
+
+impl OpenConnection {
+    pub(crate) fn open() -> Self {
+        let counted = enabled();
+        if counted {
+            connections().increment(1.0);
+        }
+        Self(counted)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        if self.0 {
+            connections().decrement(1.0);
+        }
+    }
+}
+
+fn connections() -> &'static Gauge {
+    CONNECTIONS.get_or_init(|| ::metrics::gauge!(OPEN_CONNECTIONS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_kind_has_its_own_row() {
+        let d = oci_types::Digest::of(b"x");
+        let paths = [
+            "/v2/".to_owned(),
+            "/v2/_catalog".to_owned(),
+            format!("/v2/a/blobs/{d}"),
+            "/v2/a/blobs/uploads/".to_owned(),
+            format!("/v2/a/blobs/uploads/{}", uuid::Uuid::new_v4()),
+            "/v2/a/manifests/v1".to_owned(),
+            "/v2/a/tags/list".to_owned(),
+            format!("/v2/a/referrers/{d}"),
+        ];
+        let mut rows: Vec<usize> = paths
+            .iter()
+            .map(|p| {
+                let e = crate::Endpoint::parse(&Method::GET, p).unwrap().unwrap();
+                kind_index(e.kind().0)
+            })
+            .collect();
+        rows.extend(["none", "invalid"].map(kind_index));
+        rows.dedup();
+        assert_eq!(rows, (0..KINDS.len() - 1).collect::<Vec<_>>());
+        for (i, k) in KINDS.iter().enumerate() {
+            assert_eq!(kind_index(k), i);
+        }
+    }
+
+    #[test]
+    fn methods_and_statuses_fall_into_fixed_sets() {
+        assert_eq!(METHODS[method_index(&Method::PATCH)], "PATCH");
+        assert_eq!(METHODS[method_index(&Method::OPTIONS)], "other");
+        let custom = Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(METHODS[method_index(&custom)], "other");
+        assert_eq!(CLASSES[class_index(StatusCode::OK)], "2xx");
+        assert_eq!(CLASSES[class_index(StatusCode::TOO_MANY_REQUESTS)], "4xx");
+        assert_eq!(
+            CLASSES[class_index(StatusCode::from_u16(999).unwrap())],
+            "other"
+        );
+    }
+}

@@ -1,0 +1,385 @@
+//! Metrics of the storage engine, through the [`metrics`](::metrics)
+//! facade (the binary installs an exporter; this crate only records).
+//!
+//! Nothing is recorded until [`enable`] is called, once a recorder is
+//! installed: until then an operation costs one relaxed atomic load. Each
+//! metric handle of a fixed label set is resolved once, on first use, and
+//! kept in a static table, so recording is a few atomic adds.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | [`OPERATIONS`] | counter | `op`: get, head, put, list, delete, copy, rename, multipart; `result`: ok, not_found, conflict, error |
+//! | [`OPERATION_DURATION`] | histogram (seconds) | `op` |
+//! | [`UPLOADS_OPENED`] | counter | |
+//! | [`UPLOADS_CLOSED`] | counter | `reason`: completed, cancelled, invalid, expired |
+//! | [`UPLOADS_IN_PROGRESS`] | gauge | |
+//!
+//! Storage operations are counted in one place: the object store the
+//! engine was opened on (wrapped in [`InstrumentedStore`] when opened, so
+//! the upload areas' requests through it count too) and the filesystem
+//! fast paths (`local`). S3 multipart part uploads and the filesystem
+//! upload area's appends are not counted.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use ::metrics::{Counter, Gauge, Histogram, Unit};
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+};
+
+/// Counter of storage operations, by `op` and `result`.
+pub const OPERATIONS: &str = "oci_registry_storage_operations_total";
+/// Histogram of storage operation latency in seconds, by `op` (for a get,
+/// until the object's metadata arrived; for a list, until it was read).
+pub const OPERATION_DURATION: &str = "oci_registry_storage_operation_duration_seconds";
+/// Counter of upload sessions opened (a monolithic `POST ?digest=` opens
+/// and closes one too).
+pub const UPLOADS_OPENED: &str = "oci_registry_upload_sessions_opened_total";
+/// Counter of upload sessions closed, by `reason`.
+pub const UPLOADS_CLOSED: &str = "oci_registry_upload_sessions_closed_total";
+/// Gauge: the estimate of open upload sessions behind `max_uploads` (the
+/// last sweep's count of sessions in the store, plus those this replica
+/// opened since, less those it closed). Per replica.
+pub const UPLOADS_IN_PROGRESS: &str = "oci_registry_uploads_in_progress";
+
+static ENABLED: AtomicBool = AtomicBool::new(false);
+
+/// Describes the engine's metrics to the installed recorder and starts
+/// recording them. Call once the process's recorder is installed (handles
+/// are resolved on first use and kept); calling it again does nothing more.
+pub fn enable() {
+    if ENABLED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    ::metrics::describe_counter!(
+        OPERATIONS,
+        Unit::Count,
+        "Storage backend operations, by kind of operation and result"
+    );
+    ::metrics::describe_histogram!(
+        OPERATION_DURATION,
+        Unit::Seconds,
+        "Latency of storage backend operations, by kind of operation"
+    );
+    ::metrics::describe_counter!(UPLOADS_OPENED, Unit::Count, "Upload sessions opened");
+    ::metrics::describe_counter!(
+        UPLOADS_CLOSED,
+        Unit::Count,
+        "Upload sessions closed: completed, cancelled, invalid (digest mismatch) or expired"
+    );
+    ::metrics::describe_gauge!(
+        UPLOADS_IN_PROGRESS,
+        Unit::Count,
+        "Estimate of open upload sessions (last sweep's count plus this replica's changes since)"
+    );
+}
+
+fn enabled() -> bool {
+    ENABLED.load(Ordering::Relaxed)
+}
+
+/// A kind of storage operation (the `op` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Get,
+    Head,
+    Put,
+    List,
+    Delete,
+    Copy,
+    Rename,
+    Multipart,
+}
+
+const OPS: [&str; 8] = [
+    "get",
+    "head",
+    "put",
+    "list",
+    "delete",
+    "copy",
+    "rename",
+    "multipart",
+];
+
+/// How an operation ended (the `result` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    NotFound,
+    /// A conditional write's precondition failed, or the object existed.
+    Conflict,
+    Error,
+}
+
+const OUTCOMES: [&str; 4] = ["ok", "not_found", "conflict", "error"];
+
+static OPERATION_COUNTERS: [OnceLock<Counter>; OPS.len() * OUTCOMES.len()] =
+    [const { OnceLock::new() }; OPS.len() * OUTCOMES.len()];
+static DURATIONS: [OnceLock<Histogram>; OPS.len()] = [const { OnceLock::new() }; OPS.len()];
+
+impl Outcome {
+    /// The outcome of an object store call.
+    pub(crate) fn of_store<T>(result: &object_store::Result<T>) -> Self {
+        result
+            .as_ref()
+            .map_or_else(Self::of_store_error, |_| Self::Ok)
+    }
+
+    /// The outcome of an object store error.
+    fn of_store_error(e: &object_store::Error) -> Self {
+        match e {
+            object_store::Error::NotFound { .. } => Self::NotFound,
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. } => Self::Conflict,
+            _ => Self::Error,
+        }
+    }
+
+    /// The outcome of an engine call answering `None` for a missing object.
+    pub(crate) fn of_option<T>(result: &crate::Result<Option<T>>) -> Self {
+        match result {
+            Ok(Some(_)) => Self::Ok,
+            Ok(None) => Self::NotFound,
+            Err(_) => Self::Error,
+        }
+    }
+
+    /// The outcome of any other engine call.
+    pub(crate) fn of<T>(result: &crate::Result<T>) -> Self {
+        match result {
+            Ok(_) => Self::Ok,
+            Err(_) => Self::Error,
+        }
+    }
+}
+
+/// One operation being timed; [`Timer::done`] records it. Inert (no clock
+/// read) while recording is off.
+#[derive(Debug)]
+pub(crate) struct Timer {
+    op: Op,
+    started: Option<Instant>,
+}
+
+impl Timer {
+    /// Starts timing `op`.
+    pub(crate) fn start(op: Op) -> Self {
+        Self {
+            op,
+            started: enabled().then(Instant::now),
+        }
+    }
+
+    /// Records the operation as ended with `outcome`.
+    pub(crate) fn done(self, outcome: Outcome) {
+        let Some(started) = self.started else {
+            return;
+        };
+        let op = self.op as usize;
+        let i = op * OUTCOMES.len() + outcome as usize;
+        OPERATION_COUNTERS[i]
+            .get_or_init(|| {
+                ::metrics::counter!(OPERATIONS, "op" => OPS[op], "result" => OUTCOMES[outcome as usize])
+            })
+            .increment(1);
+        DURATIONS[op]
+            .get_or_init(|| ::metrics::histogram!(OPERATION_DURATION, "op" => OPS[op]))
+            .record(started.elapsed().as_secs_f64());
+    }
+}
+
+/// Why an upload session was closed (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Completed,
+    Cancelled,
+    /// Its content did not match the digest given.
+    Invalid,
+    Expired,
+}
+
+const CLOSED: [&str; 4] = ["completed", "cancelled", "invalid", "expired"];
+static CLOSED_COUNTERS: [OnceLock<Counter>; CLOSED.len()] =
+    [const { OnceLock::new() }; CLOSED.len()];
+static OPENED: OnceLock<Counter> = OnceLock::new();
+static IN_PROGRESS: OnceLock<Gauge> = OnceLock::new();
+
+/// Counts an upload session opened.
+pub(crate) fn upload_opened() {
+    if enabled() {
+        OPENED
+            .get_or_init(|| ::metrics::counter!(UPLOADS_OPENED))
+            .increment(1);
+    }
+}
+
+/// Counts an upload session closed.
+pub(crate) fn upload_closed(reason: Closed) {
+    if enabled() {
+        let i = reason as usize;
+        CLOSED_COUNTERS[i]
+            .get_or_init(|| ::metrics::counter!(UPLOADS_CLOSED, "reason" => CLOSED[i]))
+            .increment(1);
+    }
+}
+
+/// Sets the open-sessions estimate.
+pub(crate) fn uploads_in_progress(estimate: usize) {
+    if enabled() {
+        IN_PROGRESS
+            .get_or_init(|| ::metrics::gauge!(UPLOADS_IN_PROGRESS))
+            .set(estimate as f64);
+    }
+}
+
+/// An object store whose every request is counted and timed (see the
+/// module docs); the engine wraps the store it opens in one.
+#[derive(Debug)]
+pub struct InstrumentedStore {
+    inner: Arc<dyn ObjectStore>,
+}
+
+impl InstrumentedStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
+        Self { inner }
+    }
+}
+
+impl fmt::Display for InstrumentedStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+/// Records a stream's operation when the stream ends or is dropped: ok
+/// unless an item was an error.
+fn timed_stream<T: Send + 'static>(
+    op: Op,
+    stream: BoxStream<'static, object_store::Result<T>>,
+) -> BoxStream<'static, object_store::Result<T>> {
+    struct Pending(Option<Timer>, Outcome);
+    impl Pending {
+        fn failed(&mut self, e: &object_store::Error) {
+            self.1 = Outcome::of_store_error(e);
+        }
+    }
+    impl Drop for Pending {
+        fn drop(&mut self) {
+            if let Some(timer) = self.0.take() {
+                timer.done(self.1);
+            }
+        }
+    }
+    let timer = Timer::start(op);
+    if timer.started.is_none() {
+        return stream;
+    }
+    let mut pending = Pending(Some(timer), Outcome::Ok);
+    stream
+        .inspect(move |item| {
+            if let Err(e) = item {
+                // A method call: the closure owns all of `pending`, so it
+                // is dropped (and records) with the stream.
+                pending.failed(e);
+            }
+        })
+        .boxed()
+}
+
+#[async_trait]
+impl ObjectStore for InstrumentedStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let timer = Timer::start(Op::Put);
+        let result = self.inner.put_opts(location, payload, opts).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let timer = Timer::start(Op::Multipart);
+        let result = self.inner.put_multipart_opts(location, opts).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let timer = Timer::start(if options.head { Op::Head } else { Op::Get });
+        let result = self.inner.get_opts(location, options).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        timed_stream(Op::Delete, self.inner.delete_stream(locations))
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        timed_stream(Op::List, self.inner.list(prefix))
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        timed_stream(Op::List, self.inner.list_with_offset(prefix, offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let timer = Timer::start(Op::List);
+        let result = self.inner.list_with_delimiter(prefix).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        let timer = Timer::start(Op::Copy);
+        let result = self.inner.copy_opts(from, to, options).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        let timer = Timer::start(Op::Rename);
+        let result = self.inner.rename_opts(from, to, options).await;
+        timer.done(Outcome::of_store(&result));
+        result
+    }
+}
