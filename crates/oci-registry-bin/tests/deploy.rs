@@ -56,10 +56,19 @@ fn embedded_configs(yaml: &str) -> Vec<String> {
     configs
 }
 
+/// Where the Kubernetes manifests mount the TLS Secret.
+const TLS_MOUNT: &str = "/etc/oci-registry/tls";
+
 /// `config check` on `toml` with no `OCI_REGISTRY_*` variable of this
-/// process leaking in; the effective configuration it prints.
+/// process leaking in; the effective configuration it prints. `config
+/// check` loads the TLS files too: the Secret's mount point is pointed at a
+/// freshly generated certificate.
 fn check(name: &str, toml: &str) -> toml::Value {
     let dir = tempfile::tempdir().unwrap();
+    let leaf = oci_e2e::certs::Ca::new("deploy test CA").server(1);
+    std::fs::write(dir.path().join("tls.crt"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &leaf.key_pem).unwrap();
+    let toml = toml.replace(TLS_MOUNT, &dir.path().display().to_string());
     let file = dir.path().join("config.toml");
     std::fs::write(&file, toml).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));

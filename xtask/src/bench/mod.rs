@@ -85,6 +85,14 @@ pub struct Args {
     /// target/tools by `cargo install`).
     #[arg(long)]
     oha: Option<PathBuf>,
+    /// Run ours as production does: the access log at `info` (written to
+    /// its log file under --dir) and the metrics listener on.
+    #[arg(long)]
+    telemetry: bool,
+    /// The peer is our own binary again, with the access log and metrics
+    /// off: with --telemetry, the ratio is their overhead.
+    #[arg(long, conflicts_with_all = ["peer", "peer_distribution"])]
+    peer_self: bool,
     /// Workloads to run (default: all).
     #[arg(
         long,
@@ -277,11 +285,32 @@ pub async fn run(args: Args) -> Result<(), Error> {
         "ours",
         port,
         dir.path().join("ours.log"),
-        target::ours_command(binary, storage, env, port),
+        target::ours_command(binary.clone(), storage, env.clone(), port, args.telemetry),
     )
     .await?
     .with_blob_files(blob_files);
     let (peer, peer_label) = match (&args.peer, &args.peer_distribution) {
+        _ if args.peer_self => {
+            let port = free_port()?;
+            let (storage, files) = match &s3 {
+                Some(s3) => (
+                    s3.url("bench-peer"),
+                    BlobFiles::S3(Arc::clone(s3), "bench-peer".into()),
+                ),
+                None => {
+                    let root = dir.path().join("peer");
+                    (root.display().to_string(), BlobFiles::Dir(root))
+                }
+            };
+            let command = target::ours_command(binary, storage, env, port, false);
+            let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
+                .await?
+                .with_blob_files(files);
+            (
+                Some(peer),
+                Some("ours again, access log and metrics off".to_owned()),
+            )
+        }
         (Some(url), _) => (
             Some(Target::remote("peer", url.clone(), args.peer_pid)),
             Some(match args.peer_pid {
@@ -720,6 +749,7 @@ mod tests {
             root.display().to_string(),
             Vec::new(),
             port,
+            false,
         );
         let mut ours = Target::start("ours", port, dir.path().join("log"), command)
             .await

@@ -149,18 +149,26 @@ impl Target {
     }
 }
 
-/// The command that runs our release binary on `storage`.
+/// The command that runs our release binary on `storage`; with
+/// `telemetry`, as production runs it: the access log at `info` (into the
+/// target's log file) and the metrics listener on. Without, neither.
 pub fn ours_command(
     binary: PathBuf,
     storage: String,
     env: Vec<(String, String)>,
     port: u16,
+    telemetry: bool,
 ) -> impl Fn() -> Command + Send + Sync + 'static {
     move || {
         let mut cmd = Command::new(&binary);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--storage", &storage, "--log-level", "warn"])
+            .args(["--storage", &storage])
             .envs(env.iter().map(|(k, v)| (k, v)));
+        if telemetry {
+            cmd.args(["--log-level", "info", "--metrics-listen", "127.0.0.1:0"]);
+        } else {
+            cmd.args(["--log-level", "warn"]);
+        }
         cmd
     }
 }
