@@ -22,7 +22,7 @@ use std::time::Instant;
 
 use axum::body::Body as AxumBody;
 use axum::extract::Request;
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -100,16 +100,13 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert(X_REQUEST_ID, id);
         return response;
     }
-    let received = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(Counts::default());
     let line = logged.then(|| Line {
-        path: request.uri().path().to_owned(),
+        // Clones of shared bytes, not copies: the line is formatted only
+        // when written.
+        uri: request.uri().clone(),
         remote: request.extensions().get::<Peer>().map(|p| p.0),
-        user_agent: request
-            .headers()
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().take(256).collect()),
+        user_agent: request.headers().get(header::USER_AGENT).cloned(),
         id: id.clone(),
     });
     let mut entry = Entry {
@@ -117,24 +114,61 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         method: request.method().clone(),
         kind: kind.0,
         status: StatusCode::OK,
-        received: Arc::clone(&received),
-        sent: Arc::clone(&sent),
+        counts: Arc::clone(&counts),
         measured,
         line,
     };
     let mut response = match routed {
         Routed::To(endpoint) => {
+            // A request without a body (most GETs and HEADs) is not
+            // wrapped: it has nothing to count.
+            let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
+                || crate::body::content_length(request.headers()).is_some_and(|n| n > 0);
             let extensions = request.extensions_mut();
             extensions.insert(endpoint);
             extensions.insert(RequestId(id.clone()));
-            let request = request.map(|b| AxumBody::new(Guarded::counted(b, (), received)));
-            next.run(request).await
+            if has_body {
+                let received = Counter(Arc::clone(&counts), Direction::Received);
+                let request = request.map(|b| AxumBody::new(Guarded::counted(b, (), received)));
+                next.run(request).await
+            } else {
+                next.run(request).await
+            }
         }
         Routed::Answered { response, .. } => response,
     };
     response.headers_mut().insert(X_REQUEST_ID, id);
     entry.status = response.status();
+    let sent = Counter(counts, Direction::Sent);
     response.map(|b| AxumBody::new(Guarded::counted(b, entry, sent)))
+}
+
+/// Bytes received and sent for one request.
+#[derive(Debug, Default)]
+struct Counts {
+    received: AtomicU64,
+    sent: AtomicU64,
+}
+
+/// Which of [`Counts`] a body adds to.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    Received,
+    Sent,
+}
+
+/// One direction of a request's [`Counts`], for [`Guarded`] to add to.
+#[derive(Debug)]
+struct Counter(Arc<Counts>, Direction);
+
+impl crate::body::ByteCount for Counter {
+    fn add(&self, n: u64) {
+        let counter = match self.1 {
+            Direction::Received => &self.0.received,
+            Direction::Sent => &self.0.sent,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A finished request: recorded in the metrics (when measured) and written
@@ -145,8 +179,7 @@ struct Entry {
     method: Method,
     kind: &'static str,
     status: StatusCode,
-    received: Arc<AtomicU64>,
-    sent: Arc<AtomicU64>,
+    counts: Arc<Counts>,
     /// Record the request metrics.
     measured: bool,
     /// What only the access-log line needs, when it is written.
@@ -155,17 +188,20 @@ struct Entry {
 
 /// The access-log line's own fields.
 struct Line {
-    path: String,
+    uri: Uri,
     remote: Option<SocketAddr>,
-    user_agent: Option<String>,
+    user_agent: Option<HeaderValue>,
     id: HeaderValue,
 }
+
+/// Longest user agent logged, in bytes.
+const MAX_USER_AGENT: usize = 256;
 
 impl Drop for Entry {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        let received = self.received.load(Ordering::Relaxed);
-        let sent = self.sent.load(Ordering::Relaxed);
+        let received = self.counts.received.load(Ordering::Relaxed);
+        let sent = self.counts.sent.load(Ordering::Relaxed);
         if self.measured {
             crate::telemetry::request(
                 self.kind,
@@ -179,21 +215,116 @@ impl Drop for Entry {
         let Some(line) = &self.line else {
             return;
         };
-        let remote = line.remote.map(|r| r.to_string());
+        let record = AccessRecord {
+            method: &self.method,
+            path: line.uri.path(),
+            endpoint: self.kind,
+            status: self.status.as_u16(),
+            bytes_in: received,
+            bytes_out: sent,
+            duration: elapsed,
+            remote: line.remote,
+            user_agent: line
+                .user_agent
+                .as_ref()
+                .and_then(|ua| ua.to_str().ok())
+                .map_or("-", |ua| truncate(ua, MAX_USER_AGENT)),
+            request_id: line.id.to_str().unwrap_or("-"),
+        };
+        match WRITER.get() {
+            Some(writer) => writer.write(&record),
+            None => record.emit(),
+        }
+    }
+}
+
+/// One finished request, as the access log records it.
+#[derive(Debug, Clone, Copy)]
+pub struct AccessRecord<'a> {
+    /// The request method.
+    pub method: &'a Method,
+    /// The path, without the query string (it can carry secrets).
+    pub path: &'a str,
+    /// The endpoint kind ([`crate::EndpointKind`]).
+    pub endpoint: &'static str,
+    /// The response status.
+    pub status: u16,
+    /// Request body bytes received.
+    pub bytes_in: u64,
+    /// Response body bytes sent.
+    pub bytes_out: u64,
+    /// From the request's arrival to the end of the response body.
+    pub duration: std::time::Duration,
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+    /// The `User-Agent` (at most 256 bytes), or `-`.
+    pub user_agent: &'a str,
+    /// The request id.
+    pub request_id: &'a str,
+}
+
+impl AccessRecord<'_> {
+    /// Emits the record as a `tracing` event at `info` on the target
+    /// `oci_http::access`: what happens without an [`AccessLogWriter`].
+    pub fn emit(&self) {
         tracing::info!(
             target: "oci_http::access",
             method = %self.method,
-            path = %line.path,
-            endpoint = self.kind,
-            status = self.status.as_u16(),
-            bytes_in = received,
-            bytes_out = sent,
-            duration_ms = elapsed.as_secs_f64() * 1e3,
-            remote = remote.as_deref().unwrap_or("-"),
-            user_agent = line.user_agent.as_deref().unwrap_or("-"),
-            request_id = line.id.to_str().unwrap_or("-"),
+            path = %self.path,
+            endpoint = self.endpoint,
+            status = self.status,
+            bytes_in = self.bytes_in,
+            bytes_out = self.bytes_out,
+            duration_ms = self.duration.as_secs_f64() * 1e3,
+            remote = tracing::field::display(Remote(self.remote)),
+            user_agent = self.user_agent,
+            request_id = self.request_id,
             "request"
         );
+    }
+}
+
+/// Writes access-log lines itself instead of through a `tracing` event: a
+/// binary that knows its log format and sink can format the fixed fields
+/// of a line far more cheaply than a generic event formatter. Whether a
+/// line is written is still decided by the `tracing` filter
+/// (`oci_http::access` at `info`).
+pub trait AccessLogWriter: Send + Sync + 'static {
+    /// Writes one line for `record`.
+    fn write(&self, record: &AccessRecord<'_>);
+}
+
+static WRITER: std::sync::OnceLock<Box<dyn AccessLogWriter>> = std::sync::OnceLock::new();
+
+/// Installs the process's access-log writer (once; a second call returns
+/// `writer` back).
+pub fn set_access_log_writer(
+    writer: Box<dyn AccessLogWriter>,
+) -> Result<(), Box<dyn AccessLogWriter>> {
+    WRITER.set(writer)
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The remote address, or `-`.
+struct Remote(Option<SocketAddr>);
+
+impl std::fmt::Display for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(addr) => addr.fmt(f),
+            None => f.write_str("-"),
+        }
     }
 }
 

@@ -71,15 +71,31 @@ pub async fn read_limited(
     Ok(buf.freeze())
 }
 
+/// Where a [`Guarded`] body adds the lengths of its data frames.
+pub trait ByteCount {
+    /// Adds `n` bytes.
+    fn add(&self, n: u64);
+}
+
+impl ByteCount for Arc<AtomicU64> {
+    fn add(&self, n: u64) {
+        self.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+impl ByteCount for () {
+    fn add(&self, _: u64) {}
+}
+
 pin_project_lite::pin_project! {
     /// A body that keeps `guard` alive until the body is finished or
     /// dropped, and optionally adds the length of every data frame to a
     /// counter (read when the guard is dropped: all frames are counted).
-    pub struct Guarded<B, G> {
+    pub struct Guarded<B, G, C = ()> {
         #[pin]
         body: B,
         guard: Option<G>,
-        count: Option<Arc<AtomicU64>>,
+        count: Option<C>,
     }
 }
 
@@ -92,9 +108,11 @@ impl<B, G> Guarded<B, G> {
             count: None,
         }
     }
+}
 
+impl<B, G, C: ByteCount> Guarded<B, G, C> {
     /// Like [`Guarded::new`], also counting the bytes into `count`.
-    pub fn counted(body: B, guard: G, count: Arc<AtomicU64>) -> Self {
+    pub fn counted(body: B, guard: G, count: C) -> Self {
         Self {
             body,
             guard: Some(guard),
@@ -103,7 +121,7 @@ impl<B, G> Guarded<B, G> {
     }
 }
 
-impl<B: http_body::Body<Data = Bytes>, G> http_body::Body for Guarded<B, G> {
+impl<B: http_body::Body<Data = Bytes>, G, C: ByteCount> http_body::Body for Guarded<B, G, C> {
     type Data = Bytes;
     type Error = B::Error;
 
@@ -116,7 +134,7 @@ impl<B: http_body::Body<Data = Bytes>, G> http_body::Body for Guarded<B, G> {
         match &polled {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(count), Some(data)) = (this.count.as_ref(), frame.data_ref()) {
-                    count.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    count.add(data.len() as u64);
                 }
             }
             Poll::Ready(None | Some(Err(_))) => {

@@ -17,8 +17,10 @@ use oci_storage::Storage;
 use tokio::net::TcpListener;
 
 pub mod config;
+pub mod logging;
 
 pub use config::{Config, LogConfig, LogFormat};
+pub use logging::{LogGuard, init_logging};
 
 /// Command line of `oci-registry`.
 #[derive(Debug, Parser)]
@@ -170,42 +172,6 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `1048576`, `512KiB`, `64MiB`, `1GiB`, `64MB` (bytesize's format).
 fn parse_bytes(text: &str) -> Result<bytesize::ByteSize, String> {
     text.trim().parse()
-}
-
-/// Installs the log subscriber (stderr) per `[log]`.
-pub fn init_logging(log: &LogConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Text => {
-            // Colours only on a terminal: escape codes in a log file or a
-            // collector's input are noise.
-            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-            builder.with_ansi(ansi).try_init()
-        }
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
-    }
-}
-
-/// Serves the API on `listener` with `limits` until `shutdown` resolves,
-/// then lets in-flight requests finish; expires abandoned upload sessions
-/// meanwhile.
-pub async fn serve(
-    listener: TcpListener,
-    storage: Storage,
-    limits: &Limits,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let _sweeper = storage.start_sweeper();
-    let app = oci_http::app_with(storage, limits);
-    oci_http::server::serve(listener, app, limits, shutdown).await
 }
 
 /// Loads what the configuration names beyond its own text (the TLS

@@ -17,10 +17,13 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            if let Err(e) = init_logging(&config.log) {
-                eprintln!("oci-registry: invalid log configuration: {e}");
-                return ExitCode::from(2);
-            }
+            let _log = match init_logging(&config.log) {
+                Ok(guard) => guard,
+                Err(e) => {
+                    eprintln!("oci-registry: invalid log configuration: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             match run_serve(config).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

@@ -86,9 +86,16 @@ pub struct Args {
     #[arg(long)]
     oha: Option<PathBuf>,
     /// Run ours as production does: the access log at `info` (written to
-    /// its log file under --dir) and the metrics listener on.
+    /// its log file under --dir) and the metrics listener on (the same as
+    /// --access-log --metrics).
     #[arg(long)]
     telemetry: bool,
+    /// Run ours with the access log at `info`.
+    #[arg(long)]
+    access_log: bool,
+    /// Run ours with the metrics listener on.
+    #[arg(long)]
+    metrics: bool,
     /// The peer is our own binary again, with the access log and metrics
     /// off: with --telemetry, the ratio is their overhead.
     #[arg(long, conflicts_with_all = ["peer", "peer_distribution"])]
@@ -285,7 +292,16 @@ pub async fn run(args: Args) -> Result<(), Error> {
         "ours",
         port,
         dir.path().join("ours.log"),
-        target::ours_command(binary.clone(), storage, env.clone(), port, args.telemetry),
+        target::ours_command(
+            binary.clone(),
+            storage,
+            env.clone(),
+            port,
+            target::Telemetry {
+                access_log: args.telemetry || args.access_log,
+                metrics: args.telemetry || args.metrics,
+            },
+        ),
     )
     .await?
     .with_blob_files(blob_files);
@@ -302,7 +318,8 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     (root.display().to_string(), BlobFiles::Dir(root))
                 }
             };
-            let command = target::ours_command(binary, storage, env, port, false);
+            let command =
+                target::ours_command(binary, storage, env, port, target::Telemetry::default());
             let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
                 .await?
                 .with_blob_files(files);
@@ -749,7 +766,7 @@ mod tests {
             root.display().to_string(),
             Vec::new(),
             port,
-            false,
+            target::Telemetry::default(),
         );
         let mut ours = Target::start("ours", port, dir.path().join("log"), command)
             .await

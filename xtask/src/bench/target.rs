@@ -149,25 +149,32 @@ impl Target {
     }
 }
 
-/// The command that runs our release binary on `storage`; with
-/// `telemetry`, as production runs it: the access log at `info` (into the
-/// target's log file) and the metrics listener on. Without, neither.
+/// What ours runs with beyond the API.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Telemetry {
+    /// The access log at `info`, into the target's log file.
+    pub access_log: bool,
+    /// The metrics listener.
+    pub metrics: bool,
+}
+
+/// The command that runs our release binary on `storage`, with `telemetry`.
 pub fn ours_command(
     binary: PathBuf,
     storage: String,
     env: Vec<(String, String)>,
     port: u16,
-    telemetry: bool,
+    telemetry: Telemetry,
 ) -> impl Fn() -> Command + Send + Sync + 'static {
     move || {
         let mut cmd = Command::new(&binary);
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--storage", &storage])
             .envs(env.iter().map(|(k, v)| (k, v)));
-        if telemetry {
-            cmd.args(["--log-level", "info", "--metrics-listen", "127.0.0.1:0"]);
-        } else {
-            cmd.args(["--log-level", "warn"]);
+        let level = if telemetry.access_log { "info" } else { "warn" };
+        cmd.args(["--log-level", level]);
+        if telemetry.metrics {
+            cmd.args(["--metrics-listen", "127.0.0.1:0"]);
         }
         cmd
     }

@@ -1,0 +1,373 @@
+//! Logging: the `tracing` subscriber per `[log]`, writing to stderr through
+//! a shared buffer.
+//!
+//! An access-log line per request written straight to stderr costs a
+//! `write` system call per request, a large part of serving a small
+//! request. Lines are instead appended to one in-memory buffer and written
+//! out together: when it holds [`FLUSH_BYTES`], every [`FLUSH_EVERY`] (a
+//! thread of its own), at once for warnings and errors, and when the
+//! [`LogGuard`] is dropped at exit. At most one flush interval of lines is
+//! lost if the process is killed (`SIGKILL`); a graceful stop loses none.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use oci_http::access::{AccessLogWriter, AccessRecord};
+use tracing::{Level, Metadata};
+use tracing_subscriber::fmt::MakeWriter;
+
+use crate::config::{LogConfig, LogFormat};
+
+/// Buffered bytes that trigger a write.
+pub const FLUSH_BYTES: usize = 32 * 1024;
+
+/// The longest a line waits in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+
+/// Installs the log subscriber per `[log]`. Hold the returned guard until
+/// the process exits: dropping it writes what is still buffered.
+pub fn init_logging(log: &LogConfig) -> Result<LogGuard, Box<dyn std::error::Error + Send + Sync>> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)?;
+    let writer = BufferedStderr::default();
+    let guard = LogGuard::start(writer.clone());
+    // Access lines skip the generic event formatter (same fields, same
+    // shape); a second call in one process keeps the first writer.
+    let _ = oci_http::access::set_access_log_writer(Box::new(AccessLines {
+        format: log.format,
+        out: writer.clone(),
+    }));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    match log.format {
+        LogFormat::Text => {
+            // Colours only on a terminal: escape codes in a log file or a
+            // collector's input are noise.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            builder.with_ansi(ansi).try_init()?;
+        }
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init()?,
+    }
+    Ok(guard)
+}
+
+/// The access log's own writer: formats an [`AccessRecord`] straight into
+/// the shared buffer, in the shape the `tracing` formatter gives any other
+/// event (text, or one JSON object per line).
+pub struct AccessLines {
+    format: LogFormat,
+    out: BufferedStderr,
+}
+
+impl AccessLogWriter for AccessLines {
+    fn write(&self, r: &AccessRecord<'_>) {
+        let mut buffer = self.out.shared.lock();
+        let _ = match self.format {
+            LogFormat::Text => text_line(&mut buffer, r),
+            LogFormat::Json => json_line(&mut buffer, r),
+        };
+        if buffer.len() >= FLUSH_BYTES {
+            flush(&mut buffer);
+        }
+    }
+}
+
+/// Milliseconds with three decimals, from whole microseconds.
+struct Millis(Duration);
+
+impl std::fmt::Display for Millis {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let micros = self.0.as_micros();
+        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
+    }
+}
+
+/// `2026-11-30T07:43:32.222305Z  INFO oci_http::access: request method=GET
+/// path=/v2/... endpoint="manifest" status=200 ...`
+fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
+    let now = humantime::format_rfc3339_micros(SystemTime::now());
+    write!(
+        out,
+        "{now}  INFO oci_http::access: request method={} path={} endpoint=\"{}\" status={} \
+         bytes_in={} bytes_out={} duration_ms={} remote=",
+        r.method,
+        r.path,
+        r.endpoint,
+        r.status,
+        r.bytes_in,
+        r.bytes_out,
+        Millis(r.duration),
+    )?;
+    match r.remote {
+        Some(addr) => write!(out, "{addr}")?,
+        None => out.push(b'-'),
+    }
+    out.extend_from_slice(b" user_agent=");
+    quoted(out, r.user_agent);
+    out.extend_from_slice(b" request_id=");
+    quoted(out, r.request_id);
+    out.push(b'\n');
+    Ok(())
+}
+
+/// `text` in double quotes, with `"` and `\` escaped (what `{:?}` does for
+/// the visible ASCII a header value holds).
+fn quoted(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for b in text.bytes() {
+        if b == b'"' || b == b'\\' {
+            out.push(b'\\');
+        }
+        out.push(b);
+    }
+    out.push(b'"');
+}
+
+/// One JSON object, the fields at the top level as the JSON formatter
+/// writes them.
+fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
+    let now = humantime::format_rfc3339_micros(SystemTime::now());
+    write!(
+        out,
+        "{{\"timestamp\":\"{now}\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"{}\",\"path\":",
+        r.method
+    )?;
+    serde_json::to_writer(&mut *out, r.path)?;
+    write!(
+        out,
+        ",\"endpoint\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{},\"remote\":",
+        r.endpoint,
+        r.status,
+        r.bytes_in,
+        r.bytes_out,
+        Millis(r.duration)
+    )?;
+    match r.remote {
+        Some(addr) => write!(out, "\"{addr}\"")?,
+        None => out.extend_from_slice(b"\"-\""),
+    }
+    out.extend_from_slice(b",\"user_agent\":");
+    serde_json::to_writer(&mut *out, r.user_agent)?;
+    out.extend_from_slice(b",\"request_id\":");
+    serde_json::to_writer(&mut *out, r.request_id)?;
+    out.extend_from_slice(b",\"target\":\"oci_http::access\"}\n");
+    Ok(())
+}
+
+/// Stderr behind a shared buffer (see the module docs).
+#[derive(Clone, Default)]
+pub struct BufferedStderr {
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Shared {
+    buffer: Mutex<Vec<u8>>,
+    /// Signalled to stop the flusher thread.
+    stop: Condvar,
+    stopped: Mutex<bool>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
+        // A panic while holding the lock leaves at worst a partial line.
+        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Writes `buffer` to stderr and empties it. Errors are dropped: there is
+/// nowhere left to report them.
+fn flush(buffer: &mut Vec<u8>) {
+    if buffer.is_empty() {
+        return;
+    }
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(buffer);
+    let _ = stderr.flush();
+    buffer.clear();
+}
+
+/// One event's writer: appends to the buffer, and writes it out when it
+/// is full, or at once for a warning or an error.
+pub struct EventWriter<'a> {
+    shared: &'a Shared,
+    urgent: bool,
+}
+
+impl Write for EventWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.shared.lock().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for EventWriter<'_> {
+    fn drop(&mut self) {
+        let mut buffer = self.shared.lock();
+        if self.urgent || buffer.len() >= FLUSH_BYTES {
+            flush(&mut buffer);
+        }
+    }
+}
+
+impl<'a> MakeWriter<'a> for BufferedStderr {
+    type Writer = EventWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        EventWriter {
+            shared: &self.shared,
+            urgent: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Self::Writer {
+        EventWriter {
+            shared: &self.shared,
+            urgent: *meta.level() <= Level::WARN,
+        }
+    }
+}
+
+/// Keeps the flusher thread running; dropping it stops the thread and
+/// writes what is buffered.
+pub struct LogGuard {
+    writer: BufferedStderr,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogGuard {
+    fn start(writer: BufferedStderr) -> LogGuard {
+        let shared = Arc::clone(&writer.shared);
+        let thread = std::thread::Builder::new()
+            .name("oci-registry-log".into())
+            .spawn(move || {
+                let mut stopped = shared
+                    .stopped
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                while !*stopped {
+                    stopped = shared
+                        .stop
+                        .wait_timeout(stopped, FLUSH_EVERY)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                    flush(&mut shared.lock());
+                }
+            })
+            .ok();
+        LogGuard { writer, thread }
+    }
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        *self
+            .writer
+            .shared
+            .stopped
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = true;
+        self.writer.shared.stop.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        flush(&mut self.writer.shared.lock());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_wait_in_the_buffer_until_it_fills_or_is_urgent() {
+        let writer = BufferedStderr::default();
+        {
+            let mut w = writer.make_writer();
+            w.write_all(b"quiet line\n").unwrap();
+        }
+        assert_eq!(writer.shared.lock().as_slice(), b"quiet line\n");
+        {
+            let mut w = EventWriter {
+                shared: &writer.shared,
+                urgent: true,
+            };
+            w.write_all(b"an error\n").unwrap();
+        }
+        assert!(writer.shared.lock().is_empty(), "an error flushes");
+        {
+            let mut w = writer.make_writer();
+            w.write_all(&vec![b'x'; FLUSH_BYTES]).unwrap();
+        }
+        assert!(writer.shared.lock().is_empty(), "a full buffer flushes");
+    }
+
+    #[test]
+    fn the_flusher_empties_the_buffer_and_stops_with_the_guard() {
+        let writer = BufferedStderr::default();
+        let guard = LogGuard::start(writer.clone());
+        writer.make_writer().write_all(b"later\n").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !writer.shared.lock().is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never flushed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        writer.make_writer().write_all(b"at exit\n").unwrap();
+        drop(guard);
+        assert!(writer.shared.lock().is_empty(), "the guard flushes");
+    }
+
+    fn record(user_agent: &str) -> (Vec<u8>, Vec<u8>) {
+        let method = axum::http::Method::GET;
+        let r = AccessRecord {
+            method: &method,
+            path: "/v2/a/b/manifests/v1",
+            endpoint: "manifest",
+            status: 200,
+            bytes_in: 0,
+            bytes_out: 512,
+            duration: Duration::from_micros(1_234),
+            remote: Some("127.0.0.1:4000".parse().unwrap()),
+            user_agent,
+            request_id: "id-1",
+        };
+        let (mut text, mut json) = (Vec::new(), Vec::new());
+        text_line(&mut text, &r).unwrap();
+        json_line(&mut json, &r).unwrap();
+        (text, json)
+    }
+
+    #[test]
+    fn access_lines_have_every_field() {
+        let (text, json) = record(r#"evil "agent" \ x"#);
+        let text = String::from_utf8(text).unwrap();
+        assert!(text.ends_with('\n') && text.matches('\n').count() == 1);
+        for field in [
+            "INFO oci_http::access: request method=GET path=/v2/a/b/manifests/v1",
+            "endpoint=\"manifest\" status=200 bytes_in=0 bytes_out=512 duration_ms=1.234",
+            "remote=127.0.0.1:4000",
+            r#"user_agent="evil \"agent\" \\ x""#,
+            "request_id=\"id-1\"",
+        ] {
+            assert!(text.contains(field), "{field:?} not in {text}");
+        }
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["target"], "oci_http::access");
+        assert_eq!(value["level"], "INFO");
+        assert_eq!(value["user_agent"], r#"evil "agent" \ x"#);
+        assert_eq!(value["duration_ms"], 1.234);
+        assert_eq!(value["bytes_out"], 512);
+        assert_eq!(value["remote"], "127.0.0.1:4000");
+        assert!(value["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+}
