@@ -139,9 +139,24 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     };
     response.headers_mut().insert(X_REQUEST_ID, id);
     entry.status = response.status();
+    // A small body known whole (a manifest, an error, a HEAD's empty body)
+    // goes out in one write: record it now instead of wrapping the body to
+    // see it finish.
+    if let Some(len) = http_body::Body::size_hint(response.body())
+        .exact()
+        .filter(|&len| len <= SMALL_BODY)
+    {
+        counts.sent.store(len, Ordering::Relaxed);
+        drop(entry);
+        return response;
+    }
     let sent = Counter(counts, Direction::Sent);
     response.map(|b| AxumBody::new(Guarded::counted(b, entry, sent)))
 }
+
+/// Bodies up to this size, of known length, are recorded when the response
+/// is handed to the connection rather than when the last byte is sent.
+const SMALL_BODY: u64 = 64 * 1024;
 
 /// Bytes received and sent for one request.
 #[derive(Debug, Default)]
