@@ -99,9 +99,25 @@ async fn limits_from_the_file_are_enforced() {
         "registry.toml",
         "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"memory://\"\n[limits]\nmax_requests = 1\n",
     );
-    let mut run = start(|cmd| {
+    let status = status_with_one_request_held(|cmd| {
         cmd.arg("--config").arg(&file);
-    });
+    })
+    .await;
+    assert_eq!(status, 429, "the file's max_requests = 1 holds");
+    let status = status_with_one_request_held(|cmd| {
+        cmd.arg("--config")
+            .arg(&file)
+            .env("OCI_REGISTRY_LIMITS_MAX_REQUESTS", "100");
+    })
+    .await;
+    assert_eq!(status, 200, "the variable overrides the file");
+}
+
+/// Starts the binary as `configure` says, holds one request in flight (a
+/// PATCH whose body does not end), and answers the status of a second
+/// request meanwhile.
+async fn status_with_one_request_held(configure: impl FnOnce(&mut Command)) -> u16 {
+    let mut run = start(configure);
     let client = reqwest::Client::new();
     let upload = client
         .post(format!("{}/v2/held/blobs/uploads/", run.base))
@@ -109,7 +125,6 @@ async fn limits_from_the_file_are_enforced() {
         .await
         .unwrap();
     let location = upload.headers()["location"].to_str().unwrap().to_owned();
-    // A PATCH whose body never ends holds the one request slot.
     let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
     tx.unbounded_send(Ok(bytes::Bytes::from_static(b"x")))
         .unwrap();
@@ -120,48 +135,18 @@ async fn limits_from_the_file_are_enforced() {
             .send(),
     );
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let r = client
+    let status = client
         .get(format!("{}/v2/", run.base))
         .send()
         .await
-        .unwrap();
-    assert_eq!(r.status(), 429, "the file's max_requests = 1 holds");
+        .unwrap()
+        .status()
+        .as_u16();
     drop(tx);
     held.await.unwrap().unwrap();
     signal(&run.child, "TERM");
     assert!(wait_exit(&mut run.child).success());
-
-    let mut run = start(|cmd| {
-        cmd.arg("--config")
-            .arg(&file)
-            .env("OCI_REGISTRY_LIMITS_MAX_REQUESTS", "100");
-    });
-    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
-    tx.unbounded_send(Ok(bytes::Bytes::from_static(b"x")))
-        .unwrap();
-    let upload = client
-        .post(format!("{}/v2/held/blobs/uploads/", run.base))
-        .send()
-        .await
-        .unwrap();
-    let location = upload.headers()["location"].to_str().unwrap().to_owned();
-    let held = tokio::spawn(
-        client
-            .patch(format!("{}{location}", run.base))
-            .body(reqwest::Body::wrap_stream(rx))
-            .send(),
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let r = client
-        .get(format!("{}/v2/", run.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "the variable overrides the file");
-    drop(tx);
-    held.await.unwrap().unwrap();
-    signal(&run.child, "TERM");
-    assert!(wait_exit(&mut run.child).success());
+    status
 }
 
 #[test]

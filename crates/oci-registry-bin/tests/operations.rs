@@ -283,38 +283,18 @@ async fn metrics_count_a_push_and_a_pull() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = scrape().await;
     let delta = |series: &str| sample(&after, series) - sample(&before, series);
-    let requests = "oci_registry_http_requests_total";
-    assert_eq!(
-        delta(&format!(
-            r#"{requests}{{endpoint="upload_start",method="POST",status="2xx"}}"#
-        )),
-        2.0,
-        "{after}"
-    );
-    assert_eq!(
-        delta(&format!(
-            r#"{requests}{{endpoint="manifest",method="PUT",status="2xx"}}"#
-        )),
-        1.0
-    );
-    assert_eq!(
-        delta(&format!(
-            r#"{requests}{{endpoint="manifest",method="GET",status="2xx"}}"#
-        )),
-        1.0
-    );
-    assert_eq!(
-        delta(&format!(
-            r#"{requests}{{endpoint="manifest",method="GET",status="4xx"}}"#
-        )),
-        1.0
-    );
-    assert_eq!(
-        delta(&format!(
-            r#"{requests}{{endpoint="blob",method="GET",status="2xx"}}"#
-        )),
-        1.0
-    );
+    for (endpoint, method, status, count) in [
+        ("upload_start", "POST", "2xx", 2.0),
+        ("manifest", "PUT", "2xx", 1.0),
+        ("manifest", "GET", "2xx", 1.0),
+        ("manifest", "GET", "4xx", 1.0),
+        ("blob", "GET", "2xx", 1.0),
+    ] {
+        let series = format!(
+            r#"oci_registry_http_requests_total{{endpoint="{endpoint}",method="{method}",status="{status}"}}"#
+        );
+        assert_eq!(delta(&series), count, "{series} in {after}");
+    }
     let received = delta(r#"oci_registry_http_received_bytes_total{endpoint="upload_start"}"#);
     assert_eq!(received, (layer.len() + config.len()) as f64);
     let sent = delta(r#"oci_registry_http_sent_bytes_total{endpoint="blob"}"#);
