@@ -81,7 +81,7 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
         uploads: Arc::new(LocalUploadArea::new(Arc::clone(&local)).with_fsync(options.fsync)),
         store: instrumented(Arc::clone(&local) as Arc<dyn ObjectStore>),
         description: format!("file://{}", path.display()),
-        local: Some(LocalFiles::new(local, options.fsync)),
+        local: Some(LocalFiles::new(local, path, options.fsync)),
     })
 }
 
