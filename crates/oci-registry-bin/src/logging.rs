@@ -67,14 +67,15 @@ pub struct AccessLines {
 
 impl AccessLogWriter for AccessLines {
     fn write(&self, r: &AccessRecord<'_>) {
-        let mut buffer = self.out.shared.lock();
-        let _ = match self.format {
-            LogFormat::Text => text_line(&mut buffer, r),
-            LogFormat::Json => json_line(&mut buffer, r),
-        };
-        if buffer.len() >= FLUSH_BYTES {
-            flush(&mut buffer);
-        }
+        self.out.shared.with_local(|buffer| {
+            let _ = match self.format {
+                LogFormat::Text => text_line(buffer, r),
+                LogFormat::Json => json_line(buffer, r),
+            };
+            if buffer.len() >= FLUSH_BYTES {
+                flush(buffer);
+            }
+        });
     }
 }
 
@@ -168,16 +169,58 @@ pub struct BufferedStderr {
 
 #[derive(Default)]
 struct Shared {
-    buffer: Mutex<Vec<u8>>,
+    /// One buffer per thread that logged: a thread appends to its own
+    /// without contending with the others (a contended lock parks the
+    /// thread, a context switch per line); the flusher visits them all.
+    buffers: Mutex<Vec<Buffer>>,
     /// Signalled to stop the flusher thread.
     stop: Condvar,
     stopped: Mutex<bool>,
 }
 
+/// A thread's buffer (locked by its thread, and by the flusher every
+/// [`FLUSH_EVERY`]).
+type Buffer = Arc<Mutex<Vec<u8>>>;
+
+thread_local! {
+    /// This thread's buffer, and the [`Shared`] it belongs to.
+    static LOCAL: std::cell::RefCell<Option<(usize, Buffer)>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Locks `mutex`; a panic while holding a buffer leaves at worst a partial
+/// line.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Vec<u8>> {
-        // A panic while holding the lock leaves at worst a partial line.
-        self.buffer.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Runs `f` on this thread's buffer, registering one on first use.
+    fn with_local<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        let id = self as *const Shared as usize;
+        let buffer = LOCAL.with(|local| {
+            let mut local = local.borrow_mut();
+            match local.as_ref() {
+                Some((owner, buffer)) if *owner == id => Arc::clone(buffer),
+                _ => {
+                    let buffer = Buffer::default();
+                    lock(&self.buffers).push(Arc::clone(&buffer));
+                    *local = Some((id, Arc::clone(&buffer)));
+                    buffer
+                }
+            }
+        });
+        f(&mut lock(&buffer))
+    }
+
+    /// Writes out every thread's buffer, and forgets those of threads that
+    /// ended (threads come and go: the blocking pool's, for one).
+    fn flush_all(&self) {
+        let mut buffers = lock(&self.buffers);
+        for buffer in buffers.iter() {
+            flush(&mut lock(buffer));
+        }
+        // Only the list holds the buffer of a thread that ended.
+        buffers.retain(|buffer| Arc::strong_count(buffer) > 1);
     }
 }
 
@@ -202,7 +245,8 @@ pub struct EventWriter<'a> {
 
 impl Write for EventWriter<'_> {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.shared.lock().extend_from_slice(bytes);
+        self.shared
+            .with_local(|buffer| buffer.extend_from_slice(bytes));
         Ok(bytes.len())
     }
 
@@ -213,10 +257,11 @@ impl Write for EventWriter<'_> {
 
 impl Drop for EventWriter<'_> {
     fn drop(&mut self) {
-        let mut buffer = self.shared.lock();
-        if self.urgent || buffer.len() >= FLUSH_BYTES {
-            flush(&mut buffer);
-        }
+        self.shared.with_local(|buffer| {
+            if self.urgent || buffer.len() >= FLUSH_BYTES {
+                flush(buffer);
+            }
+        });
     }
 }
 
@@ -261,7 +306,7 @@ impl LogGuard {
                         .wait_timeout(stopped, FLUSH_EVERY)
                         .unwrap_or_else(PoisonError::into_inner)
                         .0;
-                    flush(&mut shared.lock());
+                    shared.flush_all();
                 }
             })
             .ok();
@@ -281,7 +326,7 @@ impl Drop for LogGuard {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        flush(&mut self.writer.shared.lock());
+        self.writer.shared.flush_all();
     }
 }
 
@@ -296,7 +341,7 @@ mod tests {
             let mut w = writer.make_writer();
             w.write_all(b"quiet line\n").unwrap();
         }
-        assert_eq!(writer.shared.lock().as_slice(), b"quiet line\n");
+        assert_eq!(writer.shared.with_local(|b| b.clone()), b"quiet line\n");
         {
             let mut w = EventWriter {
                 shared: &writer.shared,
@@ -304,12 +349,18 @@ mod tests {
             };
             w.write_all(b"an error\n").unwrap();
         }
-        assert!(writer.shared.lock().is_empty(), "an error flushes");
+        assert!(
+            writer.shared.with_local(|b| b.is_empty()),
+            "an error flushes"
+        );
         {
             let mut w = writer.make_writer();
             w.write_all(&vec![b'x'; FLUSH_BYTES]).unwrap();
         }
-        assert!(writer.shared.lock().is_empty(), "a full buffer flushes");
+        assert!(
+            writer.shared.with_local(|b| b.is_empty()),
+            "a full buffer flushes"
+        );
     }
 
     #[test]
@@ -318,13 +369,30 @@ mod tests {
         let guard = LogGuard::start(writer.clone());
         writer.make_writer().write_all(b"later\n").unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while !writer.shared.lock().is_empty() {
+        while !writer.shared.with_local(|b| b.is_empty()) {
             assert!(std::time::Instant::now() < deadline, "never flushed");
             std::thread::sleep(Duration::from_millis(10));
         }
         writer.make_writer().write_all(b"at exit\n").unwrap();
         drop(guard);
-        assert!(writer.shared.lock().is_empty(), "the guard flushes");
+        assert!(
+            writer.shared.with_local(|b| b.is_empty()),
+            "the guard flushes"
+        );
+    }
+
+    /// A thread that logged and ended leaves no buffer behind once flushed.
+    #[test]
+    fn ended_threads_leave_no_buffer() {
+        let writer = BufferedStderr::default();
+        writer.make_writer().write_all(b"here\n").unwrap();
+        let other = writer.clone();
+        std::thread::spawn(move || other.make_writer().write_all(b"bye\n").unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(lock(&writer.shared.buffers).len(), 2);
+        writer.shared.flush_all();
+        assert_eq!(lock(&writer.shared.buffers).len(), 1);
     }
 
     fn record(user_agent: &str) -> (Vec<u8>, Vec<u8>) {
