@@ -1,10 +1,10 @@
 //! Logging: the `tracing` subscriber per `[log]`, writing to stderr through
-//! a shared buffer.
+//! per-thread buffers.
 //!
 //! An access-log line per request written straight to stderr costs a
 //! `write` system call per request, a large part of serving a small
-//! request. Lines are instead appended to one in-memory buffer and written
-//! out together: when it holds [`FLUSH_BYTES`], every [`FLUSH_EVERY`] (a
+//! request. Lines are instead appended to the logging thread's buffer and
+//! written out together: when it holds [`FLUSH_BYTES`], every [`FLUSH_EVERY`] (a
 //! thread of its own), at once for warnings and errors, and when the
 //! [`LogGuard`] is dropped at exit. At most one flush interval of lines is
 //! lost if the process is killed (`SIGKILL`); a graceful stop loses none.
@@ -161,7 +161,7 @@ fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Stderr behind a shared buffer (see the module docs).
+/// Stderr behind per-thread buffers (see the module docs).
 #[derive(Clone, Default)]
 pub struct BufferedStderr {
     shared: Arc<Shared>,
