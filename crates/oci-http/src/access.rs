@@ -122,8 +122,7 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         Routed::To(endpoint) => {
             // A request without a body (most GETs and HEADs) is not
             // wrapped: it has nothing to count.
-            let has_body = request.headers().contains_key(header::TRANSFER_ENCODING)
-                || crate::body::content_length(request.headers()).is_some_and(|n| n > 0);
+            let has_body = crate::body::declares_body(request.headers());
             let extensions = request.extensions_mut();
             extensions.insert(endpoint);
             extensions.insert(RequestId(id.clone()));

@@ -36,6 +36,12 @@ pub fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
+/// Whether a request declares a body (chunked, or a non-zero length).
+pub fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || content_length(headers).is_some_and(|n| n > 0)
+}
+
 /// The 413 answer to a manifest body over `limit` bytes.
 pub fn too_large(limit: usize) -> ApiError {
     ApiError::new(

@@ -110,8 +110,7 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     // An error may be answered before the request body was read; the
     // connection then cannot be reused, so say so (RFC 9112 §9.6) instead
     // of letting the client send its next request into a closing socket.
-    let has_body = parts.headers.contains_key(header::TRANSFER_ENCODING)
-        || body::content_length(&parts.headers).is_some_and(|n| n > 0);
+    let has_body = body::declares_body(&parts.headers);
     let params = Params::parse(parts.uri.query());
     let s = &state.storage;
     let head = parts.method == Method::HEAD;

@@ -187,6 +187,7 @@ pub struct LimitsConfig {
     pub max_requests: usize,
     /// Manifest bytes held in memory by all requests together. Default
     /// `64MiB`.
+    #[serde(serialize_with = "exact_size")]
     pub manifest_budget: ByteSize,
     /// Upload sessions untouched this long expire. Default `24h`.
     #[serde(with = "humantime_serde")]
@@ -314,6 +315,19 @@ impl Config {
     }
 }
 
+/// A size as `config check` prints it: `64MiB` when it is a whole number
+/// of KiB, MiB or GiB, else the bytes (`ByteSize`'s own form rounds to one
+/// decimal, and the printed value must read back as the same size).
+fn exact_size<S: serde::Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
+    let bytes = size.as_u64();
+    for (unit, name) in [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")] {
+        if bytes != 0 && bytes.is_multiple_of(unit) {
+            return serializer.serialize_str(&format!("{}{name}", bytes / unit));
+        }
+    }
+    serializer.serialize_u64(bytes)
+}
+
 /// What printed configurations show instead of a secret.
 pub const REDACTED: &str = "<redacted>";
 
@@ -348,6 +362,15 @@ pub const ENV_PREFIX: &str = "OCI_REGISTRY_";
 
 /// The variable naming the config file (not a key).
 pub const ENV_CONFIG: &str = "OCI_REGISTRY_CONFIG";
+
+/// Kubernetes gives every pod, for each Service in its namespace, variables
+/// named after the Service (`<NAME>_SERVICE_HOST`, `<NAME>_PORT`,
+/// `<NAME>_PORT_5000_TCP_ADDR`, ...): a Service named `oci-registry` makes
+/// `OCI_REGISTRY_SERVICE_HOST`, `OCI_REGISTRY_PORT`, ... These are not
+/// configuration and are skipped (given without the prefix, lower case).
+fn is_service_link(name: &str) -> bool {
+    name == "port" || name.starts_with("port_") || name.starts_with("service_")
+}
 
 /// The dotted key an `OCI_REGISTRY_` variable sets (given without the
 /// prefix, in lower case); unknown names stay as they are and fail as
@@ -456,6 +479,7 @@ pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
             .merge(
                 Env::prefixed(ENV_PREFIX)
                     .ignore(&["config", "listen", "storage", "log"])
+                    .filter(|name| !is_service_link(&name.as_str().to_ascii_lowercase()))
                     .map(|name| env_key(&name.as_str().to_ascii_lowercase()).into()),
             );
     }
@@ -665,6 +689,48 @@ mod tests {
         assert_eq!(c.storage_options().upload_ttl, Duration::from_secs(5400));
         assert_eq!(c.http_limits().manifest_budget, 8 << 20);
         assert!(!c.storage_options().fsync);
+    }
+
+    #[test]
+    fn printed_sizes_read_back_exactly() {
+        for bytes in [1_000_001u64, 64 << 20, 3 << 30, 1536, 0] {
+            let mut c = Config::default();
+            c.limits.manifest_budget = ByteSize::b(bytes);
+            let back = parse(&c.to_toml()).unwrap();
+            assert_eq!(
+                back.limits.manifest_budget.as_u64(),
+                bytes,
+                "{}",
+                c.to_toml()
+            );
+        }
+        assert!(
+            Config::default()
+                .to_toml()
+                .contains("manifest_budget = \"64MiB\"")
+        );
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_keys() {
+        for name in [
+            "service_host",
+            "service_port",
+            "service_port_http",
+            "port",
+            "port_5000_tcp_addr",
+        ] {
+            assert!(is_service_link(name), "{name}");
+        }
+        for name in [
+            "server_listen",
+            "storage_url",
+            "limits_max_requests",
+            "log",
+            "metrics_listen",
+        ] {
+            assert!(!is_service_link(name), "{name}");
+        }
     }
 
     #[test]

@@ -1,13 +1,13 @@
 //! The `oci-registry` program: command line, logging and serving.
 //!
-//! Kept as a library so tests can start exactly what the binary starts:
-//! [`serve`] takes a bound listener and a shutdown signal.
+//! Kept as a library so the pieces are documented and unit-tested:
+//! [`config`] (file < environment < flags), [`logging`], and
+//! [`run_serve`], which starts what `oci-registry serve` runs.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
-
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use oci_http::Limits;

@@ -58,7 +58,7 @@ pub fn init_logging(log: &LogConfig) -> Result<LogGuard, Box<dyn std::error::Err
 }
 
 /// The access log's own writer: formats an [`AccessRecord`] straight into
-/// the shared buffer, in the shape the `tracing` formatter gives any other
+/// the thread's log buffer, in the shape the `tracing` formatter gives any other
 /// event (text, or one JSON object per line).
 pub struct AccessLines {
     format: LogFormat,

@@ -167,7 +167,12 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
             .env(
                 "OCI_REGISTRY_STORAGE_OPTIONS_AWS_SESSION_TOKEN",
                 "ALSO-SECRET",
-            );
+            )
+            // What Kubernetes adds for a Service named oci-registry.
+            .env("OCI_REGISTRY_SERVICE_HOST", "10.0.0.7")
+            .env("OCI_REGISTRY_SERVICE_PORT", "5000")
+            .env("OCI_REGISTRY_PORT", "tcp://10.0.0.7:5000")
+            .env("OCI_REGISTRY_PORT_5000_TCP_ADDR", "10.0.0.7");
     });
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}{stdout}", text(&out.stderr));
