@@ -1,0 +1,25 @@
+//! Access control for the registry, without HTTP: who the caller is and
+//! what they may do.
+//!
+//! - [`htpasswd`]: accounts, bcrypt entries as `htpasswd -B` writes them.
+//! - [`oidc`]: workload identity, OIDC ID tokens accepted as passwords.
+//! - [`token`]: Docker registry tokens (distribution's
+//!   `docs/spec/auth/token.md` and `jwt.md`): signing and verification.
+//! - [`scope`]: token scopes and the `access` claim.
+//! - [`policy`]: the `[access]` rules, [`action`]s and [`glob`] patterns.
+//! - [`throttle`]: failed-login throttling.
+//!
+//! The HTTP layer (`oci-http`'s `auth` module) asks [`Authenticator`] and
+//! turns its answers into the spec's challenges and errors.
+
+pub mod action;
+pub mod error;
+pub mod glob;
+pub mod policy;
+pub mod scope;
+
+pub use action::{Action, Actions};
+pub use error::{AuthError, Result};
+pub use glob::RepositoryPattern;
+pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
+pub use scope::{AccessEntry, Resource, Scope};
