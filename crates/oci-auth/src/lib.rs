@@ -13,12 +13,17 @@
 //! turns its answers into the spec's challenges and errors.
 
 pub mod action;
+pub mod authenticator;
+mod cache;
 pub mod error;
 pub mod glob;
+pub mod htpasswd;
 pub mod policy;
 pub mod scope;
+pub mod throttle;
 
 pub use action::{Action, Actions};
+pub use authenticator::{Authenticator, AuthenticatorOptions, Caller, Credentials, Mode};
 pub use error::{AuthError, Result};
 pub use glob::RepositoryPattern;
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};

@@ -165,6 +165,19 @@ impl Policy {
             }
     }
 
+    /// True if `who` may pull from every repository there is or will be
+    /// (an admin, a user under the no-rules default, or a rule for `**`).
+    pub fn reads_everywhere(&self, who: &Principal) -> bool {
+        use crate::action::Action;
+        self.is_admin(who)
+            || (self.rules.is_empty() && who.user().is_some())
+            || self.rules.iter().any(|rule| {
+                self.names(rule, who)
+                    && rule.actions.contains(Action::Pull)
+                    && rule.repositories.iter().any(|p| p.as_str() == "**")
+            })
+    }
+
     fn names(&self, rule: &RuleConfig, who: &Principal) -> bool {
         match who {
             Principal::Anonymous => rule.anonymous,
@@ -240,6 +253,9 @@ mod tests {
         );
         assert_eq!(p.granted(&user("root"), &repo("anything")), Actions::ALL);
         assert!(p.grants_anything(&Principal::Anonymous));
+        assert!(p.reads_everywhere(&user("root")));
+        assert!(!p.reads_everywhere(&user("alice")));
+        assert!(!p.reads_everywhere(&Principal::Anonymous));
     }
 
     #[test]

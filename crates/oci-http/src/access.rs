@@ -9,8 +9,8 @@
 //! One access-log line per request, at `info` on the target
 //! `oci_http::access`, written when the response body has been sent (or
 //! the client went away): method, path, endpoint kind, status, bytes
-//! received and sent, duration, remote address, user agent and request
-//! id. The query string is never logged: it can carry secrets.
+//! received and sent, duration, remote address, authenticated user, user
+//! agent and request id. The query string is never logged: it can carry secrets.
 //!
 //! The request metrics (count, duration, bytes) are recorded at that same
 //! point, from the same byte counts, whether or not the line is written.
@@ -108,11 +108,12 @@ pub async fn log(mut request: Request, next: Next) -> Response {
         remote: request.extensions().get::<Peer>().map(|p| p.0),
         user_agent: request.headers().get(header::USER_AGENT).cloned(),
         id: id.clone(),
+        user: None,
     });
     let mut entry = Entry {
         started,
         method: request.method().clone(),
-        kind: kind.0,
+        kind,
         status: StatusCode::OK,
         counts: Arc::clone(&counts),
         measured,
@@ -138,6 +139,9 @@ pub async fn log(mut request: Request, next: Next) -> Response {
     };
     response.headers_mut().insert(X_REQUEST_ID, id);
     entry.status = response.status();
+    if let Some(line) = &mut entry.line {
+        line.user = crate::auth::user_of(&response);
+    }
     // A small body known whole (a manifest, an error, a HEAD's empty body)
     // goes out in one write: record it now instead of wrapping the body to
     // see it finish.
@@ -191,7 +195,7 @@ impl crate::body::ByteCount for Counter {
 struct Entry {
     started: Instant,
     method: Method,
-    kind: &'static str,
+    kind: crate::EndpointKind,
     status: StatusCode,
     counts: Arc<Counts>,
     /// Record the request metrics.
@@ -206,6 +210,8 @@ struct Line {
     remote: Option<SocketAddr>,
     user_agent: Option<HeaderValue>,
     id: HeaderValue,
+    /// The authenticated user, if any.
+    user: Option<Arc<str>>,
 }
 
 /// Longest user agent logged, in bytes.
@@ -232,12 +238,13 @@ impl Drop for Entry {
         let record = AccessRecord {
             method: &self.method,
             path: line.uri.path(),
-            endpoint: self.kind,
+            endpoint: self.kind.as_str(),
             status: self.status.as_u16(),
             bytes_in: received,
             bytes_out: sent,
             duration: elapsed,
             remote: line.remote,
+            user: line.user.as_deref().unwrap_or("-"),
             user_agent: line
                 .user_agent
                 .as_ref()
@@ -271,6 +278,8 @@ pub struct AccessRecord<'a> {
     pub duration: std::time::Duration,
     /// The client's address.
     pub remote: Option<SocketAddr>,
+    /// The authenticated user, or `-` (anonymous, or no access control).
+    pub user: &'a str,
     /// The `User-Agent` (at most 256 bytes), or `-`.
     pub user_agent: &'a str,
     /// The request id.
@@ -291,6 +300,7 @@ impl AccessRecord<'_> {
             bytes_out = self.bytes_out,
             duration_ms = self.duration.as_secs_f64() * 1e3,
             remote = tracing::field::display(Remote(self.remote)),
+            user = self.user,
             user_agent = self.user_agent,
             request_id = self.request_id,
             "request"

@@ -60,12 +60,19 @@ pub enum Endpoint {
         /// Subject digest.
         digest: Digest,
     },
+    /// `GET|POST /auth/token`: the built-in token issuer (distribution's
+    /// `docs/spec/auth/token.md` and `oauth.md`), answered by the auth
+    /// layer; 404 when the registry does not issue tokens.
+    Token,
 }
 
 impl Endpoint {
     /// Parses a request path. Paths outside the API give `Ok(None)` (404);
     /// paths of the API with malformed parameters give the spec's error.
     pub fn parse(method: &Method, path: &str) -> Result<Option<Self>, ApiError> {
+        if path == TOKEN_PATH {
+            return Ok(Some(Self::Token));
+        }
         let Some(rest) = path.strip_prefix("/v2") else {
             return Ok(None);
         };
@@ -126,16 +133,17 @@ impl Endpoint {
     /// A short name of the kind of endpoint (`manifest`, `blob`, ...), for
     /// logs and metrics: never a repository name, tag or digest.
     pub fn kind(&self) -> EndpointKind {
-        EndpointKind(match self {
-            Self::Base => "base",
-            Self::Catalog => "catalog",
-            Self::Blob { .. } => "blob",
-            Self::UploadStart { .. } => "upload_start",
-            Self::Upload { .. } => "upload",
-            Self::Manifest { .. } => "manifest",
-            Self::Tags { .. } => "tags",
-            Self::Referrers { .. } => "referrers",
-        })
+        match self {
+            Self::Base => EndpointKind::Base,
+            Self::Catalog => EndpointKind::Catalog,
+            Self::Blob { .. } => EndpointKind::Blob,
+            Self::UploadStart { .. } => EndpointKind::UploadStart,
+            Self::Upload { .. } => EndpointKind::Upload,
+            Self::Manifest { .. } => EndpointKind::Manifest,
+            Self::Tags { .. } => EndpointKind::Tags,
+            Self::Referrers { .. } => EndpointKind::Referrers,
+            Self::Token => EndpointKind::Token,
+        }
     }
 
     /// The methods this endpoint answers.
@@ -148,6 +156,7 @@ impl Endpoint {
             Self::UploadStart { .. } => &[Method::POST],
             Self::Upload { .. } => &[Method::GET, Method::PATCH, Method::PUT, Method::DELETE],
             Self::Manifest { .. } => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
+            Self::Token => &[Method::GET, Method::POST],
         }
     }
 
@@ -163,11 +172,75 @@ impl Endpoint {
     }
 }
 
-/// The kind of endpoint a request was routed to (see [`Endpoint::kind`]);
-/// `none` for paths outside the API and `invalid` for API paths with
-/// malformed parts.
+/// The path of the built-in token issuer.
+pub const TOKEN_PATH: &str = "/auth/token";
+
+/// The kind of endpoint a request was routed to (see [`Endpoint::kind`]),
+/// for logs and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EndpointKind(pub &'static str);
+pub enum EndpointKind {
+    /// `/v2/`.
+    Base,
+    /// `/v2/_catalog`.
+    Catalog,
+    /// A blob.
+    Blob,
+    /// Starting an upload (or a mount).
+    UploadStart,
+    /// An upload session.
+    Upload,
+    /// A manifest.
+    Manifest,
+    /// A tag list.
+    Tags,
+    /// A referrers list.
+    Referrers,
+    /// The token issuer.
+    Token,
+    /// A path outside the API.
+    None,
+    /// An API path with malformed parts.
+    Invalid,
+}
+
+impl EndpointKind {
+    /// Every kind, in declaration order ([`EndpointKind::index`]).
+    pub const ALL: [EndpointKind; 11] = [
+        Self::Base,
+        Self::Catalog,
+        Self::Blob,
+        Self::UploadStart,
+        Self::Upload,
+        Self::Manifest,
+        Self::Tags,
+        Self::Referrers,
+        Self::Token,
+        Self::None,
+        Self::Invalid,
+    ];
+
+    /// The name in logs and in the `endpoint` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Base => "base",
+            Self::Catalog => "catalog",
+            Self::Blob => "blob",
+            Self::UploadStart => "upload_start",
+            Self::Upload => "upload",
+            Self::Manifest => "manifest",
+            Self::Tags => "tags",
+            Self::Referrers => "referrers",
+            Self::Token => "token",
+            Self::None => "none",
+            Self::Invalid => "invalid",
+        }
+    }
+
+    /// The kind's position in [`EndpointKind::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// Parses the request into its [`Endpoint`] once (the access layer calls
 /// this and puts the endpoint into the request's extensions, where the
@@ -191,7 +264,7 @@ pub fn route(method: &Method, path: &str) -> Routed {
         // Not a route of the API: the spec's JSON all the same, with the
         // one code that fits ("the operation is unsupported").
         Ok(None) => answered(
-            EndpointKind("none"),
+            EndpointKind::None,
             ApiError::new(
                 ErrorCode::Unsupported,
                 "no such endpoint of the registry API",
@@ -199,7 +272,7 @@ pub fn route(method: &Method, path: &str) -> Routed {
             .with_status(StatusCode::NOT_FOUND)
             .into_response(),
         ),
-        Err(e) => answered(EndpointKind("invalid"), e.into_response()),
+        Err(e) => answered(EndpointKind::Invalid, e.into_response()),
     }
 }
 

@@ -23,6 +23,7 @@
 //! [`oci_storage::telemetry`].
 
 pub mod access;
+pub mod auth;
 pub mod blobs;
 pub mod body;
 pub mod endpoint;
@@ -34,9 +35,11 @@ pub mod manifests;
 pub mod ops;
 pub mod params;
 pub mod referrers;
+pub mod reload;
 pub mod server;
 pub mod telemetry;
 pub mod tls;
+mod token;
 pub mod uploads;
 
 use axum::Router;
@@ -71,13 +74,39 @@ pub fn app(storage: Storage) -> Router {
 /// The whole API, enforcing the request-level `limits` (the connection
 /// limits are [`server::serve`]'s).
 pub fn app_with(storage: Storage, limits: &Limits) -> Router {
+    app_with_options(
+        storage,
+        AppOptions {
+            limits: limits.clone(),
+            auth: None,
+        },
+    )
+}
+
+/// What [`app_with_options`] builds the API with.
+#[derive(Debug, Clone, Default)]
+pub struct AppOptions {
+    /// Request-level limits.
+    pub limits: Limits,
+    /// Access control; `None` lets everyone do everything.
+    pub auth: Option<auth::Auth>,
+}
+
+/// The whole API with its limits and access control.
+pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
+    let limits = &options.limits;
     let budgets = limits::Budgets::new(limits);
-    Router::new()
-        .fallback(dispatch)
-        .with_state(AppState {
-            storage,
-            budgets: budgets.clone(),
-        })
+    let router = Router::new().fallback(dispatch).with_state(AppState {
+        storage,
+        budgets: budgets.clone(),
+    });
+    // Auth sits inside the request cap (a throttled login still holds a
+    // request slot, bounded) and inside routing (it reads the Endpoint).
+    let router = match options.auth {
+        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::guard)),
+        None => router,
+    };
+    router
         .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
         .layer(axum::middleware::from_fn_with_state(
             budgets,
@@ -124,7 +153,15 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
             "{}",
         )
             .into_response()),
-        (Endpoint::Catalog, _) => listing::catalog(s, &params).await,
+        (Endpoint::Catalog, _) => {
+            listing::catalog(s, &params, parts.extensions.get::<listing::Visibility>()).await
+        }
+        // Only the auth layer answers the token endpoint.
+        (Endpoint::Token, _) => Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "this registry does not issue tokens",
+        )
+        .with_status(axum::http::StatusCode::NOT_FOUND)),
         (Endpoint::Tags { name }, _) => listing::tags(s, &name, &params).await,
         (Endpoint::Referrers { name, digest }, _) => {
             referrers::list(s, &name, &digest, &params).await

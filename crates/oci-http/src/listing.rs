@@ -96,10 +96,30 @@ fn json_string(s: &str) -> String {
     serde_json::to_string(s).expect("a str always serialises")
 }
 
-/// `GET /v2/_catalog?n=&last=`.
-pub async fn catalog(storage: &Storage, params: &Params) -> ApiResult {
+/// Which repositories a caller may see in the catalog. The auth layer puts
+/// one into the request's extensions; without one, every repository is
+/// listed.
+#[derive(Clone)]
+pub struct Visibility(pub std::sync::Arc<dyn Fn(&RepositoryName) -> bool + Send + Sync>);
+
+impl std::fmt::Debug for Visibility {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Visibility")
+    }
+}
+
+/// `GET /v2/_catalog?n=&last=`: a page of the repositories `visible`
+/// lets the caller see.
+pub async fn catalog(
+    storage: &Storage,
+    params: &Params,
+    visible: Option<&Visibility>,
+) -> ApiResult {
     let page = params.pagination()?;
-    let (names, more) = storage.catalog(&page).await?;
+    let (names, more) = match visible {
+        None => storage.catalog(&page).await?,
+        Some(visible) => visible_page(storage, &page, visible).await?,
+    };
     let names: Vec<&str> = names.iter().map(|n| n.as_str()).collect();
     let link = more.then(|| next_link("/v2/_catalog", &page, names.last()));
     with_link(
@@ -108,6 +128,44 @@ pub async fn catalog(storage: &Storage, params: &Params) -> ApiResult {
         },
         link,
     )
+}
+
+/// A page of `n` visible repositories after `last`: storage pages are read
+/// until enough are visible (a caller who sees few repositories among
+/// many costs more reads, never more memory than a page).
+async fn visible_page(
+    storage: &Storage,
+    page: &Pagination,
+    visible: &Visibility,
+) -> Result<(Vec<RepositoryName>, bool), crate::ApiError> {
+    let want = page.n.unwrap_or(oci_storage::DEFAULT_CATALOG_PAGE);
+    if want == 0 {
+        // As unfiltered: a zero-sized page never advertises a next page.
+        return Ok((Vec::new(), false));
+    }
+    let mut shown = Vec::new();
+    let mut last = page.last.clone();
+    loop {
+        let scan = Pagination {
+            n: Some(oci_storage::DEFAULT_CATALOG_PAGE),
+            last: last.clone(),
+        };
+        let (names, more) = storage.catalog(&scan).await?;
+        last = names.last().map(|n| n.as_str().to_owned());
+        for name in names {
+            if !(visible.0)(&name) {
+                continue;
+            }
+            if shown.len() == want {
+                // One more visible name exists: there is a next page.
+                return Ok((shown, true));
+            }
+            shown.push(name);
+        }
+        if !more || last.is_none() {
+            return Ok((shown, false));
+        }
+    }
 }
 
 /// `Link: <path?n=N&last=L>; rel="next"` (RFC 8288), as the spec shows.

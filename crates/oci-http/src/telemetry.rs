@@ -17,6 +17,8 @@ use std::time::Duration;
 use ::metrics::{Counter, Gauge, Histogram, Unit};
 use axum::http::{Method, StatusCode};
 
+use crate::EndpointKind;
+
 /// Counter of requests answered, by `endpoint`, `method` and `status`
 /// (class: `1xx` ... `5xx`).
 pub const REQUESTS: &str = "oci_registry_http_requests_total";
@@ -79,45 +81,18 @@ pub(crate) fn enable() {
     ENABLED.store(true, Ordering::Release);
 }
 
-/// Every endpoint kind ([`crate::Endpoint::kind`], and `none`/`invalid`
-/// from routing), in table order; anything else counts as the last.
-const KINDS: [&str; 11] = [
-    "base",
-    "catalog",
-    "blob",
-    "upload_start",
-    "upload",
-    "manifest",
-    "tags",
-    "referrers",
-    "none",
-    "invalid",
-    "other",
-];
+/// The method label: the API's methods, and `other`.
 const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "other"];
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
-const N_REQUESTS: usize = KINDS.len() * METHODS.len() * CLASSES.len();
+const N_REQUESTS: usize = EndpointKind::ALL.len() * METHODS.len() * CLASSES.len();
 static REQUEST_COUNTERS: [OnceLock<Counter>; N_REQUESTS] = [const { OnceLock::new() }; N_REQUESTS];
-static DURATIONS: [OnceLock<Histogram>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
-static RECEIVED: [OnceLock<Counter>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
-static SENT: [OnceLock<Counter>; KINDS.len()] = [const { OnceLock::new() }; KINDS.len()];
-
-fn kind_index(kind: &str) -> usize {
-    match kind {
-        "base" => 0,
-        "catalog" => 1,
-        "blob" => 2,
-        "upload_start" => 3,
-        "upload" => 4,
-        "manifest" => 5,
-        "tags" => 6,
-        "referrers" => 7,
-        "none" => 8,
-        "invalid" => 9,
-        _ => 10,
-    }
-}
+static DURATIONS: [OnceLock<Histogram>; EndpointKind::ALL.len()] =
+    [const { OnceLock::new() }; EndpointKind::ALL.len()];
+static RECEIVED: [OnceLock<Counter>; EndpointKind::ALL.len()] =
+    [const { OnceLock::new() }; EndpointKind::ALL.len()];
+static SENT: [OnceLock<Counter>; EndpointKind::ALL.len()] =
+    [const { OnceLock::new() }; EndpointKind::ALL.len()];
 
 fn method_index(method: &Method) -> usize {
     match *method {
@@ -140,37 +115,37 @@ fn class_index(status: StatusCode) -> usize {
 
 /// Records one finished request.
 pub(crate) fn request(
-    kind: &str,
+    kind: EndpointKind,
     method: &Method,
     status: StatusCode,
     received: u64,
     sent: u64,
     elapsed: Duration,
 ) {
-    let k = kind_index(kind);
+    let k = kind.index();
     let m = method_index(method);
     let c = class_index(status);
     REQUEST_COUNTERS[(k * METHODS.len() + m) * CLASSES.len() + c]
         .get_or_init(|| {
             ::metrics::counter!(
                 REQUESTS,
-                "endpoint" => KINDS[k],
+                "endpoint" => kind.as_str(),
                 "method" => METHODS[m],
                 "status" => CLASSES[c]
             )
         })
         .increment(1);
     DURATIONS[k]
-        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "endpoint" => KINDS[k]))
+        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "endpoint" => kind.as_str()))
         .record(elapsed.as_secs_f64());
     if received > 0 {
         RECEIVED[k]
-            .get_or_init(|| ::metrics::counter!(RECEIVED_BYTES, "endpoint" => KINDS[k]))
+            .get_or_init(|| ::metrics::counter!(RECEIVED_BYTES, "endpoint" => kind.as_str()))
             .increment(received);
     }
     if sent > 0 {
         SENT[k]
-            .get_or_init(|| ::metrics::counter!(SENT_BYTES, "endpoint" => KINDS[k]))
+            .get_or_init(|| ::metrics::counter!(SENT_BYTES, "endpoint" => kind.as_str()))
             .increment(sent);
     }
 }
@@ -243,30 +218,12 @@ mod tests {
 
     #[test]
     fn every_endpoint_kind_has_its_own_row() {
-        let d = oci_types::Digest::of(b"x");
-        let paths = [
-            "/v2/".to_owned(),
-            "/v2/_catalog".to_owned(),
-            format!("/v2/a/blobs/{d}"),
-            "/v2/a/blobs/uploads/".to_owned(),
-            format!("/v2/a/blobs/uploads/{}", uuid::Uuid::new_v4()),
-            "/v2/a/manifests/v1".to_owned(),
-            "/v2/a/tags/list".to_owned(),
-            format!("/v2/a/referrers/{d}"),
-        ];
-        let mut rows: Vec<usize> = paths
-            .iter()
-            .map(|p| {
-                let e = crate::Endpoint::parse(&Method::GET, p).unwrap().unwrap();
-                kind_index(e.kind().0)
-            })
-            .collect();
-        rows.extend(["none", "invalid"].map(kind_index));
-        rows.dedup();
-        assert_eq!(rows, (0..KINDS.len() - 1).collect::<Vec<_>>());
-        for (i, k) in KINDS.iter().enumerate() {
-            assert_eq!(kind_index(k), i);
+        for (i, kind) in EndpointKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind.index(), i);
         }
+        let names: std::collections::HashSet<_> =
+            EndpointKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EndpointKind::ALL.len());
     }
 
     #[test]

@@ -36,8 +36,8 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use rustls::crypto::CryptoProvider;
 use rustls::server::{VerifierBuilderError, WebPkiClientVerifier};
@@ -47,6 +47,9 @@ use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
+
+use crate::reload::Reload;
+pub use crate::reload::Watcher;
 
 /// A PEM file larger than this is refused (a bundle of thousands of CA
 /// certificates still fits).
@@ -227,23 +230,18 @@ struct Inner {
     provider: Arc<CryptoProvider>,
     /// The configuration new handshakes use.
     current: RwLock<Arc<ServerConfig>>,
-    /// The files as they were when last read (loaded or refused), so the
-    /// watch reloads once per change, not once per poll.
-    seen: Mutex<Fingerprint>,
 }
 
 impl Tls {
     /// Reads and checks the files; the result is ready to serve.
     pub fn load(files: TlsFiles) -> Result<Tls, TlsError> {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let seen = Fingerprint::of(&files);
         let config = build(&files, &provider)?;
         Ok(Tls {
             inner: Arc::new(Inner {
                 files,
                 provider,
                 current: RwLock::new(Arc::new(config)),
-                seen: Mutex::new(seen),
             }),
         })
     }
@@ -253,12 +251,6 @@ impl Tls {
     /// Open connections are never affected. Blocking file I/O: from async
     /// code, call it in `spawn_blocking` (as [`Tls::watch`] does).
     pub fn reload(&self) -> Result<(), TlsError> {
-        let seen = Fingerprint::of(&self.inner.files);
-        *self
-            .inner
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = seen;
         let config = build(&self.inner.files, &self.inner.provider)?;
         *self
             .inner
@@ -290,121 +282,36 @@ impl Tls {
     }
 
     /// Polls the files' metadata every `interval` and reloads when any
-    /// changed (once per change; a refused change is logged at `error`
-    /// and retried at the next change). Runs until the returned
+    /// changed (see [`crate::reload::watch`]). Runs until the returned
     /// [`Watcher`] is dropped. Needs a tokio runtime.
     pub fn watch(&self, interval: Duration) -> Watcher {
-        let tls = self.clone();
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                ticks.tick().await;
-                let probe = tls.clone();
-                let changed = tokio::task::spawn_blocking(move || probe.changed())
-                    .await
-                    .unwrap_or(false);
-                if changed {
-                    tls.reload_logged("the files changed").await;
-                }
-            }
-        });
-        Watcher { task }
-    }
-
-    /// Whether the files differ from when they were last read.
-    fn changed(&self) -> bool {
-        let now = Fingerprint::of(&self.inner.files);
-        *self
-            .inner
-            .seen
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            != now
-    }
-
-    /// [`Tls::reload`] off the async threads, logging the outcome.
-    async fn reload_logged(&self, cause: &'static str) {
-        let tls = self.clone();
-        match tokio::task::spawn_blocking(move || tls.reload()).await {
-            Ok(Ok(())) => tracing::info!(cause, "TLS certificate reloaded"),
-            Ok(Err(e)) => tracing::error!(
-                cause,
-                error = %e,
-                "TLS reload refused; the previous certificate stays in service"
-            ),
-            Err(e) => tracing::error!(cause, error = %e, "TLS reload failed"),
-        }
+        crate::reload::watch(Arc::new(self.clone()), interval)
     }
 }
 
-/// Reloads `tls` on every `SIGHUP` the process receives, logging each
-/// outcome, until the task is aborted. The handler is installed before
-/// this returns, so a `SIGHUP` sent afterwards never takes the default
-/// action (terminating the process). Needs a tokio runtime.
+impl Reload for Tls {
+    fn what(&self) -> &'static str {
+        "TLS certificate"
+    }
+
+    fn files(&self) -> Vec<PathBuf> {
+        self.inner
+            .files
+            .each()
+            .map(|(_, path)| path.to_owned())
+            .collect()
+    }
+
+    fn reload(&self) -> Result<(), String> {
+        Tls::reload(self).map_err(|e| e.to_string())
+    }
+}
+
+/// Reloads `tls` on every `SIGHUP` the process receives (see
+/// [`crate::reload::on_sighup`]).
 #[cfg(unix)]
 pub fn reload_on_sighup(tls: Tls) -> io::Result<JoinHandle<()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup())?;
-    Ok(tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            tls.reload_logged("SIGHUP").await;
-        }
-    }))
-}
-
-/// The running file watch of [`Tls::watch`]; dropping it stops the watch.
-#[derive(Debug)]
-#[must_use = "the watch stops when the Watcher is dropped"]
-pub struct Watcher {
-    task: JoinHandle<()>,
-}
-
-impl Drop for Watcher {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// What identifies one version of each file: the symlink-resolved path
-/// and its metadata (`None` for a file that cannot be stat'ed).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Fingerprint(Vec<Option<FileStamp>>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct FileStamp {
-    target: PathBuf,
-    len: u64,
-    modified: Option<SystemTime>,
-    /// Device, inode and change time (ns) on unix.
-    unix: (u64, u64, i64, i64),
-}
-
-impl Fingerprint {
-    fn of(files: &TlsFiles) -> Fingerprint {
-        Fingerprint(files.each().map(|(_, path)| FileStamp::of(path)).collect())
-    }
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        let target = std::fs::canonicalize(path).ok()?;
-        let meta = std::fs::metadata(&target).ok()?;
-        #[cfg(unix)]
-        let unix = {
-            use std::os::unix::fs::MetadataExt;
-            (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
-        };
-        #[cfg(not(unix))]
-        let unix = (0, 0, 0, 0);
-        Some(FileStamp {
-            target,
-            len: meta.len(),
-            modified: meta.modified().ok(),
-            unix,
-        })
-    }
+    crate::reload::on_sighup(vec![Arc::new(tls)])
 }
 
 /// Reads one PEM file, at most [`MAX_PEM_BYTES`].

@@ -15,7 +15,7 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come (`[auth]`, `[access]`, `[gc]`, `[[retention]]`,
+//! Sections still to come (`[gc]`, `[[retention]]`,
 //! `[[immutable]]`, `[[proxy]]`, `[[notifications.endpoints]]`, `[ui]`) are
 //! fields added to [`Config`] and a line in [`ENV_SECTIONS`].
 
@@ -32,6 +32,11 @@ use oci_http::ops::OpsOptions;
 use oci_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
+mod auth;
+
+pub use auth::{AuthConfig, AuthMode, OidcConfig, TokenConfig};
+pub use oci_auth::AccessConfig;
+
 /// The whole configuration. `Default` is the documented default of every
 /// key.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
@@ -47,6 +52,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[limits]`: what clients can make the registry hold.
     pub limits: LimitsConfig,
+    /// `[auth]`: how callers prove who they are.
+    pub auth: AuthConfig,
+    /// `[access]`: who may do what (with `[auth]` on).
+    pub access: AccessConfig,
 }
 
 /// `[server]`.
@@ -348,6 +357,9 @@ pub const ENV_SECTIONS: &[(&str, &str)] = &[
     ("log", "log"),
     ("metrics", "metrics"),
     ("limits", "limits"),
+    ("auth_token", "auth.token"),
+    ("auth", "auth"),
+    ("access", "access"),
 ];
 
 /// The first environment variables and the keys they set.
@@ -612,6 +624,20 @@ mod tests {
             client_ca: Some("ca".into()),
         });
         full.metrics.listen = Some(SocketAddr::from(([127, 0, 0, 1], 5001)));
+        full.auth.htpasswd = Some("h".into());
+        full.auth.token.signing_key = Some("k".into());
+        full.auth.token.realm = Some("r".into());
+        full.auth.token.jwks = Some("j".into());
+        full.auth.oidc.push(OidcConfig {
+            issuer: "i".into(),
+            jwks: "j".into(),
+            audience: "a".into(),
+            user_claim: "u".into(),
+        });
+        full.access = toml::from_str(
+            "admins = [\"a\"]\n[groups]\ndevs = [\"a\"]\n[[rules]]\nrepositories = [\"a\"]\nusers = [\"a\"]\ngroups = [\"devs\"]\nanonymous = true\nauthenticated = true\nactions = [\"pull\"]\n",
+        )
+        .unwrap();
         full.storage
             .options
             .insert("aws_region".into(), OptionValue::Text("x".into()));
@@ -636,6 +662,13 @@ mod tests {
     fn walk(value: &toml::Value, table: &mut String, found: &mut impl FnMut(&str, &str)) {
         let toml::Value::Table(t) = value else { return };
         for (k, v) in t {
+            // An array of tables (`[[access.rules]]`): its first entry's keys.
+            let v = match v {
+                toml::Value::Array(items) if items.first().is_some_and(toml::Value::is_table) => {
+                    &items[0]
+                }
+                v => v,
+            };
             if let toml::Value::Table(_) = v {
                 let len = table.len();
                 if !table.is_empty() {
@@ -668,12 +701,18 @@ mod tests {
         let e = parse("[limits]\nbody_timeout = \"soon\"\n").unwrap_err();
         assert!(e.to_string().contains("limits.body_timeout"), "{e}");
 
-        let e = parse("[auth]\nmode = \"token\"\n").unwrap_err();
+        let e = parse("[auth]\nmode = \"tokens\"\n").unwrap_err();
         let line = e.to_string();
         assert!(
-            line.contains("line 1") && line.contains("unknown field `auth`"),
+            line.contains("line 2") && line.contains("auth.mode"),
             "{line}"
         );
+
+        let e = parse(
+            "[[access.rules]]\nrepositories = [\"a\"]\nusers = [\"x\"]\nactions = [\"pul\"]\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("access.rules"), "{e}");
 
         let e = parse("[server\n").unwrap_err();
         assert!(e.to_string().contains("line 1"), "{e}");
@@ -750,7 +789,9 @@ mod tests {
         );
         assert_eq!(env_key("storage_url"), "storage.url");
         assert_eq!(env_key("log_format"), "log.format");
-        assert_eq!(env_key("auth_mode"), "auth_mode");
+        assert_eq!(env_key("auth_mode"), "auth.mode");
+        assert_eq!(env_key("auth_token_signing_key"), "auth.token.signing_key");
+        assert_eq!(env_key("ui_path"), "ui_path");
         assert_eq!(legacy_key("storage"), "storage.url");
     }
 

@@ -7,15 +7,19 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use oci_http::Limits;
+use oci_http::auth::Auth;
+use oci_http::reload::Reload;
 use oci_http::server::ServeOptions;
 use oci_http::tls::{Tls, TlsFile, TlsFiles};
 use oci_storage::Storage;
 use tokio::net::TcpListener;
 
+pub mod auth;
 pub mod config;
 pub mod logging;
 
@@ -177,6 +181,7 @@ fn parse_bytes(text: &str) -> Result<bytesize::ByteSize, String> {
 /// Loads what the configuration names beyond its own text (the TLS
 /// files), as `serve` would: `config check` runs this.
 pub fn check_files(config: &Config) -> Result<(), config::ConfigError> {
+    auth::build(config)?;
     load_tls(config).map_err(|e| {
         let key = match e.file() {
             Some(TlsFile::Key) => "server.tls.key",
@@ -203,8 +208,8 @@ fn load_tls(config: &Config) -> Result<Option<Tls>, oci_http::tls::TlsError> {
     Tls::load(tls_files).map(Some)
 }
 
-/// How often the TLS files are checked for a renewed certificate.
-pub const TLS_WATCH_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the TLS, account and key files are checked for changes.
+pub const FILE_WATCH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Limits of the operations listener: few, short requests.
 fn ops_limits() -> Limits {
@@ -272,6 +277,7 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     };
     let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
     let tls = load_tls(&config)?;
+    let auth = auth::build(&config)?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     let ops = match config.metrics.listen {
@@ -280,8 +286,13 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     };
     let ops_addr = ops.as_ref().map(TcpListener::local_addr).transpose()?;
     let shutdown = shutdown_signal();
-    let _hangups = reload_on_hangup(tls.clone())?;
-    let _watch = tls.as_ref().map(|t| t.watch(TLS_WATCH_INTERVAL));
+    let reloadable = reloadable(tls.as_ref(), auth.as_ref());
+    #[cfg(unix)]
+    let _hangups = oci_http::reload::on_sighup(reloadable.clone())?;
+    let _watches: Vec<_> = reloadable
+        .into_iter()
+        .map(|item| oci_http::reload::watch(item, FILE_WATCH_INTERVAL))
+        .collect();
 
     let scheme = if tls.is_some() { "https" } else { "http" };
     let ops_note = ops_addr.map_or_else(String::new, |a| {
@@ -314,7 +325,13 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     });
     let limits = config.http_limits();
     let _sweeper = storage.start_sweeper();
-    let app = oci_http::app_with(storage, &limits);
+    let app = oci_http::app_with_options(
+        storage,
+        oci_http::AppOptions {
+            limits: limits.clone(),
+            auth: auth.clone(),
+        },
+    );
     let mut options = ServeOptions::new(limits);
     if let Some(tls) = tls {
         options = options.with_tls(tls);
@@ -326,27 +343,17 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     Ok(())
 }
 
-/// On `SIGHUP`: reload the TLS files when serving HTTPS; otherwise note
-/// that there is nothing to reload (instead of dying, the default action).
-#[cfg(unix)]
-fn reload_on_hangup(tls: Option<Tls>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    match tls {
-        Some(tls) => oci_http::tls::reload_on_sighup(tls),
-        None => {
-            use tokio::signal::unix::{SignalKind, signal};
-            let mut hangups = signal(SignalKind::hangup())?;
-            Ok(tokio::spawn(async move {
-                while hangups.recv().await.is_some() {
-                    tracing::info!("SIGHUP: no TLS configured, nothing to reload");
-                }
-            }))
-        }
+/// What `SIGHUP` and file changes reload: the TLS certificate, the
+/// accounts and keys.
+fn reloadable(tls: Option<&Tls>, auth: Option<&Auth>) -> Vec<Arc<dyn Reload>> {
+    let mut items: Vec<Arc<dyn Reload>> = Vec::new();
+    if let Some(tls) = tls {
+        items.push(Arc::new(tls.clone()));
     }
-}
-
-#[cfg(not(unix))]
-fn reload_on_hangup(_tls: Option<Tls>) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    Ok(tokio::spawn(async {}))
+    if let Some(auth) = auth {
+        items.push(Arc::clone(&auth.options().authenticator) as Arc<dyn Reload>);
+    }
+    items
 }
 
 #[cfg(test)]

@@ -109,6 +109,8 @@ fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
         Some(addr) => write!(out, "{addr}")?,
         None => out.push(b'-'),
     }
+    out.extend_from_slice(b" user=");
+    quoted(out, r.user);
     out.extend_from_slice(b" user_agent=");
     quoted(out, r.user_agent);
     out.extend_from_slice(b" request_id=");
@@ -153,6 +155,8 @@ fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
         Some(addr) => write!(out, "\"{addr}\"")?,
         None => out.extend_from_slice(b"\"-\""),
     }
+    out.extend_from_slice(b",\"user\":");
+    serde_json::to_writer(&mut *out, r.user)?;
     out.extend_from_slice(b",\"user_agent\":");
     serde_json::to_writer(&mut *out, r.user_agent)?;
     out.extend_from_slice(b",\"request_id\":");
@@ -406,6 +410,7 @@ mod tests {
             bytes_out: 512,
             duration: Duration::from_micros(1_234),
             remote: Some("127.0.0.1:4000".parse().unwrap()),
+            user: "al\"ice",
             user_agent,
             request_id: "id-1",
         };
@@ -423,7 +428,7 @@ mod tests {
         for field in [
             "INFO oci_http::access: request method=GET path=/v2/a/b/manifests/v1",
             "endpoint=\"manifest\" status=200 bytes_in=0 bytes_out=512 duration_ms=1.234",
-            "remote=127.0.0.1:4000",
+            "remote=127.0.0.1:4000 user=\"al\\\"ice\"",
             r#"user_agent="evil \"agent\" \\ x""#,
             "request_id=\"id-1\"",
         ] {
@@ -436,6 +441,7 @@ mod tests {
         assert_eq!(value["duration_ms"], 1.234);
         assert_eq!(value["bytes_out"], 512);
         assert_eq!(value["remote"], "127.0.0.1:4000");
+        assert_eq!(value["user"], "al\"ice");
         assert!(value["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 }
