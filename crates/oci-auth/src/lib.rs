@@ -15,11 +15,18 @@
 pub mod action;
 pub mod error;
 pub mod glob;
+mod jwk;
+mod jws;
 pub mod policy;
 pub mod scope;
+pub mod token;
 
 pub use action::{Action, Actions};
 pub use error::{AuthError, Result};
 pub use glob::RepositoryPattern;
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
 pub use scope::{AccessEntry, Resource, Scope};
+pub use token::{
+    Algorithm, SigningKey, TokenClaims, TokenVerifier, TokenVerifierOptions, VerifyingKey,
+    parse_jwks,
+};
