@@ -48,8 +48,8 @@ pub(crate) struct Compact<'a> {
     pub header: Header,
     /// `header.payload` as sent: what the signature covers.
     pub signing_input: &'a str,
-    /// The payload part, still base64url.
-    pub payload: &'a str,
+    /// The decoded payload: not to be trusted before [`Compact::verify`].
+    pub payload: Vec<u8>,
     /// The decoded signature.
     pub signature: Vec<u8>,
 }
@@ -58,7 +58,7 @@ impl<'a> Compact<'a> {
     /// Splits `token` into three base64url parts and decodes the header
     /// and the signature.
     pub(crate) fn parse(token: &'a str) -> Result<Self> {
-        let (header_part, payload, signature) = split(token)?;
+        let (header_part, payload_part, signature) = split(token)?;
         let header_json = b64_decode(header_part, "header")?;
         let header: Header = serde_json::from_slice(&header_json)
             .map_err(|e| AuthError::refused(format!("header: {e}")))?;
@@ -66,7 +66,8 @@ impl<'a> Compact<'a> {
             return Err(AuthError::refused("header: unsupported crit extensions"));
         }
         let signature = b64_decode(signature, "signature")?;
-        let signing_input = &token[..header_part.len() + 1 + payload.len()];
+        let signing_input = &token[..header_part.len() + 1 + payload_part.len()];
+        let payload = b64_decode(payload_part, "payload")?;
         Ok(Compact {
             header,
             signing_input,
@@ -77,8 +78,8 @@ impl<'a> Compact<'a> {
 
     /// Picks the key by `kid` (or the only key when the token names none),
     /// requires the header's `alg` to be that key's algorithm, and checks
-    /// the signature. Returns the decoded payload.
-    pub(crate) fn verify(&self, keys: &[VerifyingKey]) -> Result<Vec<u8>> {
+    /// the signature. Returns the payload, now trusted.
+    pub(crate) fn verify(&self, keys: &[VerifyingKey]) -> Result<&[u8]> {
         let key = select_key(keys, self.header.kid.as_deref())?;
         if self.header.alg != key.algorithm().as_str() {
             return Err(AuthError::refused(format!(
@@ -94,7 +95,7 @@ impl<'a> Compact<'a> {
                 key.kid()
             )));
         }
-        b64_decode(self.payload, "payload")
+        Ok(&self.payload)
     }
 }
 
@@ -126,6 +127,15 @@ fn select_key<'k>(keys: &'k [VerifyingKey], kid: Option<&str>) -> Result<&'k Ver
         (None, [only]) => Ok(only),
         (None, _) => Err(AuthError::refused("no kid and more than one key")),
     }
+}
+
+/// The `iss` of a JSON payload, if it is a string; no verification.
+pub(crate) fn unverified_issuer(payload: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Peek {
+        iss: String,
+    }
+    serde_json::from_slice::<Peek>(payload).ok().map(|p| p.iss)
 }
 
 /// The `aud` claim: one string or an array of strings.

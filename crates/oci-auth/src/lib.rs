@@ -17,6 +17,7 @@ pub mod error;
 pub mod glob;
 mod jwk;
 mod jws;
+pub mod oidc;
 pub mod policy;
 pub mod scope;
 pub mod token;
@@ -24,6 +25,7 @@ pub mod token;
 pub use action::{Action, Actions};
 pub use error::{AuthError, Result};
 pub use glob::RepositoryPattern;
+pub use oidc::{JwksSource, OidcIssuer, OidcOptions, peek_issuer};
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
 pub use scope::{AccessEntry, Resource, Scope};
 pub use token::{

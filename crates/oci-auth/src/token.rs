@@ -103,16 +103,15 @@ impl SigningKey {
         let (label, der) = pem_decode(pem)?;
         match label.as_str() {
             "PRIVATE KEY" => Self::from_pkcs8(&der),
-            "EC PRIVATE KEY" => EcdsaKeyPair::from_private_key_der(
-                &ECDSA_P256_SHA256_FIXED_SIGNING,
-                &der,
-            )
-            .map_err(|_| {
-                AuthError::Key(
+            "EC PRIVATE KEY" => {
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map_err(|_| {
+                        AuthError::Key(
                     "EC PRIVATE KEY: not a P-256 key (only P-256 and Ed25519 keys can sign)".into(),
                 )
-            })
-            .and_then(Self::from_ecdsa),
+                    })
+                    .and_then(Self::from_ecdsa)
+            }
             "RSA PRIVATE KEY" => Err(AuthError::Key(
                 "RSA keys cannot sign registry tokens: use a P-256 or Ed25519 key".into(),
             )),
@@ -192,7 +191,8 @@ impl SigningKey {
         Ok(token)
     }
 
-    fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {
+    /// Signs raw bytes (for tests that hand-craft tokens).
+    pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {
         match &self.private {
             Private::Es256(pair) => pair
                 .sign(&SystemRandom::new(), message)
@@ -297,7 +297,7 @@ impl TokenVerifier {
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<TokenClaims> {
         let compact = Compact::parse(token)?;
         let payload = compact.verify(&self.keys())?;
-        let claims: ReceivedClaims = serde_json::from_slice(&payload)
+        let claims: ReceivedClaims = serde_json::from_slice(payload)
             .map_err(|e| AuthError::refused(format!("claims: {e}")))?;
         if claims.iss != self.issuer {
             return Err(AuthError::refused(format!(

@@ -100,6 +100,17 @@ fn kid_is_the_thumbprint_and_stable() {
 }
 
 #[test]
+fn sec1_p256_pems_load() {
+    use aws_lc_rs::encoding::{AsDer, EcPrivateKeyRfc5915Der};
+    let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
+    let der: EcPrivateKeyRfc5915Der<'_> = pair.private_key().as_der().unwrap();
+    let key = SigningKey::from_pem(&pem_encode("EC PRIVATE KEY", der.as_ref())).unwrap();
+    assert_eq!(key.algorithm(), Algorithm::Es256);
+    let v = verifier(vec![key.verifying_key()]);
+    v.verify(&key.sign(&claims()).unwrap(), at(NOW)).unwrap();
+}
+
+#[test]
 fn other_pems_are_key_errors() {
     let p384 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &SystemRandom::new())
         .unwrap();
@@ -110,6 +121,7 @@ fn other_pems_are_key_errors() {
         (pem_encode("PRIVATE KEY", p384.as_ref()), "P-384"),
         (pem_encode("PRIVATE KEY", rsa_pkcs8.as_ref()), "RSA"),
         (pem_encode("RSA PRIVATE KEY", b"x"), "RSA"),
+        (pem_encode("EC PRIVATE KEY", b"x"), "P-256"),
         (pem_encode("PRIVATE KEY", b"junk"), "not a usable"),
         (b"no pem here".to_vec(), "no -----BEGIN"),
         (
