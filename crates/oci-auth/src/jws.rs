@@ -55,8 +55,8 @@ pub(crate) struct Compact<'a> {
 }
 
 impl<'a> Compact<'a> {
-    /// Splits `token` into three base64url parts and decodes the header
-    /// and the signature.
+    /// Splits `token` into its three base64url parts and decodes them
+    /// (the header also from JSON).
     pub(crate) fn parse(token: &'a str) -> Result<Self> {
         let (header_part, payload_part, signature) = split(token)?;
         let header_json = b64_decode(header_part, "header")?;
@@ -84,7 +84,7 @@ impl<'a> Compact<'a> {
         if self.header.alg != key.algorithm().as_str() {
             return Err(AuthError::refused(format!(
                 "alg {:?} is not {} (pinned for key {})",
-                self.header.alg,
+                shorten(&self.header.alg),
                 key.algorithm().as_str(),
                 key.kid()
             )));
@@ -99,8 +99,8 @@ impl<'a> Compact<'a> {
     }
 }
 
-/// The three dot-separated parts, with the length cap and the charset
-/// checked. Cheap: no decoding.
+/// The three dot-separated parts (header and payload non-empty), after
+/// the length cap. Cheap: no decoding.
 pub(crate) fn split(token: &str) -> Result<(&str, &str, &str)> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(AuthError::refused("token too long"));
@@ -123,10 +123,17 @@ fn select_key<'k>(keys: &'k [VerifyingKey], kid: Option<&str>) -> Result<&'k Ver
         (Some(kid), keys) => keys
             .iter()
             .find(|k| k.kid() == kid)
-            .ok_or_else(|| AuthError::refused(format!("unknown kid {kid:?}"))),
+            .ok_or_else(|| AuthError::refused(format!("unknown kid {:?}", shorten(kid)))),
         (None, [only]) => Ok(only),
         (None, _) => Err(AuthError::refused("no kid and more than one key")),
     }
+}
+
+/// At most 64 characters of untrusted text, for messages.
+fn shorten(text: &str) -> &str {
+    text.char_indices()
+        .nth(64)
+        .map_or(text, |(at, _)| &text[..at])
 }
 
 /// The `iss` of a JSON payload, if it is a string; no verification.
