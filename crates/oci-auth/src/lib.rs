@@ -18,13 +18,22 @@ mod cache;
 pub mod error;
 pub mod glob;
 pub mod htpasswd;
+mod jwk;
+mod jws;
+pub mod oidc;
 pub mod policy;
 pub mod scope;
 pub mod throttle;
+pub mod token;
 
 pub use action::{Action, Actions};
 pub use authenticator::{Authenticator, AuthenticatorOptions, Caller, Credentials, Mode};
 pub use error::{AuthError, Result};
 pub use glob::RepositoryPattern;
+pub use oidc::{JwksSource, OidcIssuer, OidcOptions, peek_issuer};
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
 pub use scope::{AccessEntry, Resource, Scope};
+pub use token::{
+    Algorithm, SigningKey, TokenClaims, TokenVerifier, TokenVerifierOptions, VerifyingKey,
+    parse_jwks,
+};
