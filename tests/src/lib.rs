@@ -167,6 +167,8 @@ pub struct TestServer {
     /// The TLS configuration served and the CA the client trusts, for an
     /// HTTPS server.
     tls: Option<TestTls>,
+    /// Access control served, if any.
+    auth: Option<oci_http::auth::Auth>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -210,7 +212,22 @@ impl TestServer {
         limits: oci_http::Limits,
         options: oci_storage::StorageOptions,
     ) -> TestServer {
-        Self::start_full(backend, limits, options, None).await
+        Self::start_full(backend, options, Setup::limited(limits)).await
+    }
+
+    /// A server on fresh storage of `backend` with access control: `auth`
+    /// is the `[auth]` and `[access]` part of a configuration file (TOML),
+    /// built into the auth layer exactly as `oci-registry serve` builds it
+    /// (a token signing key the text does not name is kept in the
+    /// server's storage).
+    pub async fn start_with_auth(backend: Backend, auth: &str) -> TestServer {
+        let config: oci_registry_bin::config::Config =
+            toml::from_str(auth).unwrap_or_else(|e| panic!("auth config: {e}"));
+        let setup = Setup {
+            auth_config: Some(config),
+            ..Setup::default()
+        };
+        Self::start_full(backend, oci_storage::StorageOptions::default(), setup).await
     }
 
     /// An HTTPS server on fresh storage of `backend`, serving `tls`;
@@ -233,22 +250,25 @@ impl TestServer {
             ca_pem: ca_pem.to_vec(),
         };
         let options = oci_storage::StorageOptions::default();
-        Self::start_full(backend, limits, options, Some(tls)).await
+        let setup = Setup {
+            tls: Some(tls),
+            ..Setup::limited(limits)
+        };
+        Self::start_full(backend, options, setup).await
     }
 
     async fn start_full(
         backend: Backend,
-        limits: oci_http::Limits,
         mut options: oci_storage::StorageOptions,
-        tls: Option<TestTls>,
+        setup: Setup,
     ) -> TestServer {
         match backend {
-            Backend::Memory => Self::start_at_configured("memory://", limits, options, tls).await,
+            Backend::Memory => Self::start_at_configured("memory://", options, setup).await,
             Backend::Filesystem => {
                 let dir = tempfile::tempdir().expect("create tempdir");
                 let root = dir.path().join("registry");
                 let url = file_url(&root);
-                let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
+                let mut srv = Self::start_at_configured(&url, options, setup).await;
                 srv.dir = Some(dir);
                 srv
             }
@@ -258,7 +278,7 @@ impl TestServer {
                     .expect("start S3 server");
                 options.backend.extend(s3.options());
                 let url = s3.url("registry");
-                let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
+                let mut srv = Self::start_at_configured(&url, options, setup).await;
                 srv.s3 = Some(s3);
                 srv
             }
@@ -278,7 +298,7 @@ impl TestServer {
     /// alive, such as [`TestServer::s3`] of a previous server.
     pub async fn start_at_with(url: &str, options: &[(String, String)]) -> TestServer {
         let options = oci_storage::StorageOptions::with_backend(options);
-        Self::start_at_configured(url, oci_http::Limits::default(), options, None).await
+        Self::start_at_configured(url, options, Setup::default()).await
     }
 
     /// Like [`TestServer::start_at`], with every storage option given
@@ -287,19 +307,24 @@ impl TestServer {
         url: &str,
         options: oci_storage::StorageOptions,
     ) -> TestServer {
-        Self::start_at_configured(url, oci_http::Limits::default(), options, None).await
+        Self::start_at_configured(url, options, Setup::default()).await
     }
 
     async fn start_at_configured(
         url: &str,
-        limits: oci_http::Limits,
         options: oci_storage::StorageOptions,
-        tls: Option<TestTls>,
+        setup: Setup,
     ) -> TestServer {
         let storage = oci_storage::Storage::open_with_options(url, options.clone())
             .await
             .unwrap_or_else(|e| panic!("Storage::open_with_options({url:?}) failed: {e:?}"));
-        let mut srv = Self::serve(storage, limits, tls).await;
+        let auth = match (&setup.auth_config, setup.auth.clone()) {
+            (Some(config), _) => oci_registry_bin::auth::build(config, Some(&storage))
+                .await
+                .unwrap_or_else(|e| panic!("auth config: {e}")),
+            (None, auth) => auth,
+        };
+        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth).await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
         srv
@@ -311,12 +336,19 @@ impl TestServer {
         storage: oci_storage::Storage,
         limits: oci_http::Limits,
         tls: Option<TestTls>,
+        auth: Option<oci_http::auth::Auth>,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let sweeper = storage.start_sweeper();
-        let app = oci_http::app_with(storage.clone(), &limits);
+        let app = oci_http::app_with_options(
+            storage.clone(),
+            oci_http::AppOptions {
+                limits: limits.clone(),
+                auth: auth.clone(),
+            },
+        );
         let kept = limits.clone();
         let served_tls = tls.as_ref().map(|t| t.tls.clone());
         let task = tokio::spawn(async move {
@@ -354,9 +386,15 @@ impl TestServer {
             task: Some(task),
             storage,
             tls,
+            auth,
             dir: None,
             s3: None,
         }
+    }
+
+    /// The access control served, if any.
+    pub fn auth(&self) -> Option<&oci_http::auth::Auth> {
+        self.auth.as_ref()
     }
 
     /// The TLS configuration an HTTPS server serves (to reload it).
@@ -634,9 +672,14 @@ impl TestServer {
         let options = std::mem::take(&mut self.storage_options);
         let limits = self.limits.clone();
         let s3 = self.s3.take();
-        let tls = self.tls.take();
+        let setup = Setup {
+            limits,
+            tls: self.tls.take(),
+            auth: self.auth.take(),
+            auth_config: None,
+        };
         let dir = self.stop().await;
-        let mut srv = Self::start_at_configured(&url, limits, options, tls).await;
+        let mut srv = Self::start_at_configured(&url, options, setup).await;
         srv.dir = dir;
         srv.s3 = s3;
         srv
@@ -647,6 +690,26 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
             task.abort();
+        }
+    }
+}
+
+/// How a [`TestServer`] serves, beyond its storage.
+#[derive(Default)]
+struct Setup {
+    limits: oci_http::Limits,
+    tls: Option<TestTls>,
+    /// Access control already built (a restart keeps it)...
+    auth: Option<oci_http::auth::Auth>,
+    /// ...or to build from this configuration once storage is open.
+    auth_config: Option<oci_registry_bin::config::Config>,
+}
+
+impl Setup {
+    fn limited(limits: oci_http::Limits) -> Setup {
+        Setup {
+            limits,
+            ..Setup::default()
         }
     }
 }

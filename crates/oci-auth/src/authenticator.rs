@@ -5,7 +5,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oci_types::RepositoryName;
 
@@ -13,6 +13,8 @@ use crate::action::Actions;
 use crate::cache::{self, VerifiedCache};
 use crate::error::{AuthError, Result};
 use crate::htpasswd::Htpasswd;
+use crate::issuer::{IssuedToken, TokenOptions, TokenService};
+use crate::oidc::{OidcIssuer, OidcOptions, peek_issuer};
 use crate::policy::{Policy, Principal};
 use crate::scope::{Resource, Scope};
 use crate::throttle::{Throttle, ThrottleOptions, Verdict};
@@ -44,6 +46,10 @@ pub struct AuthenticatorOptions {
     /// How long a verified password is trusted before bcrypt is asked
     /// again (reloading the accounts forgets them all at once).
     pub credential_ttl: Duration,
+    /// The token service (required in token mode).
+    pub token: Option<TokenOptions>,
+    /// OIDC issuers whose ID tokens are accepted as passwords.
+    pub oidc: Vec<OidcOptions>,
 }
 
 impl Default for AuthenticatorOptions {
@@ -54,8 +60,52 @@ impl Default for AuthenticatorOptions {
             policy: Policy::default(),
             throttle: ThrottleOptions::default(),
             credential_ttl: Duration::from_secs(60),
+            token: None,
+            oidc: Vec::new(),
         }
     }
+}
+
+/// How a token request logs in.
+#[derive(Clone, Copy)]
+pub enum Login<'a> {
+    /// No credentials: a token for what anonymous callers may do.
+    Anonymous,
+    /// A user's password (or an OIDC ID token as the password).
+    Password {
+        /// The user name.
+        user: &'a str,
+        /// The password.
+        password: &'a str,
+    },
+    /// A refresh token the issuer gave earlier.
+    Refresh(&'a str),
+}
+
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Anonymous => f.write_str("Anonymous"),
+            Self::Password { user, .. } => write!(f, "Password({user:?})"),
+            Self::Refresh(_) => f.write_str("Refresh"),
+        }
+    }
+}
+
+/// A token request (GET or POST `/auth/token`).
+#[derive(Debug, Clone)]
+pub struct TokenRequest<'a> {
+    /// Who.
+    pub login: Login<'a>,
+    /// The `service` asked for, if given (must be ours).
+    pub service: Option<&'a str>,
+    /// The scopes asked for (unknown ones already dropped).
+    pub scopes: Vec<Scope>,
+    /// A refresh token is wanted (`offline_token=true`,
+    /// `access_type=offline`).
+    pub offline: bool,
+    /// The client's address, for throttling.
+    pub address: IpAddr,
 }
 
 /// Credentials as a request carries them.
@@ -129,6 +179,10 @@ pub struct Authenticator {
     throttle: Throttle,
     passwords: VerifiedCache<Principal>,
     credential_ttl: Duration,
+    tokens: Option<TokenService>,
+    bearers: VerifiedCache<Caller>,
+    oidc: Vec<OidcIssuer>,
+    oidc_files: Vec<PathBuf>,
 }
 
 impl Authenticator {
@@ -143,6 +197,28 @@ impl Authenticator {
             }
             None => None,
         };
+        let tokens = match options.token {
+            Some(token) => Some(TokenService::new(token)?),
+            None if options.mode == Mode::Token => {
+                return Err(AuthError::Config(
+                    "auth.mode = \"token\" needs [auth.token]".into(),
+                ));
+            }
+            None => None,
+        };
+        let oidc_files = options
+            .oidc
+            .iter()
+            .filter_map(|o| match &o.jwks {
+                crate::oidc::JwksSource::File(path) => Some(path.clone()),
+                crate::oidc::JwksSource::Url(_) => None,
+            })
+            .collect();
+        let oidc = options
+            .oidc
+            .into_iter()
+            .map(OidcIssuer::new)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             mode: options.mode,
             htpasswd_path: options.htpasswd,
@@ -151,7 +227,21 @@ impl Authenticator {
             throttle: Throttle::new(options.throttle),
             passwords: VerifiedCache::new(10_000),
             credential_ttl: options.credential_ttl,
+            tokens,
+            bearers: VerifiedCache::new(10_000),
+            oidc,
+            oidc_files,
         })
+    }
+
+    /// The token service's options (token mode).
+    pub fn token_options(&self) -> Option<&TokenOptions> {
+        self.tokens.as_ref().map(TokenService::options)
+    }
+
+    /// True if this registry issues tokens at its token endpoint.
+    pub fn issues_tokens(&self) -> bool {
+        self.tokens.as_ref().is_some_and(TokenService::issues)
     }
 
     /// The mode.
@@ -166,7 +256,10 @@ impl Authenticator {
 
     /// The files that [`Authenticator::reload`] re-reads.
     pub fn files(&self) -> Vec<PathBuf> {
-        self.htpasswd_path.iter().cloned().collect()
+        let mut files: Vec<PathBuf> = self.htpasswd_path.iter().cloned().collect();
+        files.extend(self.tokens.iter().flat_map(TokenService::files));
+        files.extend(self.oidc_files.iter().cloned());
+        files
     }
 
     /// Re-reads the accounts. A bad file is refused: the previous
@@ -174,12 +267,29 @@ impl Authenticator {
     /// forgotten, so a removed account or a changed password takes effect
     /// at once. Blocking (bcrypt): call it off the async workers.
     pub fn reload(&self) -> Result<()> {
+        let mut result = Ok(());
         if let Some(path) = &self.htpasswd_path {
-            let fresh = Htpasswd::load(path)?;
-            *self.accounts.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(fresh));
+            match Htpasswd::load(path) {
+                Ok(fresh) => {
+                    *self.accounts.write().unwrap_or_else(|e| e.into_inner()) =
+                        Some(Arc::new(fresh));
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Some(tokens) = &self.tokens
+            && let Err(e) = tokens.reload()
+        {
+            result = result.and(Err(e));
+        }
+        for oidc in &self.oidc {
+            if let Err(e) = oidc.reload() {
+                result = result.and(Err(e));
+            }
         }
         self.passwords.clear();
-        Ok(())
+        self.bearers.clear();
+        result
     }
 
     /// Who the caller is. `Err(Refused)` for credentials that are wrong or
@@ -202,10 +312,99 @@ impl Authenticator {
             (Mode::Token, Credentials::Basic { .. }) => {
                 Err(AuthError::refused("basic credentials in token mode"))
             }
-            (Mode::Token, Credentials::Bearer(_)) => {
-                Err(AuthError::refused("token verification is not configured"))
-            }
+            (Mode::Token, Credentials::Bearer(token)) => self.verify_bearer(token),
         }
+    }
+
+    /// A bearer token's caller: verified once, then cached until it
+    /// expires.
+    fn verify_bearer(&self, token: &str) -> Result<Caller> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .ok_or_else(|| AuthError::refused("token verification is not configured"))?;
+        let key = cache::key(&[token.as_bytes()]);
+        let now = Instant::now();
+        if let Some(caller) = self.bearers.get(&key, now) {
+            return Ok(caller);
+        }
+        let wall = SystemTime::now();
+        let claims = tokens.verify(token, wall)?;
+        let principal = match claims.sub.as_str() {
+            "" => Principal::Anonymous,
+            user => Principal::User(user.to_owned()),
+        };
+        let scopes = claims.access.iter().filter_map(|e| e.to_scope()).collect();
+        let caller = Caller::by_token(principal, scopes);
+        let left = (UNIX_EPOCH + Duration::from_secs(claims.exp))
+            .duration_since(wall)
+            .unwrap_or_default();
+        self.bearers.insert(key, caller.clone(), now + left, now);
+        Ok(caller)
+    }
+
+    /// Issues a token at the token endpoint: logs the caller in, grants
+    /// the intersection of what was asked and what the policy gives them
+    /// (an anonymous caller: what anonymous may do), and signs it.
+    pub async fn issue(&self, request: TokenRequest<'_>) -> Result<IssuedToken> {
+        let tokens = self
+            .tokens
+            .as_ref()
+            .filter(|t| t.issues())
+            .ok_or_else(|| AuthError::Config("this registry does not issue tokens".into()))?;
+        if let Some(service) = request.service
+            && service != tokens.options().service
+        {
+            return Err(AuthError::refused(format!("unknown service {service:?}")));
+        }
+        let (principal, refreshable) = match request.login {
+            Login::Anonymous => (Principal::Anonymous, false),
+            Login::Password { user, password } => {
+                let principal = self.login(user, password, request.address).await?;
+                let from_accounts = self.account_exists(principal.user().unwrap_or(""));
+                (principal, from_accounts)
+            }
+            Login::Refresh(token) => {
+                let user = tokens.verify_refresh(token, SystemTime::now())?;
+                if !self.account_exists(&user) {
+                    return Err(AuthError::refused(format!("{user:?} no longer exists")));
+                }
+                (Principal::User(user), true)
+            }
+        };
+        let scopes = request
+            .scopes
+            .into_iter()
+            .filter_map(|scope| self.grant(&principal, scope))
+            .collect();
+        let user = principal.user().unwrap_or("");
+        tokens.issue(
+            user,
+            scopes,
+            request.offline && refreshable,
+            SystemTime::now(),
+        )
+    }
+
+    /// The part of `scope` the policy gives `principal`, if any.
+    fn grant(&self, principal: &Principal, scope: Scope) -> Option<Scope> {
+        let actions = match &scope.resource {
+            Resource::Repository(name) => self
+                .policy
+                .granted(principal, name)
+                .intersection(scope.actions),
+            Resource::Catalog if self.policy.grants_anything(principal) => scope.actions,
+            Resource::Catalog => Actions::NONE,
+        };
+        (!actions.is_empty()).then_some(Scope { actions, ..scope })
+    }
+
+    fn account_exists(&self, user: &str) -> bool {
+        self.accounts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|a| a.contains(user))
     }
 
     /// Checks a user's password (throttled; cached for a short while once
@@ -220,6 +419,23 @@ impl Authenticator {
             Verdict::Refuse(retry) => return Err(AuthError::Throttled(retry)),
             Verdict::Proceed(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
             Verdict::Proceed(_) => {}
+        }
+        if let Some(issuer) = peek_issuer(password)
+            && let Some(oidc) = self.oidc.iter().find(|o| o.issuer() == issuer)
+        {
+            // Workload identity: the ID token names the user. Not cached:
+            // it is checked against its own expiry every time.
+            return match oidc.verify(password, SystemTime::now()).await {
+                Ok(user) => {
+                    self.throttle.succeeded(user.as_str(), address);
+                    Ok(Principal::User(user))
+                }
+                Err(e @ AuthError::Fetch(_)) => Err(e),
+                Err(e) => {
+                    self.throttle.failed(user, address, Instant::now());
+                    Err(e)
+                }
+            };
         }
         let accounts = self
             .accounts

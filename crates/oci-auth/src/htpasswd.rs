@@ -87,6 +87,11 @@ impl Htpasswd {
         &self.path
     }
 
+    /// True if `user` has an account.
+    pub fn contains(&self, user: &str) -> bool {
+        self.entries.contains_key(user)
+    }
+
     /// Number of accounts.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -4,7 +4,8 @@
 //! - [`htpasswd`]: accounts, bcrypt entries as `htpasswd -B` writes them.
 //! - [`oidc`]: workload identity, OIDC ID tokens accepted as passwords.
 //! - [`token`]: Docker registry tokens (distribution's
-//!   `docs/spec/auth/token.md` and `jwt.md`): signing and verification.
+//!   `docs/spec/auth/token.md` and `jwt.md`): signing and verification;
+//!   [`issuer`]: the token service that issues and checks them.
 //! - [`scope`]: token scopes and the `access` claim.
 //! - [`policy`]: the `[access]` rules, [`action`]s and [`glob`] patterns.
 //! - [`throttle`]: failed-login throttling.
@@ -18,6 +19,7 @@ mod cache;
 pub mod error;
 pub mod glob;
 pub mod htpasswd;
+pub mod issuer;
 mod jwk;
 mod jws;
 pub mod oidc;
@@ -27,9 +29,12 @@ pub mod throttle;
 pub mod token;
 
 pub use action::{Action, Actions};
-pub use authenticator::{Authenticator, AuthenticatorOptions, Caller, Credentials, Mode};
+pub use authenticator::{
+    Authenticator, AuthenticatorOptions, Caller, Credentials, Login, Mode, TokenRequest,
+};
 pub use error::{AuthError, Result};
 pub use glob::RepositoryPattern;
+pub use issuer::{IssuedToken, TokenKeys, TokenOptions};
 pub use oidc::{JwksSource, OidcIssuer, OidcOptions, peek_issuer};
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
 pub use scope::{AccessEntry, Resource, Scope};

@@ -272,13 +272,17 @@ impl Presented {
 }
 
 fn throttled(retry: std::time::Duration) -> Response {
+    throttled_error(retry).into_response()
+}
+
+/// 429 `TOOMANYREQUESTS` with `Retry-After`.
+pub(crate) fn throttled_error(retry: std::time::Duration) -> ApiError {
     let secs = retry.as_secs().max(1);
     ApiError::new(
         ErrorCode::TooManyRequests,
         "too many failed logins; try again later",
     )
     .with_header(header::RETRY_AFTER, HeaderValue::from(secs))
-    .into_response()
 }
 
 /// 401 with a challenge for an anonymous caller or a token that lacks the

@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 /// Something read from files that can be read again in place.
 pub trait Reload: Send + Sync + 'static {
-    /// What is reloaded, for logs (`TLS certificate`, `accounts`).
+    /// What is reloaded, for logs (`TLS`, `accounts and keys`).
     fn what(&self) -> &'static str;
     /// The files whose change calls for a reload.
     fn files(&self) -> Vec<PathBuf>;

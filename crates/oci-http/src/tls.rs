@@ -291,7 +291,7 @@ impl Tls {
 
 impl Reload for Tls {
     fn what(&self) -> &'static str {
-        "TLS certificate"
+        "TLS"
     }
 
     fn files(&self) -> Vec<PathBuf> {

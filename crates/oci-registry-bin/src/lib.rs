@@ -180,8 +180,8 @@ fn parse_bytes(text: &str) -> Result<bytesize::ByteSize, String> {
 
 /// Loads what the configuration names beyond its own text (the TLS
 /// files), as `serve` would: `config check` runs this.
-pub fn check_files(config: &Config) -> Result<(), config::ConfigError> {
-    auth::build(config)?;
+pub async fn check_files(config: &Config) -> Result<(), config::ConfigError> {
+    auth::build(config, None).await?;
     load_tls(config).map_err(|e| {
         let key = match e.file() {
             Some(TlsFile::Key) => "server.tls.key",
@@ -277,7 +277,7 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     };
     let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
     let tls = load_tls(&config)?;
-    let auth = auth::build(&config)?;
+    let auth = auth::build(&config, Some(&storage)).await?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
     let ops = match config.metrics.listen {

@@ -42,7 +42,11 @@ async fn main() -> ExitCode {
                 env: true,
                 flags: config::Overrides::default(),
             };
-            match config::load(&sources).and_then(|c| check_files(&c).map(|()| c)) {
+            let checked = match config::load(&sources) {
+                Ok(config) => check_files(&config).await.map(|()| config),
+                Err(e) => Err(e),
+            };
+            match checked {
                 Ok(config) => {
                     print!("{}", config.redacted().to_toml());
                     ExitCode::SUCCESS

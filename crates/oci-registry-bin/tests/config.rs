@@ -207,7 +207,16 @@ fn config_check_names_the_key_and_line_at_fault() {
             &["line 2", "server.listen"],
         ),
         ("[log]\nformat = \"xml\"\n", &["line 2", "log.format"]),
-        ("[auth]\nmode = \"basic\"\n", &["line 1", "`auth`"]),
+        (
+            "[auth]\nmode = \"basic\"\nhtpasswd = \"/nonexistent/htpasswd\"\n",
+            &["auth.htpasswd", "/nonexistent/htpasswd"],
+        ),
+        ("[auth]\nmode = \"basic\"\n", &["auth", "htpasswd"]),
+        ("[auth]\nmodes = \"basic\"\n", &["line 2", "auth.modes"]),
+        (
+            "[[access.rules]]\nrepositories = [\"a\"]\ngroups = [\"nobody\"]\nactions = [\"pull\"]\n",
+            &["access", "nobody"],
+        ),
         ("[log]\nlevel = \"info,=[\"\n", &["log.level"]),
         ("[server\nlisten = 1\n", &["line 1"]),
         (

@@ -106,6 +106,11 @@ pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
     Path::from(format!("_catalog/{name}/{CATALOG_MARKER}"))
 }
 
+/// `_keys/<file name>`: a key shared by every replica.
+pub(crate) fn shared_key(file_name: &str) -> Path {
+    Path::from(format!("_keys/{file_name}"))
+}
+
 /// `_uploads/`: every upload session.
 pub(crate) fn uploads_dir() -> Path {
     Path::from("_uploads")

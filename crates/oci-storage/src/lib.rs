@@ -43,6 +43,8 @@
 //! _sweeps/uploads/slots/<slot>                    marker: a replica swept upload
 //!                                                 sessions in this time slot
 //! _sweeps/uploads/count                           text: open sessions it counted
+//! _keys/token-signing-key.pem                     the built-in token issuer's key, when
+//!                                                 the configuration names none
 //! ```
 //!
 //! # Guarantees
@@ -70,6 +72,7 @@ mod backend;
 mod blobs;
 mod catalog;
 mod error;
+mod keys;
 mod layout;
 mod local;
 mod manifests;
@@ -95,6 +98,7 @@ use object_store::path::Path;
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use catalog::DEFAULT_CATALOG_PAGE;
 pub use error::{Result, StorageError};
+pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
 pub use referrers::DEFAULT_REFERRERS_PAGE;
