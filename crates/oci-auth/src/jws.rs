@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Header, Validation};
 use serde::Deserialize;
@@ -33,6 +34,17 @@ pub(crate) fn b64_decode(text: &str, what: &str) -> Result<Vec<u8>> {
     URL_SAFE_NO_PAD
         .decode(text)
         .map_err(|e| AuthError::refused(format!("{what}: bad base64url: {e}")))
+}
+
+/// Makes sure jsonwebtoken has its process-wide crypto provider, which
+/// it panics without. Its `aws_lc_rs` feature alone selects aws-lc-rs;
+/// should another crate in the build also turn on `rust_crypto`, none is
+/// selected, and this installs the aws-lc-rs one. Cheap once set.
+pub(crate) fn ensure_provider() {
+    if CryptoProvider::try_get_default().is_none() {
+        // Err: another thread installed one first, which is as good.
+        let _ = CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
+    }
 }
 
 /// The three dot-separated parts (header and payload non-empty), after
@@ -95,6 +107,7 @@ pub(crate) fn verify<T: DeserializeOwned>(
             key.kid()
         )));
     }
+    ensure_provider();
     let mut validation = Validation::new(alg);
     // The times are checked against the caller's `now`, not the clock.
     validation.validate_exp = false;

@@ -102,17 +102,13 @@ impl SigningKey {
         match label.as_str() {
             "PRIVATE KEY" => Self::from_pkcs8(&der),
             "EC PRIVATE KEY" => {
-                let pair = EcdsaKeyPair::from_private_key_der(
-                    &ECDSA_P256_SHA256_FIXED_SIGNING,
-                    &der,
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map_err(|_| {
+                        AuthError::Key(
+                    "EC PRIVATE KEY: not a P-256 key (only P-256 and Ed25519 keys can sign)".into(),
                 )
-                .map_err(|_| {
-                    AuthError::Key(
-                        "EC PRIVATE KEY: not a P-256 key (only P-256 and Ed25519 keys can sign)"
-                            .into(),
-                    )
-                })?;
-                Self::from_ecdsa(&pair)
+                    })
+                    .and_then(Self::from_ecdsa)
             }
             "RSA PRIVATE KEY" => Err(AuthError::Key(
                 "RSA keys cannot sign registry tokens: use a P-256 or Ed25519 key".into(),
@@ -129,11 +125,11 @@ impl SigningKey {
     /// Tells the key type with aws-lc, which also gives the public key.
     fn from_pkcs8(der: &[u8]) -> Result<SigningKey> {
         if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
-            return Self::from_ecdsa(&pair);
+            return Self::from_ecdsa(pair);
         }
         if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
             let public = VerifyingKey::ed25519(pair.public_key().as_ref(), None)?;
-            // Re-encoded as PKCS#8 v2, the form jsonwebtoken's signer reads.
+            // Re-encoded (PKCS#8 v2): jsonwebtoken's signer parses strictly.
             let pkcs8 = pair
                 .to_pkcs8()
                 .map_err(|_| AuthError::Key("Ed25519 key: re-encoding failed".into()))?;
@@ -151,7 +147,7 @@ impl SigningKey {
         )))
     }
 
-    fn from_ecdsa(pair: &EcdsaKeyPair) -> Result<SigningKey> {
+    fn from_ecdsa(pair: EcdsaKeyPair) -> Result<SigningKey> {
         let public = VerifyingKey::es256(pair.public_key().as_ref(), None)?;
         // PKCS#8 whatever the PEM held (SEC1 too): jsonwebtoken reads that.
         let pkcs8 = pair
@@ -163,6 +159,7 @@ impl SigningKey {
     /// A signing key, after a trial signature: a key jsonwebtoken cannot
     /// sign with fails here, at load, rather than at each token.
     fn new(private: EncodingKey, public: VerifyingKey) -> Result<SigningKey> {
+        jws::ensure_provider();
         jsonwebtoken::crypto::sign(b"trial", &private, public.algorithm().jwt())
             .map_err(|e| AuthError::Key(format!("{} key: {e}", public.algorithm())))?;
         Ok(SigningKey { private, public })
