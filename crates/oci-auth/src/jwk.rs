@@ -4,10 +4,8 @@
 
 use std::fmt;
 
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256,
-    RsaPublicKeyComponents,
-};
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, ED25519, ParsedPublicKey};
+use jsonwebtoken::DecodingKey;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
@@ -36,6 +34,15 @@ impl Algorithm {
             Self::Rs256 => "RS256",
         }
     }
+
+    /// The same algorithm, as jsonwebtoken names it.
+    pub(crate) fn jwt(self) -> jsonwebtoken::Algorithm {
+        match self {
+            Self::Es256 => jsonwebtoken::Algorithm::ES256,
+            Self::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
+        }
+    }
 }
 
 impl fmt::Display for Algorithm {
@@ -44,21 +51,15 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The key material, parsed once.
-#[derive(Clone)]
-enum PublicKey {
-    /// ES256 or EdDSA, validated by aws-lc.
-    Parsed(ParsedPublicKey),
-    /// RS256: big-endian modulus and exponent, no leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-}
-
 /// A public key with its one pinned algorithm and its key id.
 #[derive(Clone)]
 pub struct VerifyingKey {
     algorithm: Algorithm,
     kid: String,
-    key: PublicKey,
+    /// The key as a JWK with `kid`, `alg` and `use`.
+    jwk: Value,
+    /// The key as jsonwebtoken verifies with it, built once.
+    decoding: DecodingKey,
 }
 
 impl fmt::Debug for VerifyingKey {
@@ -81,20 +82,18 @@ impl VerifyingKey {
                 ));
             }
         };
-        let key = ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
+        // Refuse a point off the curve now rather than at each token.
+        ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, point)
             .map_err(|e| AuthError::Key(format!("P-256 point: {e}")))?;
+        let (x, y) = (b64_encode(x), b64_encode(y));
         let kid = kid.unwrap_or_else(|| {
             thumbprint(&format!(
-                r#"{{"crv":"P-256","kty":"EC","x":"{}","y":"{}"}}"#,
-                b64_encode(x),
-                b64_encode(y)
+                r#"{{"crv":"P-256","kty":"EC","x":"{x}","y":"{y}"}}"#
             ))
         });
-        Ok(Self {
-            algorithm: Algorithm::Es256,
-            kid,
-            key: PublicKey::Parsed(key),
-        })
+        let decoding = DecodingKey::from_ec_components(&x, &y);
+        let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
+        Self::new(Algorithm::Es256, kid, jwk, decoding)
     }
 
     /// An Ed25519 key from its 32 bytes.
@@ -102,19 +101,15 @@ impl VerifyingKey {
         if x.len() != 32 {
             return Err(AuthError::Key("Ed25519 key: want 32 bytes".into()));
         }
-        let key = ParsedPublicKey::new(&ED25519, x)
+        ParsedPublicKey::new(&ED25519, x)
             .map_err(|e| AuthError::Key(format!("Ed25519 key: {e}")))?;
+        let x = b64_encode(x);
         let kid = kid.unwrap_or_else(|| {
-            thumbprint(&format!(
-                r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
-                b64_encode(x)
-            ))
+            thumbprint(&format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#))
         });
-        Ok(Self {
-            algorithm: Algorithm::EdDsa,
-            kid,
-            key: PublicKey::Parsed(key),
-        })
+        let decoding = DecodingKey::from_ed_components(&x);
+        let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
+        Self::new(Algorithm::EdDsa, kid, jwk, decoding)
     }
 
     /// An RSA key from its big-endian modulus and exponent.
@@ -132,20 +127,32 @@ impl VerifyingKey {
                 "RSA exponent: want a small odd number".into(),
             ));
         }
-        let kid = kid.unwrap_or_else(|| {
-            thumbprint(&format!(
-                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
-                b64_encode(e),
-                b64_encode(n)
-            ))
-        });
+        let decoding = DecodingKey::from_rsa_raw_components(n, e);
+        let (n, e) = (b64_encode(n), b64_encode(e));
+        let kid =
+            kid.unwrap_or_else(|| thumbprint(&format!(r#"{{"e":"{e}","kty":"RSA","n":"{n}"}}"#)));
+        let jwk = json!({"kty": "RSA", "n": n, "e": e});
+        Self::new(Algorithm::Rs256, kid, jwk, Ok(decoding))
+    }
+
+    /// Completes the JWK with `kid`, `alg` and `use`.
+    fn new(
+        algorithm: Algorithm,
+        kid: String,
+        mut jwk: Value,
+        decoding: jsonwebtoken::errors::Result<DecodingKey>,
+    ) -> Result<Self> {
+        let decoding = decoding.map_err(|e| AuthError::Key(format!("{algorithm} key: {e}")))?;
+        if let Some(fields) = jwk.as_object_mut() {
+            fields.insert("kid".into(), kid.clone().into());
+            fields.insert("alg".into(), algorithm.as_str().into());
+            fields.insert("use".into(), "sig".into());
+        }
         Ok(Self {
-            algorithm: Algorithm::Rs256,
+            algorithm,
             kid,
-            key: PublicKey::Rsa {
-                n: n.to_vec(),
-                e: e.to_vec(),
-            },
+            jwk,
+            decoding,
         })
     }
 
@@ -206,19 +213,7 @@ impl VerifyingKey {
     /// The key as a JWK with `kid`, `alg` and `use: sig`, for a JWKS
     /// document.
     pub fn to_jwk(&self) -> Value {
-        let (kid, alg) = (self.kid.as_str(), self.algorithm.as_str());
-        match (&self.key, self.algorithm) {
-            (PublicKey::Rsa { n, e }, _) => json!({"kty": "RSA", "n": b64_encode(n),
-                "e": b64_encode(e), "kid": kid, "alg": alg, "use": "sig"}),
-            (PublicKey::Parsed(key), Algorithm::Es256) => {
-                let xy = key.as_ref().get(1..).unwrap_or_default();
-                let (x, y) = xy.split_at(xy.len() / 2);
-                json!({"kty": "EC", "crv": "P-256", "x": b64_encode(x), "y": b64_encode(y),
-                    "kid": kid, "alg": alg, "use": "sig"})
-            }
-            (PublicKey::Parsed(key), _) => json!({"kty": "OKP", "crv": "Ed25519",
-                "x": b64_encode(key.as_ref()), "kid": kid, "alg": alg, "use": "sig"}),
-        }
+        self.jwk.clone()
     }
 
     /// The algorithm a token signed with this key must name.
@@ -231,14 +226,9 @@ impl VerifyingKey {
         &self.kid
     }
 
-    /// True if `signature` is this key's signature of `message`.
-    pub(crate) fn verify_signature(&self, message: &[u8], signature: &[u8]) -> bool {
-        match &self.key {
-            PublicKey::Parsed(key) => key.verify_sig(message, signature).is_ok(),
-            PublicKey::Rsa { n, e } => RsaPublicKeyComponents { n, e }
-                .verify(&RSA_PKCS1_2048_8192_SHA256, message, signature)
-                .is_ok(),
-        }
+    /// The key as jsonwebtoken verifies with it.
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
     }
 }
 

@@ -1,15 +1,22 @@
-//! The JWT plumbing shared by [`crate::token`] and [`crate::oidc`]: the
-//! compact serialization (RFC 7515), key selection with the algorithm
-//! pinned per key, and the registered time and audience claims (RFC 7519).
+//! The JWT plumbing shared by [`crate::token`] and [`crate::oidc`], on the
+//! `jsonwebtoken` crate: key selection with the algorithm pinned per key,
+//! the signature, `iss` and `aud` (RFC 7515, RFC 7519). The times are
+//! checked here too ([`Validity`]), against the caller's `now` rather
+//! than the system clock.
 //!
-//! Everything here treats its input as hostile: lengths are capped, parts
-//! are strict base64url, and every failure is [`AuthError::Refused`].
+//! Everything here treats its input as hostile: the length is capped
+//! before any decoding, and every failure is [`AuthError::Refused`].
 
+use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Header, Validation};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{AuthError, Result};
 use crate::jwk::VerifyingKey;
@@ -29,73 +36,14 @@ pub(crate) fn b64_decode(text: &str, what: &str) -> Result<Vec<u8>> {
         .map_err(|e| AuthError::refused(format!("{what}: bad base64url: {e}")))
 }
 
-/// The protected header, as far as we read it.
-#[derive(Debug, Deserialize)]
-pub(crate) struct Header {
-    /// The signature algorithm the token claims.
-    pub alg: String,
-    /// Which key signed it.
-    #[serde(default)]
-    pub kid: Option<String>,
-    /// Extensions the verifier must understand; we understand none.
-    #[serde(default)]
-    pub crit: Option<serde_json::Value>,
-}
-
-/// A token split into its parts, header and signature decoded.
-pub(crate) struct Compact<'a> {
-    /// The decoded header.
-    pub header: Header,
-    /// `header.payload` as sent: what the signature covers.
-    pub signing_input: &'a str,
-    /// The decoded payload: not to be trusted before [`Compact::verify`].
-    pub payload: Vec<u8>,
-    /// The decoded signature.
-    pub signature: Vec<u8>,
-}
-
-impl<'a> Compact<'a> {
-    /// Splits `token` into its three base64url parts and decodes them
-    /// (the header also from JSON).
-    pub(crate) fn parse(token: &'a str) -> Result<Self> {
-        let (header_part, payload_part, signature) = split(token)?;
-        let header_json = b64_decode(header_part, "header")?;
-        let header: Header = serde_json::from_slice(&header_json)
-            .map_err(|e| AuthError::refused(format!("header: {e}")))?;
-        if header.crit.is_some() {
-            return Err(AuthError::refused("header: unsupported crit extensions"));
-        }
-        let signature = b64_decode(signature, "signature")?;
-        let signing_input = &token[..header_part.len() + 1 + payload_part.len()];
-        let payload = b64_decode(payload_part, "payload")?;
-        Ok(Compact {
-            header,
-            signing_input,
-            payload,
-            signature,
-        })
-    }
-
-    /// Picks the key by `kid` (or the only key when the token names none),
-    /// requires the header's `alg` to be that key's algorithm, and checks
-    /// the signature. Returns the payload, now trusted.
-    pub(crate) fn verify(&self, keys: &[VerifyingKey]) -> Result<&[u8]> {
-        let key = select_key(keys, self.header.kid.as_deref())?;
-        if self.header.alg != key.algorithm().as_str() {
-            return Err(AuthError::refused(format!(
-                "alg {:?} is not {} (pinned for key {})",
-                shorten(&self.header.alg),
-                key.algorithm().as_str(),
-                key.kid()
-            )));
-        }
-        if !key.verify_signature(self.signing_input.as_bytes(), &self.signature) {
-            return Err(AuthError::refused(format!(
-                "bad signature (key {})",
-                key.kid()
-            )));
-        }
-        Ok(&self.payload)
+/// Makes sure jsonwebtoken has its process-wide crypto provider, which
+/// it panics without. Its `aws_lc_rs` feature alone selects aws-lc-rs;
+/// should another crate in the build also turn on `rust_crypto`, none is
+/// selected, and this installs the aws-lc-rs one. Cheap once set.
+pub(crate) fn ensure_provider() {
+    if CryptoProvider::try_get_default().is_none() {
+        // Err: another thread installed one first, which is as good.
+        let _ = CryptoProvider::install_default(&jsonwebtoken::crypto::aws_lc::DEFAULT_PROVIDER);
     }
 }
 
@@ -117,6 +65,71 @@ pub(crate) fn split(token: &str) -> Result<(&str, &str, &str)> {
     Ok((header, payload, signature))
 }
 
+/// The header of a JWT-shaped `token` (not yet verified). Refuses an
+/// `alg` jsonwebtoken does not know (`none` among them) and any `crit`
+/// extension: we understand none.
+pub(crate) fn header(token: &str) -> Result<Header> {
+    split(token)?;
+    let header = jsonwebtoken::decode_header(token)
+        .map_err(|e| AuthError::refused(format!("header: unreadable or unknown alg: {e}")))?;
+    if header.crit.is_some() {
+        return Err(AuthError::refused("header: unsupported crit extensions"));
+    }
+    Ok(header)
+}
+
+/// What [`verify`] requires of the claims besides the signature.
+pub(crate) struct Expect<'a> {
+    /// The `iss` the token must carry.
+    pub issuer: &'a str,
+    /// The audience the token's `aud` must name (or list).
+    pub audience: &'a str,
+}
+
+/// Verifies `token`, whose [`header`] is `header`, with the key `keys`
+/// holds under its `kid` (or the only key when the token names none),
+/// requiring the header's `alg` to be that key's algorithm, and `iss` and
+/// `aud` as `expect` says. Returns the claims; their times are the
+/// caller's to check ([`Validity`]).
+pub(crate) fn verify<T: DeserializeOwned>(
+    token: &str,
+    header: &Header,
+    keys: &[VerifyingKey],
+    expect: &Expect<'_>,
+) -> Result<T> {
+    let key = select_key(keys, header.kid.as_deref())?;
+    let alg = key.algorithm().jwt();
+    if header.alg != alg {
+        return Err(AuthError::refused(format!(
+            "alg {:?} is not {} (pinned for key {})",
+            header.alg,
+            key.algorithm(),
+            key.kid()
+        )));
+    }
+    ensure_provider();
+    let mut validation = Validation::new(alg);
+    // The times are checked against the caller's `now`, not the clock.
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.required_spec_claims = HashSet::from(["iss".to_owned(), "aud".to_owned()]);
+    validation.set_issuer(&[expect.issuer]);
+    validation.set_audience(&[expect.audience]);
+    jsonwebtoken::decode::<T>(token, key.decoding_key(), &validation)
+        .map(|data| data.claims)
+        .map_err(|e| {
+            AuthError::refused(match e.kind() {
+                ErrorKind::InvalidSignature => format!("bad signature (key {})", key.kid()),
+                ErrorKind::InvalidIssuer => format!("iss is not {:?}", expect.issuer),
+                ErrorKind::InvalidAudience => format!("aud does not name {:?}", expect.audience),
+                ErrorKind::MissingRequiredClaim(claim) => format!("{claim}: missing"),
+                ErrorKind::InvalidClaimFormat(claim) => format!("{claim}: malformed"),
+                ErrorKind::Json(e) => format!("claims: {e}"),
+                _ => format!("token: {e}"),
+            })
+        })
+}
+
 /// The key named by `kid`, or the only key when there is no `kid`.
 fn select_key<'k>(keys: &'k [VerifyingKey], kid: Option<&str>) -> Result<&'k VerifyingKey> {
     match (kid, keys) {
@@ -136,35 +149,16 @@ fn shorten(text: &str) -> &str {
         .map_or(text, |(at, _)| &text[..at])
 }
 
-/// The `iss` of a JSON payload, if it is a string; no verification.
-pub(crate) fn unverified_issuer(payload: &[u8]) -> Option<String> {
+/// The unverified `iss` of a JWT-shaped `token`, if its payload is JSON
+/// with a string `iss`.
+pub(crate) fn unverified_issuer(token: &str) -> Option<String> {
     #[derive(Deserialize)]
     struct Peek {
         iss: String,
     }
-    serde_json::from_slice::<Peek>(payload).ok().map(|p| p.iss)
-}
-
-/// The `aud` claim: one string or an array of strings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum Audience {
-    /// `"aud": "x"`.
-    One(String),
-    /// `"aud": ["x", "y"]`.
-    Many(Vec<String>),
-}
-
-impl Audience {
-    /// Refuses unless `audience` is, or is among, the claim.
-    pub(crate) fn require(&self, audience: &str) -> Result<()> {
-        let ok = match self {
-            Audience::One(a) => a == audience,
-            Audience::Many(list) => list.iter().any(|a| a == audience),
-        };
-        ok.then_some(())
-            .ok_or_else(|| AuthError::refused(format!("aud {self:?} is not {audience:?}")))
-    }
+    let (_, payload, _) = split(token).ok()?;
+    let payload = b64_decode(payload, "payload").ok()?;
+    serde_json::from_slice::<Peek>(&payload).ok().map(|p| p.iss)
 }
 
 /// Seconds since the epoch (0 for a clock before it).

@@ -13,12 +13,13 @@ use std::str::FromStr;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 
 use crate::error::{AuthError, Result};
 use crate::jwk::{VerifyingKey, parse_jwks};
-use crate::jws::{self, Audience, Compact, Validity};
+use crate::jws::{self, Expect, Validity};
 
 mod fetch;
 
@@ -167,49 +168,32 @@ impl OidcIssuer {
     /// a URL source whose keys could not be fetched gives
     /// [`AuthError::Fetch`].
     pub async fn verify(&self, id_token: &str, now: SystemTime) -> Result<String> {
-        let compact = Compact::parse(id_token)?;
+        let header = jws::header(id_token)?;
         // Refuse other issuers' tokens before fetching anything for them.
-        if jws::unverified_issuer(&compact.payload).as_deref() != Some(self.issuer.as_str()) {
+        if jws::unverified_issuer(id_token).as_deref() != Some(self.issuer.as_str()) {
             return Err(AuthError::refused(format!("iss is not {:?}", self.issuer)));
         }
-        let keys = self.keys_for(compact.header.kid.as_deref(), now).await?;
-        let payload = compact.verify(&keys)?;
-        let claims: Map<String, Value> = serde_json::from_slice(payload)
-            .map_err(|e| AuthError::refused(format!("claims: {e}")))?;
-        self.check(&claims, now)?;
-        match claims.get(&self.user_claim) {
+        let keys = self.keys_for(header.kid.as_deref(), now).await?;
+        let expect = Expect {
+            issuer: &self.issuer,
+            audience: &self.audience,
+        };
+        let claims: IdClaims = jws::verify(id_token, &header, &keys, &expect)?;
+        Validity {
+            exp: claims
+                .exp
+                .ok_or_else(|| AuthError::refused("exp: missing"))?,
+            nbf: claims.nbf,
+            iat: claims.iat,
+        }
+        .check(now, LEEWAY)?;
+        match claims.other.get(&self.user_claim) {
             Some(Value::String(user)) if !user.is_empty() => Ok(user.clone()),
             _ => Err(AuthError::refused(format!(
                 "claim {:?} is not a non-empty string",
                 self.user_claim
             ))),
         }
-    }
-
-    /// Checks `iss`, `aud` and the times of verified claims.
-    fn check(&self, claims: &Map<String, Value>, now: SystemTime) -> Result<()> {
-        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err(AuthError::refused(format!("iss is not {:?}", self.issuer)));
-        }
-        let aud: Audience = claims
-            .get("aud")
-            .and_then(|aud| Audience::deserialize(aud).ok())
-            .ok_or_else(|| AuthError::refused("aud: missing or not a string or array"))?;
-        aud.require(&self.audience)?;
-        let date = |name: &str| -> Result<Option<u64>> {
-            claims
-                .get(name)
-                .map(|v| {
-                    numeric_date(v).ok_or_else(|| AuthError::refused(format!("{name}: not a date")))
-                })
-                .transpose()
-        };
-        Validity {
-            exp: date("exp")?.ok_or_else(|| AuthError::refused("exp: missing"))?,
-            nbf: date("nbf")?,
-            iat: date("iat")?,
-        }
-        .check(now, LEEWAY)
     }
 
     /// The keys to verify a token naming `kid` with, fetching them first
@@ -288,14 +272,46 @@ fn read_jwks_file(path: &std::path::Path) -> Result<Vec<VerifyingKey>> {
     })
 }
 
-/// A JWT NumericDate: whole seconds; fractions are dropped.
-fn numeric_date(value: &Value) -> Option<u64> {
-    value.as_u64().or_else(|| {
-        value
-            .as_f64()
-            .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
-            .map(|f| f as u64)
-    })
+/// The claims of a verified ID token: the times, and the rest by name
+/// (`iss` and `aud` are checked by [`jws::verify`]).
+#[derive(Deserialize)]
+struct IdClaims {
+    #[serde(default, deserialize_with = "exp")]
+    exp: Option<u64>,
+    #[serde(default, deserialize_with = "nbf")]
+    nbf: Option<u64>,
+    #[serde(default, deserialize_with = "iat")]
+    iat: Option<u64>,
+    #[serde(flatten)]
+    other: Map<String, Value>,
+}
+
+fn exp<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    numeric_date(d, "exp")
+}
+
+fn nbf<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    numeric_date(d, "nbf")
+}
+
+fn iat<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    numeric_date(d, "iat")
+}
+
+/// A JWT NumericDate: whole seconds; fractions are dropped. The error
+/// names the claim.
+fn numeric_date<'de, D: Deserializer<'de>>(d: D, name: &str) -> Result<Option<u64>, D::Error> {
+    let value = Value::deserialize(d)?;
+    value
+        .as_u64()
+        .or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.is_finite() && *f >= 0.0 && *f < u64::MAX as f64)
+                .map(|f| f as u64)
+        })
+        .map(Some)
+        .ok_or_else(|| D::Error::custom(format!("{name}: not a date")))
 }
 
 /// The unverified `iss` of a JWT-shaped string (three base64url parts,
@@ -303,8 +319,7 @@ fn numeric_date(value: &Value) -> Option<u64> {
 /// password is an ID token of a configured issuer before verifying it.
 /// Cheap and never panics; `None` for anything else.
 pub fn peek_issuer(token: &str) -> Option<String> {
-    let (_, payload, _) = jws::split(token).ok()?;
-    jws::unverified_issuer(&jws::b64_decode(payload, "payload").ok()?)
+    jws::unverified_issuer(token)
 }
 
 #[cfg(test)]

@@ -22,11 +22,14 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use jsonwebtoken::{EncodingKey, Header};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+#[cfg(test)]
+use {crate::jws::b64_encode, serde_json::json};
 
 use crate::error::{AuthError, Result};
-use crate::jws::{Audience, Compact, Validity, b64_encode};
+use crate::jws::{self, Expect, Validity};
 use crate::scope::AccessEntry;
 
 pub use crate::jwk::{Algorithm, VerifyingKey, parse_jwks};
@@ -56,13 +59,13 @@ pub struct TokenClaims {
     pub access: Vec<AccessEntry>,
 }
 
-/// The claims as a verifier reads them: `aud` may be an array.
+/// The claims as a verifier reads them (`aud`, which may be an array,
+/// is jsonwebtoken's to check).
 #[derive(Deserialize)]
 struct ReceivedClaims {
     iss: String,
     #[serde(default)]
     sub: String,
-    aud: Audience,
     exp: u64,
     nbf: u64,
     iat: u64,
@@ -72,16 +75,11 @@ struct ReceivedClaims {
     access: Vec<AccessEntry>,
 }
 
-/// The private key material.
-enum Private {
-    Es256(EcdsaKeyPair),
-    EdDsa(Ed25519KeyPair),
-}
-
 /// A private key that signs registry tokens: ES256 (P-256) or EdDSA
 /// (Ed25519).
 pub struct SigningKey {
-    private: Private,
+    /// The PKCS#8 key as jsonwebtoken signs with it.
+    private: EncodingKey,
     public: VerifyingKey,
 }
 
@@ -124,16 +122,18 @@ impl SigningKey {
         }
     }
 
+    /// Tells the key type with aws-lc, which also gives the public key.
     fn from_pkcs8(der: &[u8]) -> Result<SigningKey> {
         if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
             return Self::from_ecdsa(pair);
         }
         if let Ok(pair) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
             let public = VerifyingKey::ed25519(pair.public_key().as_ref(), None)?;
-            return Ok(SigningKey {
-                private: Private::EdDsa(pair),
-                public,
-            });
+            // Re-encoded (PKCS#8 v2): jsonwebtoken's signer parses strictly.
+            let pkcs8 = pair
+                .to_pkcs8()
+                .map_err(|_| AuthError::Key("Ed25519 key: re-encoding failed".into()))?;
+            return Self::new(EncodingKey::from_ed_der(pkcs8.as_ref()), public);
         }
         let what = if EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, der).is_ok() {
             "a P-384 key"
@@ -149,10 +149,20 @@ impl SigningKey {
 
     fn from_ecdsa(pair: EcdsaKeyPair) -> Result<SigningKey> {
         let public = VerifyingKey::es256(pair.public_key().as_ref(), None)?;
-        Ok(SigningKey {
-            private: Private::Es256(pair),
-            public,
-        })
+        // PKCS#8 whatever the PEM held (SEC1 too): jsonwebtoken reads that.
+        let pkcs8 = pair
+            .to_pkcs8v1()
+            .map_err(|_| AuthError::Key("P-256 key: re-encoding failed".into()))?;
+        Self::new(EncodingKey::from_ec_der(pkcs8.as_ref()), public)
+    }
+
+    /// A signing key, after a trial signature: a key jsonwebtoken cannot
+    /// sign with fails here, at load, rather than at each token.
+    fn new(private: EncodingKey, public: VerifyingKey) -> Result<SigningKey> {
+        jws::ensure_provider();
+        jsonwebtoken::crypto::sign(b"trial", &private, public.algorithm().jwt())
+            .map_err(|e| AuthError::Key(format!("{} key: {e}", public.algorithm())))?;
+        Ok(SigningKey { private, public })
     }
 
     /// A new P-256 key as a PKCS#8 PEM, for a key file made on first
@@ -177,29 +187,18 @@ impl SigningKey {
     /// Signs `claims` into a compact JWT with `alg`, `kid` and `typ: JWT`
     /// in the header.
     pub fn sign(&self, claims: &TokenClaims) -> Result<String> {
-        let header = json!({"alg": self.algorithm().as_str(), "typ": "JWT", "kid": self.kid()});
-        let payload =
-            serde_json::to_vec(claims).map_err(|e| AuthError::Key(format!("claims: {e}")))?;
-        let mut token = format!(
-            "{}.{}",
-            b64_encode(header.to_string().as_bytes()),
-            b64_encode(&payload)
-        );
-        let signature = self.sign_bytes(token.as_bytes())?;
-        token.push('.');
-        token.push_str(&b64_encode(&signature));
-        Ok(token)
+        let mut header = Header::new(self.algorithm().jwt());
+        header.kid = Some(self.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, &self.private)
+            .map_err(|e| AuthError::Key(format!("signing: {e}")))
     }
 
     /// Signs raw bytes (for tests that hand-craft tokens).
+    #[cfg(test)]
     pub(crate) fn sign_bytes(&self, message: &[u8]) -> Result<Vec<u8>> {
-        match &self.private {
-            Private::Es256(pair) => pair
-                .sign(&SystemRandom::new(), message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| AuthError::Key("ES256 signing failed".into())),
-            Private::EdDsa(pair) => Ok(pair.sign(message).as_ref().to_vec()),
-        }
+        let signature = jsonwebtoken::crypto::sign(message, &self.private, self.algorithm().jwt())
+            .map_err(|e| AuthError::Key(format!("signing: {e}")))?;
+        jws::b64_decode(&signature, "signature")
     }
 
     /// The public half, for a verifier of this registry's own tokens.
@@ -295,17 +294,12 @@ impl TokenVerifier {
     /// signature, `iss`, `aud`, and `exp`/`nbf`/`iat` (all required) with
     /// the leeway. Every failure is an [`AuthError::Refused`].
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<TokenClaims> {
-        let compact = Compact::parse(token)?;
-        let payload = compact.verify(&self.keys())?;
-        let claims: ReceivedClaims = serde_json::from_slice(payload)
-            .map_err(|e| AuthError::refused(format!("claims: {e}")))?;
-        if claims.iss != self.issuer {
-            return Err(AuthError::refused(format!(
-                "iss {:?} is not {:?}",
-                claims.iss, self.issuer
-            )));
-        }
-        claims.aud.require(&self.audience)?;
+        let header = jws::header(token)?;
+        let expect = Expect {
+            issuer: &self.issuer,
+            audience: &self.audience,
+        };
+        let claims: ReceivedClaims = jws::verify(token, &header, &self.keys(), &expect)?;
         Validity {
             exp: claims.exp,
             nbf: Some(claims.nbf),

@@ -422,3 +422,36 @@ async fn url_source_failures_are_fetch_errors() {
         Err(AuthError::Fetch(_))
     ));
 }
+
+#[tokio::test]
+async fn malformed_claims_are_refused() {
+    let good = key();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, jwks(&[&good])).unwrap();
+    let issuer = OidcIssuer::new(options(JwksSource::File(path))).unwrap();
+    let with = |field: &str, value: Value| {
+        let mut c = claims();
+        c[field] = value;
+        id_token(&good, &c)
+    };
+    for (field, value) in [
+        ("exp", json!(null)),
+        ("exp", json!(-5)),
+        ("exp", json!(1e300)),
+        ("nbf", json!("now")),
+        ("iat", json!([1])),
+        ("aud", json!(5)),
+        ("aud", json!([])),
+        ("aud", json!([AUDIENCE, 5])),
+        ("iss", json!([ISSUER])),
+    ] {
+        let why = refused(&issuer, &with(field, value.clone()), NOW).await;
+        assert!(why.contains(field), "{field} = {value}: {why}");
+    }
+    // Times may also be fractions.
+    issuer
+        .verify(&with("iat", json!(NOW as f64 - 0.5)), at(NOW))
+        .await
+        .unwrap();
+}

@@ -389,3 +389,87 @@ fn verifier_options_are_checked() {
         assert!(TokenVerifier::new(options).is_err());
     }
 }
+
+#[test]
+fn pkcs8_v1_ed25519_pems_sign() {
+    // As `openssl genpkey -algorithm ed25519` writes: PKCS#8 v1, without
+    // the public key.
+    let v2 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+    let pair = Ed25519KeyPair::from_pkcs8(v2.as_ref()).unwrap();
+    let pem = pem_encode("PRIVATE KEY", pair.to_pkcs8v1().unwrap().as_ref());
+    let key = SigningKey::from_pem(&pem).unwrap();
+    assert_eq!(key.algorithm(), Algorithm::EdDsa);
+    let v = verifier(vec![key.verifying_key()]);
+    assert_eq!(
+        v.verify(&key.sign(&claims()).unwrap(), at(NOW)).unwrap(),
+        claims()
+    );
+}
+
+#[test]
+fn times_come_from_now_not_the_clock() {
+    let key = es256();
+    let v = verifier(vec![key.verifying_key()]);
+    // 2100-01-01: not yet valid by the system clock, valid at `now`.
+    let later = 4_102_444_800;
+    let future = TokenClaims {
+        exp: later + 300,
+        nbf: later,
+        iat: later,
+        ..claims()
+    };
+    let token = key.sign(&future).unwrap();
+    v.verify(&token, at(later)).unwrap();
+    assert!(refused(v.verify(&token, at(NOW))).contains("not valid before"));
+    // Long expired by the system clock, valid at `now`.
+    let past = TokenClaims {
+        exp: 1_000,
+        nbf: 0,
+        iat: 0,
+        ..claims()
+    };
+    v.verify(&key.sign(&past).unwrap(), at(500)).unwrap();
+}
+
+#[test]
+fn other_headers_are_refused() {
+    let key = es256();
+    let v = verifier(vec![key.verifying_key()]);
+    let payload = serde_json::to_value(claims()).unwrap();
+    v.verify(
+        &sign_raw(&key, &json!({"alg": "ES256", "kid": key.kid()}), &payload),
+        at(NOW),
+    )
+    .unwrap();
+    for header in [
+        json!({"alg": "ES256", "kid": key.kid(), "b64": false}),
+        json!({"alg": "ES256", "kid": key.kid(), "b64": true, "crit": ["b64"]}),
+        json!({"alg": "ES384", "kid": key.kid()}),
+        json!({"alg": "PS256", "kid": key.kid()}),
+        json!({"alg": "ES512", "kid": key.kid()}),
+        json!({"alg": "es256", "kid": key.kid()}),
+        json!({"alg": "ES256", "kid": 5}),
+        json!({"kid": key.kid()}),
+    ] {
+        refused(v.verify(&sign_raw(&key, &header, &payload), at(NOW)));
+    }
+}
+
+#[test]
+fn long_tokens_are_refused_before_decoding() {
+    let key = es256();
+    let v = verifier(vec![key.verifying_key()]);
+    let sized = |len: usize| {
+        key.sign(&TokenClaims {
+            jti: "j".repeat(len),
+            ..claims()
+        })
+        .unwrap()
+    };
+    let token = sized(40_000);
+    assert!(token.len() <= jws::MAX_TOKEN_LEN);
+    v.verify(&token, at(NOW)).unwrap();
+    let token = sized(50_000);
+    assert!(token.len() > jws::MAX_TOKEN_LEN);
+    assert!(refused(v.verify(&token, at(NOW))).contains("too long"));
+}
