@@ -392,6 +392,23 @@ impl TestServer {
         }
     }
 
+    /// Makes [`TestServer::http`] (and every request helper) send this
+    /// `Authorization` header from now on, e.g. an admin's, to set up
+    /// content on a server with access control. Plain HTTP servers only.
+    pub fn authorize(&mut self, authorization: &str) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            authorization.parse().expect("a valid header value"),
+        );
+        self.http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .default_headers(headers)
+            .build()
+            .expect("build reqwest client");
+    }
+
     /// The access control served, if any.
     pub fn auth(&self) -> Option<&oci_http::auth::Auth> {
         self.auth.as_ref()

@@ -4,8 +4,9 @@
 //! - With no rules, every authenticated user may do everything and
 //!   anonymous callers nothing.
 //! - Otherwise a caller may do the union of the actions of every rule that
-//!   names them (as a user, through a group, as `anonymous` or as
-//!   `authenticated`) and matches the repository. Nothing else.
+//!   names them (as a user, through a group, as `authenticated`, or as
+//!   `anonymous`, which names everyone: logging in never takes a right
+//!   away) and matches the repository. Nothing else.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -70,7 +71,8 @@ pub struct RuleConfig {
     /// Groups the rule names.
     #[serde(default)]
     pub groups: Vec<String>,
-    /// The rule applies to callers without credentials.
+    /// The rule applies to everyone, with or without credentials (a user
+    /// who logs in keeps what anonymous callers may do).
     #[serde(default)]
     pub anonymous: bool,
     /// The rule applies to every authenticated user.
@@ -182,7 +184,8 @@ impl Policy {
         match who {
             Principal::Anonymous => rule.anonymous,
             Principal::User(user) => {
-                rule.authenticated
+                rule.anonymous
+                    || rule.authenticated
                     || rule.users.iter().any(|u| u == user)
                     || self
                         .memberships
