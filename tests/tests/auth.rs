@@ -669,6 +669,13 @@ async fn tokens_hold_what_was_asked_and_granted() {
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let resp = token_request(&srv, Some(basic("reader", "wrong")), &[]).await;
     assert_error(resp, 401, &["UNAUTHORIZED"]).await;
+    // A request for thousands of scopes is refused, not signed.
+    let many: Vec<String> = (0..1000)
+        .map(|i| format!("repository:public/r{i}:pull"))
+        .collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let resp = token_request(&srv, None, &many).await;
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
 
 fn payload(token: &str) -> Value {
@@ -1258,10 +1265,17 @@ async fn oci_client_logs_in() {
 async fn accounts_reload_on_change() {
     let files = Files::new();
     let srv = TestServer::start_with_auth(Backend::Memory, &config(Mode::Basic, &files, "")).await;
+    // Each attempt from another loopback address: polling with a password
+    // that is not valid yet must not trip the failed-login throttle.
+    let attempts = std::sync::atomic::AtomicU8::new(1);
     let status = |user: &'static str, pw: &'static str| {
         let url = srv.url("/v2/");
+        let n = attempts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         async move {
-            reqwest::Client::new()
+            reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 1, n]))
+                .build()
+                .unwrap()
                 .get(url)
                 .header("authorization", basic(user, pw))
                 .send()

@@ -183,7 +183,14 @@ pub struct Authenticator {
     bearers: VerifiedCache<Caller>,
     oidc: Vec<OidcIssuer>,
     oidc_files: Vec<PathBuf>,
+    /// Password checks running at once: bcrypt is slow on purpose, and a
+    /// flood of guesses must not take every core.
+    checks: tokio::sync::Semaphore,
 }
+
+/// Most scopes one token request may ask for (a real client asks for one
+/// to a handful).
+pub const MAX_SCOPES: usize = 64;
 
 impl Authenticator {
     /// Loads the accounts and builds the authenticator.
@@ -231,6 +238,9 @@ impl Authenticator {
             bearers: VerifiedCache::new(10_000),
             oidc,
             oidc_files,
+            checks: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         })
     }
 
@@ -352,6 +362,12 @@ impl Authenticator {
             .as_ref()
             .filter(|t| t.issues())
             .ok_or_else(|| AuthError::Config("this registry does not issue tokens".into()))?;
+        if request.scopes.len() > MAX_SCOPES {
+            return Err(AuthError::refused(format!(
+                "{} scopes asked for; at most {MAX_SCOPES}",
+                request.scopes.len()
+            )));
+        }
         if let Some(service) = request.service
             && service != tokens.options().service
         {
@@ -444,6 +460,11 @@ impl Authenticator {
             .clone();
         let ok = match accounts {
             Some(accounts) => {
+                let _slot = self
+                    .checks
+                    .acquire()
+                    .await
+                    .map_err(|_| AuthError::refused("shutting down"))?;
                 let (user, password) = (user.to_owned(), password.to_owned());
                 tokio::task::spawn_blocking(move || accounts.verify(&user, &password))
                     .await

@@ -289,6 +289,22 @@ pub(crate) fn throttled_error(retry: std::time::Duration) -> ApiError {
 /// scope; 403 `DENIED` for a user in basic mode (more credentials would
 /// not help).
 fn deny(auth: &Auth, request: &Request, need: &Need, caller: &Caller, presented: bool) -> Response {
+    let mut response = refusal(auth, request, need, caller, presented);
+    if let Some(user) = caller.principal.user() {
+        response
+            .extensions_mut()
+            .insert(AuthenticatedUser(Arc::from(user)));
+    }
+    response
+}
+
+fn refusal(
+    auth: &Auth,
+    request: &Request,
+    need: &Need,
+    caller: &Caller,
+    presented: bool,
+) -> Response {
     match (auth.authenticator().mode(), &caller.principal) {
         (Mode::Token, _) if presented => challenge(auth, request, need, Some("insufficient_scope")),
         (_, Principal::User(user)) => ApiError::new(

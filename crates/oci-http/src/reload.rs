@@ -29,14 +29,11 @@ pub trait Reload: Send + Sync + 'static {
 /// Polls `item`'s files every `interval` and reloads it once per change,
 /// until the returned [`Watcher`] is dropped. Needs a tokio runtime.
 pub fn watch(item: Arc<dyn Reload>, interval: Duration) -> Watcher {
+    // The files as they are now, before this returns: a change made right
+    // after is a change.
+    let files = item.files();
+    let mut seen = Fingerprint::of(&files);
     let task = tokio::spawn(async move {
-        let files = item.files();
-        let mut seen = {
-            let files = files.clone();
-            tokio::task::spawn_blocking(move || Fingerprint::of(&files))
-                .await
-                .unwrap_or_default()
-        };
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks.tick().await;

@@ -64,7 +64,11 @@ async fn issue(auth: &Auth, request: Request) -> Result<Response, ApiError> {
         .iter()
         .filter(|(k, _)| k == "scope")
         .flat_map(|(_, v)| v.split(' ').filter_map(Scope::parse))
+        .take(oci_auth::authenticator::MAX_SCOPES + 1)
         .collect();
+    if scopes.len() > oci_auth::authenticator::MAX_SCOPES {
+        return Err(bad_request("too many scopes in one token request"));
+    }
     let (login, offline) = if post {
         let login = match get("grant_type") {
             Some("password") => Login::Password {
