@@ -12,6 +12,7 @@
 //! body), so that the tests themselves still read as the spec's workflows.
 
 pub mod certs;
+pub mod tools;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -392,23 +393,6 @@ impl TestServer {
         }
     }
 
-    /// Makes [`TestServer::http`] (and every request helper) send this
-    /// `Authorization` header from now on, e.g. an admin's, to set up
-    /// content on a server with access control. Plain HTTP servers only.
-    pub fn authorize(&mut self, authorization: &str) {
-        let mut headers = reqwest::header::HeaderMap::new();
-        headers.insert(
-            reqwest::header::AUTHORIZATION,
-            authorization.parse().expect("a valid header value"),
-        );
-        self.http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .default_headers(headers)
-            .build()
-            .expect("build reqwest client");
-    }
-
     /// The access control served, if any.
     pub fn auth(&self) -> Option<&oci_http::auth::Auth> {
         self.auth.as_ref()
@@ -472,6 +456,30 @@ impl TestServer {
     /// The HTTP client bound to this server (redirects disabled).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// Makes every request of [`TestServer::http`] (and so of every helper
+    /// here) carry `Authorization: <value>`, e.g. `Basic dXNlcjpwYXNz` or
+    /// `Bearer <token>`, for a server with access control. The client is
+    /// replaced: connections are opened anew.
+    pub fn authorize(&mut self, value: &str) {
+        let mut value =
+            reqwest::header::HeaderValue::from_str(value).expect("an Authorization header value");
+        value.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let builder = match &self.tls {
+            None => reqwest::Client::builder(),
+            Some(t) => reqwest::Client::builder()
+                .use_preconfigured_tls(rustls_client_config(&t.ca_pem, None, &["h2", "http/1.1"]))
+                .tls_info(true),
+        };
+        self.http = builder
+            .default_headers(headers)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("build reqwest client");
     }
 
     /// A request builder for `method` on [`TestServer::url`]`(path_or_url)`.

@@ -59,10 +59,12 @@ pub fn free_port() -> Result<u16, Error> {
 
 impl Server {
     /// Starts `binary` on a free port with `storage` and waits until
-    /// `GET /v2/` answers 200, with the server's output (its log) going to `log`
-    /// instead of this process's stderr, and with `own_group` in a process
-    /// group of its own, so a Ctrl-C at the terminal does not reach it (for
-    /// servers left running with [`Server::keep`]).
+    /// `GET /v2/` answers 200 (or 401, with access control), with the
+    /// server's output (its log) going to `log` instead of this process's
+    /// stderr, and with `own_group` in a process group of its own, so a
+    /// Ctrl-C at the terminal does not reach it (for servers left running
+    /// with [`Server::keep`]). `env` is added to the server's environment
+    /// (`OCI_REGISTRY_CONFIG` names a configuration file).
     pub async fn start_logged(
         binary: &Path,
         storage: &str,
@@ -79,8 +81,8 @@ impl Server {
     }
 
     /// Spawns `cmd`, a registry that will listen on `127.0.0.1:port`, and
-    /// waits until `GET /v2/` answers 200; [`Server::startup`] is how long
-    /// that took. Output goes to `log` (else stdout is dropped and stderr
+    /// waits until `GET /v2/` answers 200 (or 401, with access control);
+    /// [`Server::startup`] is how long that took. Output goes to `log` (else stdout is dropped and stderr
     /// inherited); `own_group` as in [`Server::start_logged`].
     pub async fn spawn(
         mut cmd: Command,
@@ -108,8 +110,9 @@ impl Server {
         };
         let deadline = started + Duration::from_secs(30);
         loop {
+            // 401: up, with access control (`/v2/` needs credentials).
             if let Ok(r) = client.get(format!("{}/v2/", server.base)).send().await
-                && r.status() == 200
+                && matches!(r.status().as_u16(), 200 | 401)
             {
                 server.startup = started.elapsed();
                 return Ok(server);

@@ -334,7 +334,7 @@ fn challenge(auth: &Auth, request: &Request, need: &Need, error: Option<&str>) -
                 None => built_in_realm(request.headers(), o.https),
             };
             let mut v = format!("Bearer realm=\"{realm}\",service=\"{}\"", o.service);
-            if let Some(scope) = need.scope() {
+            if let Some(scope) = challenge_scope(need, request) {
                 v.push_str(&format!(",scope=\"{scope}\""));
             }
             if let Some(error) = error {
@@ -353,6 +353,31 @@ fn challenge(auth: &Auth, request: &Request, need: &Need, error: Option<&str>) -
         error = error.with_header(header::WWW_AUTHENTICATE, value);
     }
     error.into_response()
+}
+
+/// The scope a challenge asks for: what `need` takes, and for a mount
+/// (`POST .../blobs/uploads/?mount=D&from=R`) also `repository:R:pull`,
+/// since the mount needs it (see [`check_mount`]). As distribution does, so
+/// a client that asks for exactly the challenge's scope (the conformance
+/// suite does) gets a token that can mount rather than one that silently
+/// falls back to a plain upload. Scopes are space-separated (token.md).
+fn challenge_scope(need: &Need, request: &Request) -> Option<String> {
+    let scope = need.scope()?;
+    if !matches!(
+        request.extensions().get::<Endpoint>(),
+        Some(Endpoint::UploadStart { .. })
+    ) {
+        return Some(scope);
+    }
+    let params = crate::params::Params::parse(request.uri().query());
+    let from = params
+        .get("mount")
+        .and(params.get("from"))
+        .and_then(|from| from.parse::<RepositoryName>().ok());
+    Some(match from {
+        Some(from) => format!("{scope} repository:{from}:pull"),
+        None => scope,
+    })
 }
 
 /// `http(s)://<Host>/auth/token`, from the request's `Host` when it is a
@@ -394,5 +419,49 @@ impl crate::reload::Reload for Authenticator {
 
     fn reload(&self) -> Result<(), String> {
         Authenticator::reload(self).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upload_start(query: &str) -> (Need, Request) {
+        let name: RepositoryName = "team/app".parse().unwrap();
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("/v2/team/app/blobs/uploads/{query}"))
+            .body(axum::body::Body::empty())
+            .unwrap();
+        request
+            .extensions_mut()
+            .insert(Endpoint::UploadStart { name: name.clone() });
+        (Need::On(name, Action::Push), request)
+    }
+
+    /// A mount's challenge also asks for `pull` on `from`; a plain upload's,
+    /// an automatic mount's (no `from`) and one with an invalid `from` only
+    /// for the target.
+    #[test]
+    fn a_mount_challenge_asks_for_pull_on_the_source() {
+        let (need, request) = upload_start("?mount=sha256:abc&from=shared/base");
+        assert_eq!(
+            challenge_scope(&need, &request).as_deref(),
+            Some("repository:team/app:pull,push repository:shared/base:pull")
+        );
+        for query in [
+            "",
+            "?mount=sha256:abc",
+            "?mount=sha256:abc&from=Bad..Name",
+            "?from=shared/base",
+        ] {
+            let (need, request) = upload_start(query);
+            assert_eq!(
+                challenge_scope(&need, &request).as_deref(),
+                Some("repository:team/app:pull,push"),
+                "{query}"
+            );
+        }
+        assert_eq!(challenge_scope(&Need::Login, &request), None);
     }
 }

@@ -139,7 +139,7 @@ pub fn counts(cases: &[Case]) -> BTreeMap<Workflow, Counts> {
 /// One summary line: `memory      pull               23 passed  0 failed  1 skipped`.
 pub fn summary_line(backend: &str, workflow: Workflow, c: Counts) -> String {
     format!(
-        "{backend:<12}{:<19}{:>2} passed {:>2} failed {:>2} skipped",
+        "{backend:<11} {:<19}{:>2} passed {:>2} failed {:>2} skipped",
         workflow.label(),
         c.passed,
         c.failed,

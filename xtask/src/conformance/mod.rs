@@ -9,8 +9,14 @@
 //! search order) it runs the project's own e2e suite instead ([`own`]) and
 //! says so.
 //!
+//! With `--auth basic|token` the registry runs with access control (see
+//! [`auth`]) and the suite logs in; report directories and summary lines
+//! are then named `<backend>-<mode>`. Without the official suite nothing
+//! stands in for it: the own suite has no auth mode.
+//!
 //! Exit codes: [`EXIT_PASSED`], [`EXIT_FAILED`], [`EXIT_SUITE_MISSING`].
 
+mod auth;
 pub mod junit;
 mod own;
 mod suite;
@@ -18,6 +24,7 @@ mod suite;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use auth::{AuthMode, AuthSetup};
 use junit::{Case, Status};
 use suite::{Found, Origin};
 
@@ -57,6 +64,11 @@ pub struct Args {
     /// passes (instead of 2).
     #[arg(long)]
     allow_missing_suite: bool,
+    /// Serve with access control in this mode (an htpasswd account
+    /// `conformance` with a random password, admin of everything) and run
+    /// the suite with `OCI_USERNAME`/`OCI_PASSWORD` set to it.
+    #[arg(long, value_enum, value_name = "MODE")]
+    auth: Option<AuthMode>,
 }
 
 /// A storage backend of the registry.
@@ -215,12 +227,27 @@ pub async fn run(args: Args) -> Result<u8, Error> {
             let binary = build_release()?;
             let mut results = Vec::new();
             for &backend in &backends {
-                let (run, s3) =
-                    run_backend(&binary, &runner, backend, &report_root, args.keep).await;
+                let (run, s3) = run_backend(
+                    &binary,
+                    &runner,
+                    backend,
+                    args.auth,
+                    &report_root,
+                    args.keep,
+                )
+                .await;
                 kept_s3.extend(s3);
                 results.push((backend, run));
             }
             (results, true)
+        }
+        None if args.auth.is_some() => {
+            println!(
+                "conformance: OFFICIAL SUITE MISSING; --auth needs it (the project's own suite \
+                 has no auth mode; its access-control tests are `cargo test -p oci-e2e --test \
+                 auth_tools`). See README \"Conformance\" for the suite."
+            );
+            return Ok(EXIT_SUITE_MISSING);
         }
         None => {
             let why = if runtime_failures.is_empty() {
@@ -291,8 +318,12 @@ pub async fn run(args: Args) -> Result<u8, Error> {
             report_root.display()
         );
     }
-    print!("{}", summary(&results));
     let any_failure = results.iter().any(|(_, r)| r.failed());
+    let results: Vec<(String, BackendRun)> = results
+        .into_iter()
+        .map(|(b, r)| (label(b, args.auth), r))
+        .collect();
+    print!("{}", summary(&results));
     let code = exit_code(any_failure, official, args.allow_missing_suite);
     match code {
         EXIT_PASSED if official => println!("conformance: PASSED"),
@@ -319,30 +350,34 @@ pub async fn run(args: Args) -> Result<u8, Error> {
     Ok(code)
 }
 
-/// The summary: one line per backend and workflow, then each failed test
-/// with its message and each error.
-fn summary(results: &[(Backend, BackendRun)]) -> String {
+/// The name of a run in summaries and report directories: the backend's,
+/// with `-<mode>` under `--auth` (`memory-token`).
+fn label(backend: Backend, auth: Option<AuthMode>) -> String {
+    match auth {
+        None => backend.name().to_owned(),
+        Some(mode) => format!("{}-{}", backend.name(), mode.name()),
+    }
+}
+
+/// The summary: one line per run (see [`label`]) and workflow, then each
+/// failed test with its message and each error.
+fn summary(results: &[(String, BackendRun)]) -> String {
     let mut out = String::new();
-    for (backend, run) in results {
+    for (name, run) in results {
         for (workflow, counts) in junit::counts(&run.cases) {
-            out += &junit::summary_line(backend.name(), workflow, counts);
+            out += &junit::summary_line(name, workflow, counts);
             out.push('\n');
         }
     }
-    for (backend, run) in results {
+    for (name, run) in results {
         for case in run.cases.iter().filter(|c| c.status == Status::Failed) {
-            out += &format!(
-                "FAILED {} [{}]: {}\n",
-                backend.name(),
-                case.workflow,
-                case.name
-            );
+            out += &format!("FAILED {name} [{}]: {}\n", case.workflow, case.name);
             for line in case.message.lines().filter(|l| !l.trim().is_empty()) {
                 out += &format!("    {line}\n");
             }
         }
         for e in &run.errors {
-            out += &format!("ERROR {}: {e}\n", backend.name());
+            out += &format!("ERROR {name}: {e}\n");
         }
     }
     out
@@ -351,18 +386,20 @@ fn summary(results: &[(Backend, BackendRun)]) -> String {
 /// A kept S3 server and the registry on it: alive until Ctrl-C.
 type KeptS3 = (oci_test_s3::S3Server, Server);
 
-/// Runs the suite against a fresh server on `backend`. Never fails: what
-/// goes wrong is recorded in the result.
+/// Runs the suite against a fresh server on `backend`, with access
+/// control in `auth` mode if given. Never fails: what goes wrong is
+/// recorded in the result.
 async fn run_backend(
     binary: &Path,
     runner: &Runner,
     backend: Backend,
+    auth: Option<AuthMode>,
     report_root: &Path,
     keep: bool,
 ) -> (BackendRun, Option<KeptS3>) {
-    let name = backend.name();
+    let name = label(backend, auth);
     let mut run = BackendRun::default();
-    match try_run_backend(binary, runner, backend, report_root, keep, &mut run).await {
+    match try_run_backend(binary, runner, backend, auth, report_root, keep, &mut run).await {
         Ok(kept) => (run, kept),
         Err(e) => {
             run.errors.push(e.to_string());
@@ -376,11 +413,12 @@ async fn try_run_backend(
     binary: &Path,
     runner: &Runner,
     backend: Backend,
+    auth: Option<AuthMode>,
     report_root: &Path,
     keep: bool,
     run: &mut BackendRun,
 ) -> Result<Option<KeptS3>, Error> {
-    let name = backend.name();
+    let name = &label(backend, auth);
     let dir = report_root.join(name);
     std::fs::create_dir_all(&dir)?;
     // Never read a report of an earlier run.
@@ -408,20 +446,37 @@ async fn try_run_backend(
         ),
         _ => None,
     };
-    let (storage, env) = match (&s3, &tmp) {
+    let (storage, mut env) = match (&s3, &tmp) {
         (Some(s3), _) => (s3.url("conformance"), s3.env()),
         (None, Some(tmp)) => (tmp.path().display().to_string(), Vec::new()),
         (None, None) => ("memory://".to_owned(), Vec::new()),
     };
+    let auth = auth.map(AuthSetup::create).transpose()?;
+    if let Some(auth) = &auth {
+        env.push(auth.registry_env());
+    }
     let log = dir.join("registry.log");
     let own_group = keep && s3.is_none();
     let server = Server::start_logged(binary, &storage, &env, Some(&log), own_group).await?;
+    let access = auth.as_ref().map_or(String::new(), |a| {
+        format!(", auth {} as user {}", a.mode.name(), auth::USER)
+    });
     println!(
-        "{name}: registry at {} (storage {storage}); running the suite",
+        "{name}: registry at {} (storage {storage}{access}); running the suite",
         server.base
     );
 
-    let host = |k: &str| std::env::var(k).ok();
+    // Under --auth the suite logs in as the generated account, whatever
+    // the caller's environment holds.
+    let credentials = auth.as_ref().map(AuthSetup::suite_credentials);
+    let host = |k: &str| {
+        credentials
+            .iter()
+            .flatten()
+            .find(|(var, _)| *var == k)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(k).ok())
+    };
     let cmd = match runner {
         Runner::Binary(bin) => {
             let env = suite::suite_env(&server.base, &dir.display().to_string(), host);
@@ -451,13 +506,22 @@ async fn try_run_backend(
             (None, Some(tmp)) => tmp.keep().display().to_string(),
             (None, None) => "memory:// (inside the server process)".to_owned(),
         };
+        let files = auth.map_or(String::new(), |a| {
+            let password = a.password.clone();
+            let dir = a.keep();
+            format!(
+                ", auth files {} (user {}, password {password})",
+                dir.display(),
+                auth::USER
+            )
+        });
         let stop = if s3.is_some() {
             "stopped by Ctrl-C below".to_owned()
         } else {
             format!("stop it with `kill {pid}`")
         };
         println!(
-            "{name}: --keep: registry {} pid {pid}, storage {where_}, log {}; {stop}",
+            "{name}: --keep: registry {} pid {pid}, storage {where_}, log {}{files}; {stop}",
             server.base,
             log.display(),
         );
@@ -472,6 +536,7 @@ async fn try_run_backend(
         server.stop();
         drop(s3);
         drop(tmp);
+        drop(auth);
         None
     };
 
@@ -569,7 +634,7 @@ mod tests {
             errors: vec!["the suite wrote no junit.xml".into()],
         };
         assert!(memory.failed() && s3.failed());
-        let out = summary(&[(Backend::Memory, memory), (Backend::S3, s3)]);
+        let out = summary(&[("memory".into(), memory), ("s3".into(), s3)]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 8 + 1 + 4 + 1, "{out}");
         assert_eq!(
@@ -587,6 +652,21 @@ mod tests {
         );
         assert_eq!(lines[10], "        <int>: 202");
         assert_eq!(lines[13], "ERROR s3: the suite wrote no junit.xml");
+    }
+
+    #[test]
+    fn auth_runs_are_labelled_with_the_mode() {
+        assert_eq!(label(Backend::Memory, None), "memory");
+        assert_eq!(
+            label(Backend::Filesystem, Some(AuthMode::Token)),
+            "filesystem-token"
+        );
+        let run = BackendRun {
+            cases: vec![case(Workflow::Pull, Status::Passed)],
+            errors: vec![],
+        };
+        let out = summary(&[(label(Backend::S3, Some(AuthMode::Basic)), run)]);
+        assert!(out.starts_with("s3-basic    pull "), "{out}");
     }
 
     fn alive(pid: u32) -> bool {
@@ -680,6 +760,7 @@ mod tests {
             &bin,
             &Runner::Binary(suite),
             Backend::Filesystem,
+            None,
             &reports,
             false,
         )
@@ -700,6 +781,42 @@ mod tests {
         assert!(reqwest::get(format!("{url}/v2/")).await.is_err());
     }
 
+    /// Under `--auth basic` the registry refuses anonymous callers and
+    /// admits the suite's `OCI_USERNAME`/`OCI_PASSWORD`, whatever the
+    /// caller's environment says; the report goes to `<backend>-<mode>`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auth_run_gives_the_suite_an_admin_account() {
+        let bin = debug_registry();
+        let tmp = tempfile::tempdir().unwrap();
+        let junit = r#"<testsuites><testsuite name="conformance tests">
+<testcase name="OCI Distribution Conformance Tests Pull a" status="passed"></testcase>
+</testsuite></testsuites>"#;
+        let suite = fake_suite(
+            tmp.path(),
+            &format!(
+                "v2=\"$OCI_ROOT_URL/v2/\"\n\
+                 anon=$(curl -s -o /dev/null -w '%{{http_code}}' \"$v2\")\n\
+                 user=$(curl -s -o /dev/null -w '%{{http_code}}' -u \"$OCI_USERNAME:$OCI_PASSWORD\" \"$v2\")\n\
+                 echo \"$anon $user $OCI_USERNAME\" > \"$OCI_REPORT_DIR/seen\"\n\
+                 cat > \"$OCI_REPORT_DIR/junit.xml\" <<'EOF'\n{junit}\nEOF\nexit 0"
+            ),
+        );
+        let reports = tmp.path().join("reports");
+        let (run, _) = run_backend(
+            &bin,
+            &Runner::Binary(suite),
+            Backend::Memory,
+            Some(AuthMode::Basic),
+            &reports,
+            false,
+        )
+        .await;
+        assert!(!run.failed(), "{:?}", run.errors);
+        let seen = std::fs::read_to_string(reports.join("memory-basic/seen")).unwrap();
+        assert_eq!(seen.trim(), "401 200 conformance");
+        assert!(reports.join("memory-basic/registry.log").is_file());
+    }
+
     /// A suite that exits 0 without writing a report is not a pass; a
     /// stale report from an earlier run is not read.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -718,6 +835,7 @@ mod tests {
             &bin,
             &Runner::Binary(suite),
             Backend::Memory,
+            None,
             &reports,
             false,
         )
