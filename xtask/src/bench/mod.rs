@@ -16,6 +16,7 @@
 //! - hostile clients: slowloris connections left open, peak RSS under a
 //!   manifest bomb, small GETs on one keep-alive connection ([`hostile`]).
 
+mod auth;
 mod blob;
 mod hostile;
 mod load;
@@ -100,6 +101,13 @@ pub struct Args {
     /// off: with --telemetry, the ratio is their overhead.
     #[arg(long, conflicts_with_all = ["peer", "peer_distribution"])]
     peer_self: bool,
+    /// Run ours with access control, `basic` or `token` (a bench account
+    /// that is admin, a token for the bench repository), against a peer
+    /// without it: with --peer-self, the ratio is the cost of checking
+    /// credentials (or verifying tokens) on every request. The request
+    /// workload only.
+    #[arg(long, value_enum)]
+    auth: Option<AuthMode>,
     /// Workloads to run (default: all).
     #[arg(
         long,
@@ -120,6 +128,13 @@ pub struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+}
+
+/// Access control for ours (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuthMode {
+    Basic,
+    Token,
 }
 
 /// Where ours stores data.
@@ -257,6 +272,9 @@ fn megabytes_per_sec(bytes: u64, took: Duration) -> f64 {
 
 /// Runs the task.
 pub async fn run(args: Args) -> Result<(), Error> {
+    if args.auth.is_some() && args.workloads.iter().any(|w| *w != Workload::Requests) {
+        return Err("--auth measures the request workload only: add --workloads requests".into());
+    }
     let binary = build_release()?;
     let oha = if args.workloads.contains(&Workload::Requests) {
         Some(load::find_or_install(args.oha.as_deref())?)
@@ -300,11 +318,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
             target::Telemetry {
                 access_log: args.telemetry || args.access_log,
                 metrics: args.telemetry || args.metrics,
+                config: match args.auth {
+                    Some(mode) => Some(auth::write_config(dir.path(), mode)?),
+                    None => None,
+                },
             },
         ),
     )
     .await?
     .with_blob_files(blob_files);
+    let mut ours = ours;
+    if let Some(mode) = args.auth {
+        ours.authorization = Some(auth::authorization(&ours, mode).await?);
+    }
     let (peer, peer_label) = match (&args.peer, &args.peer_distribution) {
         _ if args.peer_self => {
             let port = free_port()?;
@@ -634,10 +660,14 @@ async fn requests(
                 for t in registries.order(round) {
                     let cpu_before = t.cpu_time();
                     let started = Instant::now();
+                    let mut headers = headers.clone();
+                    if let Some(value) = &t.authorization {
+                        headers.push(format!("Authorization: {value}"));
+                    }
                     let load = load::Load {
                         url: format!("{}{path}", t.base),
                         method,
-                        headers: headers.clone(),
+                        headers,
                         concurrency: c,
                         duration,
                         threads: args.loadgen_threads,

@@ -54,8 +54,8 @@ impl Image {
         repo: &str,
         tag: &str,
     ) -> Result<(), Error> {
-        let r = client
-            .post(format!("{}/v2/{repo}/blobs/uploads/", target.base))
+        let r = target
+            .authorized(client.post(format!("{}/v2/{repo}/blobs/uploads/", target.base)))
             .send()
             .await?;
         let r = expect(r, 202, "POST upload").await?;
@@ -64,8 +64,8 @@ impl Image {
             &location(&r, "POST upload")?,
             &format!("digest={}", self.blob),
         );
-        let r = client
-            .put(url)
+        let r = target
+            .authorized(client.put(url))
             .header("content-type", "application/octet-stream")
             .body("{}")
             .send()
@@ -82,8 +82,8 @@ impl Image {
         repo: &str,
         tag: &str,
     ) -> Result<(), Error> {
-        let r = client
-            .put(format!("{}/v2/{repo}/manifests/{tag}", target.base))
+        let r = target
+            .authorized(client.put(format!("{}/v2/{repo}/manifests/{tag}", target.base)))
             .header("content-type", MANIFEST_TYPE)
             .body(self.manifest.clone())
             .send()

@@ -54,6 +54,9 @@ pub struct Target {
     pid: Option<u32>,
     managed: Option<Managed>,
     blob_files: Option<BlobFiles>,
+    /// The `Authorization` header every request of the bench carries, for
+    /// a registry with access control.
+    pub authorization: Option<String>,
 }
 
 impl Target {
@@ -66,6 +69,7 @@ impl Target {
             pid,
             managed: None,
             blob_files: None,
+            authorization: None,
         }
     }
 
@@ -89,7 +93,17 @@ impl Target {
                 log,
             }),
             blob_files: None,
+            authorization: None,
         })
+    }
+
+    /// `request` with this registry's `Authorization` header, if it has
+    /// one.
+    pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.authorization {
+            Some(value) => request.header("authorization", value),
+            None => request,
+        }
     }
 
     /// Tells the bench where this registry keeps blob bytes.
@@ -150,12 +164,14 @@ impl Target {
 }
 
 /// What ours runs with beyond the API.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Telemetry {
     /// The access log at `info`, into the target's log file.
     pub access_log: bool,
     /// The metrics listener.
     pub metrics: bool,
+    /// A configuration file (`--config`): access control.
+    pub config: Option<PathBuf>,
 }
 
 /// The command that runs our release binary on `storage`, with `telemetry`.
@@ -175,6 +191,9 @@ pub fn ours_command(
         cmd.args(["--log-level", level]);
         if telemetry.metrics {
             cmd.args(["--metrics-listen", "127.0.0.1:0"]);
+        }
+        if let Some(config) = &telemetry.config {
+            cmd.arg("--config").arg(config);
         }
         cmd
     }
