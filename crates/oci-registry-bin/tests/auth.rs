@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 
 use base64::Engine as _;
-use common::{signal, start, wait_exit};
+use common::{start, stop_and_read_log};
 
 const PASSWORD: &str = "S3CRET-PASSWORD";
 const WRONG: &str = "WR0NG-PASSWORD";
@@ -100,10 +100,7 @@ async fn secrets_are_never_logged() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 
-    signal(&run.child, "TERM");
-    assert!(wait_exit(&mut run.child).success());
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = stop_and_read_log(&mut run);
     assert!(
         log.contains("TRACE") || log.contains("DEBUG"),
         "verbose logging was on: {log}"
@@ -153,10 +150,7 @@ async fn plain_http_beyond_loopback_warns() {
         let mut run = start(|c| {
             c.arg("--config").arg(&file).stderr(Stdio::piped());
         });
-        signal(&run.child, "TERM");
-        assert!(wait_exit(&mut run.child).success());
-        let mut log = String::new();
-        std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut log).unwrap();
+        let log = stop_and_read_log(&mut run);
         let warning = log
             .lines()
             .any(|l| l.contains("WARN") && l.contains("plain HTTP"));

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{oci_digest, signal, start, wait_exit};
+use common::{oci_digest, signal, start, stop_and_read_log, wait_exit};
 
 #[tokio::test]
 async fn flags_startup_line_and_sigterm() {
@@ -128,10 +128,7 @@ async fn access_log_has_one_line_per_request_and_no_query() {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
-    signal(&run.child, "TERM");
-    assert!(wait_exit(&mut run.child).success());
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = stop_and_read_log(&mut run);
     let access: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("oci_http::access"))

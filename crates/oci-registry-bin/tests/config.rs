@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{clear_env, oci_digest, signal, start, wait_exit};
+use common::{clear_env, oci_digest, signal, start, stop_and_read_log, wait_exit};
 
 fn oci_registry(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
@@ -371,10 +371,7 @@ async fn json_logs_parse_and_hold_no_secrets() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    signal(&run.child, "TERM");
-    assert!(wait_exit(&mut run.child).success());
-    let mut log = String::new();
-    std::io::Read::read_to_string(&mut run.child.stderr.take().unwrap(), &mut log).unwrap();
+    let log = stop_and_read_log(&mut run);
 
     let lines: Vec<serde_json::Value> = log
         .lines()

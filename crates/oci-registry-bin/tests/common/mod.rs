@@ -61,6 +61,20 @@ pub fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
     panic!("oci-registry did not exit within 10 s");
 }
 
+/// Stops a binary started with its stderr piped (SIGTERM, a clean exit)
+/// and returns everything it logged.
+pub fn stop_and_read_log(run: &mut Running) -> String {
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+    let mut log = String::new();
+    std::io::Read::read_to_string(
+        &mut run.child.stderr.take().expect("stderr piped"),
+        &mut log,
+    )
+    .expect("read the log");
+    log
+}
+
 pub fn oci_digest(bytes: &[u8]) -> String {
     oci_types::Digest::of(bytes).to_string()
 }
