@@ -7,7 +7,8 @@
 //!   `docs/spec/auth/token.md` and `jwt.md`): signing and verification;
 //!   [`issuer`]: the token service that issues and checks them.
 //! - [`scope`]: token scopes and the `access` claim.
-//! - [`policy`]: the `[access]` rules, [`action`]s and [`glob`] patterns.
+//! - [`policy`]: the `[access]` rules and [`action`]s, over repository
+//!   patterns ([`RepositoryPattern`]).
 //! - [`throttle`]: failed-login throttling.
 //!
 //! The HTTP layer (`oci-http`'s `auth` module) asks [`Authenticator`] and
@@ -17,7 +18,6 @@ pub mod action;
 pub mod authenticator;
 mod cache;
 pub mod error;
-pub mod glob;
 pub mod htpasswd;
 pub mod issuer;
 mod jwk;
@@ -33,8 +33,8 @@ pub use authenticator::{
     Authenticator, AuthenticatorOptions, Caller, Credentials, Login, Mode, TokenRequest,
 };
 pub use error::{AuthError, Result};
-pub use glob::RepositoryPattern;
 pub use issuer::{IssuedToken, TokenKeys, TokenOptions};
+pub use oci_types::RepositoryPattern;
 pub use oidc::{JwksSource, OidcIssuer, OidcOptions, peek_issuer};
 pub use policy::{AccessConfig, Policy, Principal, RuleConfig};
 pub use scope::{AccessEntry, Resource, Scope};

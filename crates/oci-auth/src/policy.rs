@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::action::Actions;
 use crate::error::AuthError;
-use crate::glob::RepositoryPattern;
+use oci_types::RepositoryPattern;
 
 /// Who is asking.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

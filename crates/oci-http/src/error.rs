@@ -151,6 +151,7 @@ impl From<StorageError> for ApiError {
             S::ManifestInvalid(inner) => inner.into(),
             S::ManifestBlobUnknown(_) => Self::new(ErrorCode::ManifestBlobUnknown, message),
             S::Body(_) => Self::new(ErrorCode::BlobUploadInvalid, message),
+            S::ImmutableTag { .. } => Self::new(ErrorCode::Denied, message),
             S::Busy(_) => {
                 telemetry::refused(Limit::LockWait);
                 crate::limits::too_many(&message)

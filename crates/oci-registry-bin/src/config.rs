@@ -15,9 +15,9 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come (`[gc]`, `[[retention]]`,
-//! `[[immutable]]`, `[[proxy]]`, `[[notifications.endpoints]]`, `[ui]`) are
-//! fields added to [`Config`] and a line in [`ENV_SECTIONS`].
+//! Sections still to come (`[gc]`, `[[retention]]`, `[[proxy]]`,
+//! `[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
+//! and a line in [`ENV_SECTIONS`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +56,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// `[access]`: who may do what (with `[auth]` on).
     pub access: AccessConfig,
+    /// `[[immutable]]`: tags that may never be moved or deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub immutable: Vec<oci_storage::ImmutableRule>,
 }
 
 /// `[server]`.
@@ -292,6 +295,7 @@ impl Config {
         options.upload_ttl = self.limits.upload_ttl;
         options.max_uploads = self.limits.max_uploads;
         options.lock_wait = self.limits.lock_wait;
+        options.immutable = self.immutable.clone();
         options
     }
 
@@ -641,6 +645,13 @@ mod tests {
         full.storage
             .options
             .insert("aws_region".into(), OptionValue::Text("x".into()));
+        full.immutable = toml::from_str::<toml::Value>(
+            "[[immutable]]\nrepositories = [\"release/**\"]\ntags = [\"v*\"]\n",
+        )
+        .unwrap()["immutable"]
+            .clone()
+            .try_into()
+            .unwrap();
         let value: toml::Value = toml::from_str(&full.to_toml()).unwrap();
         let mut missing = Vec::new();
         walk(&value, &mut String::new(), &mut |table, key| {

@@ -3,7 +3,7 @@
 //! Variants say what went wrong in registry terms; the HTTP layer maps each
 //! to a spec error code and status. Backend failures stay opaque.
 
-use oci_types::{Digest, RepositoryName};
+use oci_types::{Digest, RepositoryName, Tag};
 
 /// Everything a storage operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,16 @@ pub enum StorageError {
         /// Object path.
         path: String,
         /// What is wrong.
+        reason: String,
+    },
+    /// An immutable tag (`[[immutable]]`) would be moved or deleted.
+    #[error("tag {tag} of {repository} is immutable: {reason}")]
+    ImmutableTag {
+        /// The repository.
+        repository: RepositoryName,
+        /// The tag.
+        tag: Tag,
+        /// What was refused.
         reason: String,
     },
     /// The object store failed.

@@ -69,6 +69,9 @@ impl Storage {
             }
             Reference::Tag(_) => parsed.digest.clone(),
         };
+        if let Reference::Tag(tag) = reference {
+            self.check_immutable_push(name, tag, &digest).await?;
+        }
         for blob in parsed.required_blobs() {
             if !self.blob_linked(name, blob).await? {
                 return Err(StorageError::ManifestBlobUnknown(blob.clone()));
@@ -101,7 +104,11 @@ impl Storage {
                 .await?;
         }
         if let Reference::Tag(tag) = reference {
-            self.write_tag(name, tag, &digest).await?;
+            if self.is_immutable(name, tag) {
+                self.write_immutable_tag(name, tag, &digest).await?;
+            } else {
+                self.write_tag(name, tag, &digest).await?;
+            }
         }
         self.ensure_repository(name).await?;
         Ok(meta)
@@ -152,12 +159,18 @@ impl Storage {
                 if self.read_tag(name, tag).await?.is_none() {
                     return Err(self.unknown_in(name, unknown()).await);
                 }
+                self.check_immutable_delete(name, tag)?;
                 delete_if_exists(self.store(), &layout::tag(name, tag)).await
             }
             Reference::Digest(digest) => {
                 let Some(meta) = self.manifest_meta(name, digest).await? else {
                     return Err(self.unknown_in(name, unknown()).await);
                 };
+                if !self.options().immutable.is_empty() {
+                    for tag in self.tags_naming(name, digest).await? {
+                        self.check_immutable_delete(name, &tag)?;
+                    }
+                }
                 self.untag_digest(name, digest).await?;
                 if let Some(subject) = &meta.subject {
                     self.remove_referrer(name, subject, digest).await?;

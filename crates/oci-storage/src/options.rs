@@ -40,6 +40,9 @@ pub struct StorageOptions {
     /// replica takes the session over once it has seen the lease unchanged
     /// for this long. Default 30 s.
     pub lease_ttl: Duration,
+    /// Tags that may never be moved or deleted (`[[immutable]]`, see
+    /// [`crate::ImmutableRule`]). Default none.
+    pub immutable: Vec<crate::ImmutableRule>,
 }
 
 impl Default for StorageOptions {
@@ -51,6 +54,7 @@ impl Default for StorageOptions {
             max_uploads: 10_000,
             lock_wait: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
+            immutable: Vec::new(),
         }
     }
 }

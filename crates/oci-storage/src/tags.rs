@@ -171,6 +171,25 @@ impl Storage {
         Ok(())
     }
 
+    /// The tags that name `digest` now (from its reverse index entries,
+    /// each confirmed against the tag itself).
+    pub(crate) async fn tags_naming(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Vec<Tag>> {
+        self.ensure_tag_index(name).await?;
+        let dir = layout::tag_index_dir(name, digest);
+        let names = self.list_names_after(&dir, None, usize::MAX).await?;
+        let mut tags = Vec::new();
+        for tag in names.iter().filter_map(|n| n.parse::<Tag>().ok()) {
+            if self.read_tag(name, &tag).await?.as_ref() == Some(digest) {
+                tags.push(tag);
+            }
+        }
+        Ok(tags)
+    }
+
     /// Builds the reverse tag index of a repository written before it
     /// existed (one read of every tag, once), then marks it complete.
     async fn ensure_tag_index(&self, name: &RepositoryName) -> Result<()> {

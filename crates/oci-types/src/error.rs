@@ -24,6 +24,14 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// A repository or tag pattern (policy configuration) is malformed.
+    #[error("invalid pattern {value:?}: {reason}")]
+    InvalidPattern {
+        /// The rejected input (truncated).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The tag does not match `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
     #[error("invalid tag {value:?}")]
     InvalidTag {
