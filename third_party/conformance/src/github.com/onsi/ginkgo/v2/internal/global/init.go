@@ -1,0 +1,17 @@
+package global
+
+import (
+	"github.com/onsi/ginkgo/v2/internal"
+)
+
+var Suite *internal.Suite
+var Failer *internal.Failer
+
+func init() {
+	InitializeGlobals()
+}
+
+func InitializeGlobals() {
+	Failer = internal.NewFailer()
+	Suite = internal.NewSuite()
+}
