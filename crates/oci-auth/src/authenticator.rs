@@ -180,12 +180,15 @@ pub struct Authenticator {
     passwords: VerifiedCache<Principal>,
     credential_ttl: Duration,
     tokens: Option<TokenService>,
-    bearers: VerifiedCache<Caller>,
+    bearers: VerifiedCache<Arc<Caller>>,
     oidc: Vec<OidcIssuer>,
     oidc_files: Vec<PathBuf>,
     /// Password checks running at once: bcrypt is slow on purpose, and a
     /// flood of guesses must not take every core.
     checks: tokio::sync::Semaphore,
+    /// The callers without credentials, shared by every such request.
+    anonymous: Arc<Caller>,
+    no_token: Arc<Caller>,
 }
 
 /// Most scopes one token request may ask for (a real client asks for one
@@ -241,6 +244,8 @@ impl Authenticator {
             checks: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            anonymous: Arc::new(Caller::by_policy(Principal::Anonymous)),
+            no_token: Arc::new(Caller::by_token(Principal::Anonymous, Vec::new())),
         })
     }
 
@@ -305,20 +310,21 @@ impl Authenticator {
     /// Who the caller is. `Err(Refused)` for credentials that are wrong or
     /// of the wrong kind for the mode, `Err(Throttled)` after too many
     /// failures.
-    pub async fn identify(&self, credentials: Credentials<'_>, address: IpAddr) -> Result<Caller> {
+    pub async fn identify(
+        &self,
+        credentials: Credentials<'_>,
+        address: IpAddr,
+    ) -> Result<Arc<Caller>> {
         match (self.mode, credentials) {
-            (Mode::None, _) => Ok(Caller::by_policy(Principal::Anonymous)),
-            (Mode::Basic, Credentials::None) => Ok(Caller::by_policy(Principal::Anonymous)),
+            (Mode::None, _) | (Mode::Basic, Credentials::None) => Ok(Arc::clone(&self.anonymous)),
             (Mode::Basic, Credentials::Basic { user, password }) => {
                 let principal = self.login(user, password, address).await?;
-                Ok(Caller::by_policy(principal))
+                Ok(Arc::new(Caller::by_policy(principal)))
             }
             (Mode::Basic, Credentials::Bearer(_)) => {
                 Err(AuthError::refused("bearer token in basic mode"))
             }
-            (Mode::Token, Credentials::None) => {
-                Ok(Caller::by_token(Principal::Anonymous, Vec::new()))
-            }
+            (Mode::Token, Credentials::None) => Ok(Arc::clone(&self.no_token)),
             (Mode::Token, Credentials::Basic { .. }) => {
                 Err(AuthError::refused("basic credentials in token mode"))
             }
@@ -328,7 +334,7 @@ impl Authenticator {
 
     /// A bearer token's caller: verified once, then cached until it
     /// expires.
-    fn verify_bearer(&self, token: &str) -> Result<Caller> {
+    fn verify_bearer(&self, token: &str) -> Result<Arc<Caller>> {
         let tokens = self
             .tokens
             .as_ref()
@@ -342,14 +348,15 @@ impl Authenticator {
         let claims = tokens.verify(token, wall)?;
         let principal = match claims.sub.as_str() {
             "" => Principal::Anonymous,
-            user => Principal::User(user.to_owned()),
+            user => Principal::User(user.into()),
         };
         let scopes = claims.access.iter().filter_map(|e| e.to_scope()).collect();
-        let caller = Caller::by_token(principal, scopes);
+        let caller = Arc::new(Caller::by_token(principal, scopes));
         let left = (UNIX_EPOCH + Duration::from_secs(claims.exp))
             .duration_since(wall)
             .unwrap_or_default();
-        self.bearers.insert(key, caller.clone(), now + left, now);
+        self.bearers
+            .insert(key, Arc::clone(&caller), now + left, now);
         Ok(caller)
     }
 
@@ -385,7 +392,7 @@ impl Authenticator {
                 if !self.account_exists(&user) {
                     return Err(AuthError::refused(format!("{user:?} no longer exists")));
                 }
-                (Principal::User(user), true)
+                (Principal::User(user.into()), true)
             }
         };
         let scopes = request
@@ -444,7 +451,7 @@ impl Authenticator {
             return match oidc.verify(password, SystemTime::now()).await {
                 Ok(user) => {
                     self.throttle.succeeded(user.as_str(), address);
-                    Ok(Principal::User(user))
+                    Ok(Principal::User(user.into()))
                 }
                 Err(e @ AuthError::Fetch(_)) => Err(e),
                 Err(e) => {
@@ -477,7 +484,7 @@ impl Authenticator {
             return Err(AuthError::refused(format!("wrong password for {user:?}")));
         }
         self.throttle.succeeded(user, address);
-        let principal = Principal::User(user.to_owned());
+        let principal = Principal::User(user.into());
         let now = Instant::now();
         self.passwords
             .insert(key, principal.clone(), now + self.credential_ttl, now);

@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::sync::Arc;
 
 use oci_types::RepositoryName;
 use serde::{Deserialize, Serialize};
@@ -23,8 +24,9 @@ use oci_types::RepositoryPattern;
 pub enum Principal {
     /// No credentials were given.
     Anonymous,
-    /// An account of the htpasswd file, or a user an OIDC token named.
-    User(String),
+    /// An account of the htpasswd file, or a user an OIDC token named
+    /// (shared: cheap to clone for every request).
+    User(Arc<str>),
 }
 
 impl Principal {
@@ -33,6 +35,14 @@ impl Principal {
         match self {
             Self::Anonymous => None,
             Self::User(name) => Some(name),
+        }
+    }
+
+    /// The user name, shared, or `None` when anonymous.
+    pub fn shared_user(&self) -> Option<Arc<str>> {
+        match self {
+            Self::Anonymous => None,
+            Self::User(name) => Some(Arc::clone(name)),
         }
     }
 }
@@ -186,10 +196,10 @@ impl Policy {
             Principal::User(user) => {
                 rule.anonymous
                     || rule.authenticated
-                    || rule.users.iter().any(|u| u == user)
+                    || rule.users.iter().any(|u| **u == **user)
                     || self
                         .memberships
-                        .get(user)
+                        .get(&**user)
                         .is_some_and(|groups| rule.groups.iter().any(|g| groups.contains(g)))
             }
         }

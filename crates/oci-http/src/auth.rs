@@ -86,19 +86,19 @@ impl Auth {
 }
 
 /// What a request needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Need {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need<'a> {
     /// Valid credentials of any kind.
     Login,
     /// The catalog right.
     Catalog,
     /// An action on a repository.
-    On(RepositoryName, Action),
+    On(&'a RepositoryName, Action),
 }
 
-impl Need {
-    fn of(endpoint: &Endpoint, method: &Method) -> Option<Need> {
-        let on = |name: &RepositoryName, action| Some(Need::On(name.clone(), action));
+impl<'a> Need<'a> {
+    fn of(endpoint: &'a Endpoint, method: &Method) -> Option<Need<'a>> {
+        let on = |name: &'a RepositoryName, action| Some(Need::On(name, action));
         match endpoint {
             Endpoint::Base => Some(Need::Login),
             Endpoint::Catalog => Some(Need::Catalog),
@@ -161,18 +161,22 @@ pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -
     if !allowed {
         return deny(&auth, &request, &need, &caller, has_credentials);
     }
-    match request.extensions().get::<Endpoint>() {
-        Some(Endpoint::Catalog) => {
+    let (catalog, upload_start) = (
+        need == Need::Catalog,
+        matches!(endpoint, Endpoint::UploadStart { .. }),
+    );
+    match () {
+        () if catalog => {
             let (auth, caller) = (auth.clone(), caller.clone());
             let visible = move |name: &RepositoryName| auth.authenticator().visible(&caller, name);
             request
                 .extensions_mut()
                 .insert(Visibility(Arc::new(visible)));
         }
-        Some(Endpoint::UploadStart { .. }) => check_mount(&auth, &caller, &mut request),
-        _ => {}
+        () if upload_start => check_mount(&auth, &caller, &mut request),
+        () => {}
     }
-    let user = caller.principal.user().map(Arc::<str>::from);
+    let user = caller.principal.shared_user();
     let mut response = next.run(request).await;
     if let Some(user) = user {
         response.extensions_mut().insert(AuthenticatedUser(user));
@@ -228,17 +232,18 @@ pub(crate) fn client_address(request: &Request) -> IpAddr {
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.0.ip())
 }
 
-/// Credentials as the request carried them, decoded.
-pub(crate) enum Presented {
+/// Credentials as the request carried them, decoded (a token borrowed
+/// from the header).
+pub(crate) enum Presented<'a> {
     None,
     Basic(String, String),
-    Bearer(String),
+    Bearer(&'a str),
 }
 
-impl Presented {
+impl<'a> Presented<'a> {
     /// Reads the `Authorization` header. `Err` for one that cannot be
     /// read; a scheme we do not know counts as none.
-    pub(crate) fn of(headers: &HeaderMap) -> Result<Presented, ()> {
+    pub(crate) fn of(headers: &'a HeaderMap) -> Result<Presented<'a>, ()> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return Ok(Presented::None);
         };
@@ -248,7 +253,7 @@ impl Presented {
         if scheme.eq_ignore_ascii_case("bearer") {
             return match rest {
                 "" => Err(()),
-                token => Ok(Presented::Bearer(token.to_owned())),
+                token => Ok(Presented::Bearer(token)),
             };
         }
         if scheme.eq_ignore_ascii_case("basic") {
@@ -290,10 +295,8 @@ pub(crate) fn throttled_error(retry: std::time::Duration) -> ApiError {
 /// not help).
 fn deny(auth: &Auth, request: &Request, need: &Need, caller: &Caller, presented: bool) -> Response {
     let mut response = refusal(auth, request, need, caller, presented);
-    if let Some(user) = caller.principal.user() {
-        response
-            .extensions_mut()
-            .insert(AuthenticatedUser(Arc::from(user)));
+    if let Some(user) = caller.principal.shared_user() {
+        response.extensions_mut().insert(AuthenticatedUser(user));
     }
     response
 }
@@ -426,7 +429,7 @@ impl crate::reload::Reload for Authenticator {
 mod tests {
     use super::*;
 
-    fn upload_start(query: &str) -> (Need, Request) {
+    fn upload_start(query: &str) -> Request {
         let name: RepositoryName = "team/app".parse().unwrap();
         let mut request = Request::builder()
             .method(Method::POST)
@@ -435,8 +438,16 @@ mod tests {
             .unwrap();
         request
             .extensions_mut()
-            .insert(Endpoint::UploadStart { name: name.clone() });
-        (Need::On(name, Action::Push), request)
+            .insert(Endpoint::UploadStart { name });
+        request
+    }
+
+    fn need_of(request: &Request) -> Need<'_> {
+        Need::of(
+            request.extensions().get::<Endpoint>().unwrap(),
+            request.method(),
+        )
+        .unwrap()
     }
 
     /// A mount's challenge also asks for `pull` on `from`; a plain upload's,
@@ -444,9 +455,9 @@ mod tests {
     /// for the target.
     #[test]
     fn a_mount_challenge_asks_for_pull_on_the_source() {
-        let (need, request) = upload_start("?mount=sha256:abc&from=shared/base");
+        let request = upload_start("?mount=sha256:abc&from=shared/base");
         assert_eq!(
-            challenge_scope(&need, &request).as_deref(),
+            challenge_scope(&need_of(&request), &request).as_deref(),
             Some("repository:team/app:pull,push repository:shared/base:pull")
         );
         for query in [
@@ -455,13 +466,13 @@ mod tests {
             "?mount=sha256:abc&from=Bad..Name",
             "?from=shared/base",
         ] {
-            let (need, request) = upload_start(query);
+            let request = upload_start(query);
             assert_eq!(
-                challenge_scope(&need, &request).as_deref(),
+                challenge_scope(&need_of(&request), &request).as_deref(),
                 Some("repository:team/app:pull,push"),
                 "{query}"
             );
         }
-        assert_eq!(challenge_scope(&Need::Login, &request), None);
+        assert_eq!(challenge_scope(&Need::Login, &upload_start("")), None);
     }
 }

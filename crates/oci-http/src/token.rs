@@ -47,15 +47,16 @@ async fn issue(auth: &Auth, request: Request) -> Result<Response, ApiError> {
         .with_status(StatusCode::NOT_FOUND));
     }
     let address = client_address(&request);
-    let presented = Presented::of(request.headers()).map_err(|()| unauthorized())?;
-    let post = request.method() == Method::POST;
+    let (parts, body) = request.into_parts();
+    let presented = Presented::of(&parts.headers).map_err(|()| unauthorized())?;
+    let post = parts.method == Method::POST;
     let form: Vec<(String, String)> = if post {
-        let body = axum::body::to_bytes(request.into_body(), MAX_FORM)
+        let body = axum::body::to_bytes(body, MAX_FORM)
             .await
             .map_err(|_| bad_request("the form is too large or could not be read"))?;
         url::form_urlencoded::parse(&body).into_owned().collect()
     } else {
-        url::form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
             .into_owned()
             .collect()
     };
