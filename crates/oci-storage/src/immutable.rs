@@ -67,10 +67,11 @@ impl Storage {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        let text = digest.to_string();
-        self.write_small(&layout::tag_index_entry(name, digest, tag), text.clone())
-            .await?;
-        if self.create_small(&layout::tag(name, tag), text).await? {
+        self.index_tag(name, tag, digest).await?;
+        if self
+            .create_small(&layout::tag(name, tag), digest.to_string())
+            .await?
+        {
             return Ok(());
         }
         match self.read_tag(name, tag).await? {

@@ -148,10 +148,24 @@ impl Storage {
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
-        let text = digest.to_string();
-        self.write_small(&layout::tag_index_entry(name, digest, tag), text.clone())
-            .await?;
-        self.write_small(&layout::tag(name, tag), text).await
+        self.index_tag(name, tag, digest).await?;
+        self.write_small(&layout::tag(name, tag), digest.to_string())
+            .await
+    }
+
+    /// Writes the reverse index entry of `tag` → `digest`: before the tag
+    /// itself, so the index may be stale but never misses a tag.
+    pub(crate) async fn index_tag(
+        &self,
+        name: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<()> {
+        self.write_small(
+            &layout::tag_index_entry(name, digest, tag),
+            digest.to_string(),
+        )
+        .await
     }
 
     /// Removes every tag that points to `digest` at the moment it is
@@ -199,8 +213,7 @@ impl Storage {
         }
         for tag in self.all_tags(name).await? {
             if let Some(digest) = self.read_tag(name, &tag).await? {
-                let entry = layout::tag_index_entry(name, &digest, &tag);
-                self.write_small(&entry, digest.to_string()).await?;
+                self.index_tag(name, &tag, &digest).await?;
             }
         }
         self.mark_tag_index_complete(name).await
