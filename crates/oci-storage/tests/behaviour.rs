@@ -115,6 +115,16 @@ mod open {
             .unwrap();
         s.probe().await.unwrap();
         server.stop();
+        // The abort takes effect when the runtime next runs the server's
+        // task: wait until its listener is gone (its connections go with it).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(server.addr()).await.is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the S3 server did not stop"
+            );
+            tokio::task::yield_now().await;
+        }
         let probed = tokio::time::timeout(std::time::Duration::from_secs(3), s.probe()).await;
         assert!(!matches!(probed, Ok(Ok(()))), "{probed:?}");
     }
