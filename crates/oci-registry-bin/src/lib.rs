@@ -43,6 +43,122 @@ pub enum Command {
     /// Check or print configuration files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Report storage usage per repository: the bytes each references,
+    /// the bytes only it references, and the unique bytes stored. Reads
+    /// only; safe while servers run.
+    Du(DuArgs),
+}
+
+/// Options of `oci-registry du`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DuArgs {
+    /// The configuration file whose storage to read (env
+    /// `OCI_REGISTRY_CONFIG`).
+    #[arg(long, env = config::ENV_CONFIG)]
+    pub config: Option<PathBuf>,
+    /// The storage to read, overriding the file (`./registry-data`,
+    /// `file:///abs/path`, `s3://bucket/prefix`).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// Only the repositories matching this glob (`team/**`).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DuArgs {
+    /// Where the configuration comes from: the file, the environment, and
+    /// `--storage`.
+    pub fn sources(&self) -> config::Sources {
+        let mut flags = config::Overrides::default();
+        flags.set("storage.url", self.storage.clone());
+        config::Sources {
+            file: self.config.clone(),
+            env: true,
+            flags,
+        }
+    }
+}
+
+/// Runs `du`: the report as text (or JSON).
+pub async fn run_du(
+    args: &DuArgs,
+    config: &Config,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let pattern = args
+        .repository
+        .as_deref()
+        .map(str::parse::<oci_auth::RepositoryPattern>)
+        .transpose()?;
+    let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
+    let usage = storage.usage(pattern.as_ref()).await?;
+    Ok(if args.json {
+        usage_json(&usage)
+    } else {
+        usage_table(&usage)
+    })
+}
+
+/// The `du` table: one row per repository, then the store's totals.
+fn usage_table(usage: &oci_storage::Usage) -> String {
+    use std::fmt::Write as _;
+    let human = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
+    let width = usage
+        .repositories
+        .iter()
+        .map(|r| r.name.as_str().len())
+        .max()
+        .unwrap_or(0)
+        .max("REPOSITORY".len());
+    let mut out = format!(
+        "{:<width$}  {:>9}  {:>12}  {:>12}\n",
+        "REPOSITORY", "MANIFESTS", "REFERENCED", "EXCLUSIVE"
+    );
+    for r in &usage.repositories {
+        let _ = writeln!(
+            out,
+            "{:<width$}  {:>9}  {:>12}  {:>12}",
+            r.name.as_str(),
+            r.manifests,
+            human(r.referenced_bytes),
+            human(r.exclusive_bytes)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "stored: {} blobs, {} ({} bytes); referenced by no repository: {} ({} bytes)",
+        usage.stored_blobs,
+        human(usage.stored_bytes),
+        usage.stored_bytes,
+        human(usage.unreferenced_bytes),
+        usage.unreferenced_bytes
+    );
+    out
+}
+
+/// The `du --json` document (exact bytes).
+fn usage_json(usage: &oci_storage::Usage) -> String {
+    let repositories: Vec<serde_json::Value> = usage
+        .repositories
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "repository": r.name.as_str(),
+                "manifests": r.manifests,
+                "referenced_bytes": r.referenced_bytes,
+                "exclusive_bytes": r.exclusive_bytes,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "repositories": repositories,
+        "stored_blobs": usage.stored_blobs,
+        "stored_bytes": usage.stored_bytes,
+        "unreferenced_bytes": usage.unreferenced_bytes,
+    });
+    format!("{doc:#}\n")
 }
 
 /// `oci-registry config ...`.

@@ -32,6 +32,25 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Du(args) => {
+            let config = match config::load(&args.sources()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match oci_registry_bin::run_du(&args, &config).await {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);
             ExitCode::SUCCESS

@@ -18,6 +18,35 @@ pub(crate) fn blob_data(digest: &Digest) -> Path {
     ))
 }
 
+/// `blobs/`: every blob's data.
+pub(crate) fn blobs_dir() -> Path {
+    Path::from("blobs")
+}
+
+/// The digest of a `blobs/<alg>/<hex[..2]>/<hex>/data` key, if it is one.
+pub(crate) fn blob_data_digest(key: &Path) -> Option<Digest> {
+    let parts: Vec<&str> = key.as_ref().split('/').collect();
+    match parts.as_slice() {
+        ["blobs", alg, _, hex, "data"] => format!("{alg}:{hex}").parse().ok(),
+        _ => None,
+    }
+}
+
+/// `repositories/<name>/_manifests/`: the manifests the repository holds.
+pub(crate) fn manifests_dir(name: &RepositoryName) -> Path {
+    Path::from(format!("{}/_manifests", repo(name)))
+}
+
+/// The digest of a `.../_manifests/<alg>/<hex>` link key, if it is one.
+pub(crate) fn manifest_link_digest(key: &Path) -> Option<Digest> {
+    let mut parts = key.as_ref().rsplit('/');
+    let hex = parts.next()?;
+    let alg = parts.next()?;
+    (parts.next()? == "_manifests")
+        .then(|| format!("{alg}:{hex}").parse().ok())
+        .flatten()
+}
+
 fn repo(name: &RepositoryName) -> String {
     format!("repositories/{name}")
 }

@@ -86,6 +86,7 @@ mod tags;
 pub mod telemetry;
 pub mod upload_area;
 mod uploads;
+mod usage;
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -108,6 +109,7 @@ pub use sweeper::{SweepReport, Sweeper};
 pub use tags::DEFAULT_TAGS_PAGE;
 pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
 pub use uploads::{UploadId, UploadStatus};
+pub use usage::{RepositoryUsage, Usage};
 
 use error::is_not_found;
 

@@ -194,7 +194,7 @@ impl Storage {
     }
 
     /// The link record of a manifest, if `name` holds it.
-    async fn manifest_meta(
+    pub(crate) async fn manifest_meta(
         &self,
         name: &RepositoryName,
         digest: &Digest,
