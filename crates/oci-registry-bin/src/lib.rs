@@ -47,11 +47,16 @@ pub enum Command {
     /// the bytes only it references, and the unique bytes stored. Reads
     /// only; safe while servers run.
     Du(DuArgs),
+    /// Check the store's integrity: manifests missing blobs, dangling
+    /// links and tags, blobs that no longer hash to their digest. Exit 1
+    /// when a problem remains.
+    Fsck(FsckArgs),
 }
 
-/// Options of `oci-registry du`.
+/// Which storage an offline command (`du`, `fsck`) reads: the
+/// configuration file's, or `--storage`.
 #[derive(Debug, Clone, Default, clap::Args)]
-pub struct DuArgs {
+pub struct StoreArgs {
     /// The configuration file whose storage to read (env
     /// `OCI_REGISTRY_CONFIG`).
     #[arg(long, env = config::ENV_CONFIG)]
@@ -60,15 +65,9 @@ pub struct DuArgs {
     /// `file:///abs/path`, `s3://bucket/prefix`).
     #[arg(long)]
     pub storage: Option<String>,
-    /// Only the repositories matching this glob (`team/**`).
-    #[arg(long)]
-    pub repository: Option<String>,
-    /// Print JSON instead of a table.
-    #[arg(long)]
-    pub json: bool,
 }
 
-impl DuArgs {
+impl StoreArgs {
     /// Where the configuration comes from: the file, the environment, and
     /// `--storage`.
     pub fn sources(&self) -> config::Sources {
@@ -80,6 +79,79 @@ impl DuArgs {
             flags,
         }
     }
+}
+
+/// Options of `oci-registry du`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DuArgs {
+    /// The storage.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Only the repositories matching this glob (`team/**`).
+    #[arg(long)]
+    pub repository: Option<String>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Options of `oci-registry fsck`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FsckArgs {
+    /// The storage.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Fraction of blobs to re-hash (0 to 1; the same ones on every run).
+    #[arg(long, default_value_t = 1.0)]
+    pub sample: f64,
+    /// Remove what is provably dangling: links and tags that point at
+    /// nothing.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Runs `fsck`: one line per finding and a summary; `Ok(false)` when a
+/// problem remains.
+pub async fn run_fsck(
+    args: &FsckArgs,
+    config: &Config,
+) -> Result<(String, bool), Box<dyn std::error::Error + Send + Sync>> {
+    use std::fmt::Write as _;
+    if !(0.0..=1.0).contains(&args.sample) {
+        return Err(format!("--sample {} is not between 0 and 1", args.sample).into());
+    }
+    let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
+    let options = oci_storage::FsckOptions {
+        sample: args.sample,
+        repair: args.repair,
+    };
+    let report = storage.fsck(&options).await?;
+    let mut out = String::new();
+    for finding in &report.findings {
+        // Dangling findings are what --repair removes (each checked again
+        // first); the summary counts those removed.
+        let mark = if finding.is_dangling() {
+            " (dangling)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "{finding}{mark}");
+    }
+    let _ = writeln!(
+        out,
+        "{} blobs stored, {} re-hashed, {} referenced by nothing; {} problems{}",
+        report.blobs,
+        report.hashed,
+        report.orphans,
+        report.findings.len(),
+        if args.repair {
+            format!(", {} repaired", report.repaired)
+        } else {
+            String::new()
+        }
+    );
+    let clean = report.findings.len() == report.repaired;
+    Ok((out, clean))
 }
 
 /// Runs `du`: the report as text (or JSON).

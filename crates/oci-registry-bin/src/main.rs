@@ -32,8 +32,31 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Fsck(args) => {
+            let config = match config::load(&args.store.sources()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match oci_registry_bin::run_fsck(&args, &config).await {
+                Ok((report, clean)) => {
+                    print!("{report}");
+                    if clean {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Du(args) => {
-            let config = match config::load(&args.sources()) {
+            let config = match config::load(&args.store.sources()) {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("oci-registry: {e}");

@@ -32,6 +32,22 @@ pub(crate) fn blob_data_digest(key: &Path) -> Option<Digest> {
     }
 }
 
+/// `repositories/<name>/_layers/`: the blobs the repository holds.
+pub(crate) fn blob_links_dir(name: &RepositoryName) -> Path {
+    Path::from(format!("{}/_layers", repo(name)))
+}
+
+/// The digest of a `.../_layers/<alg>/<hex>` or `.../_manifests/<alg>/<hex>`
+/// link key under `dir_name`, if it is one.
+pub(crate) fn link_digest(key: &Path, dir_name: &str) -> Option<Digest> {
+    let mut parts = key.as_ref().rsplit('/');
+    let hex = parts.next()?;
+    let alg = parts.next()?;
+    (parts.next()? == dir_name)
+        .then(|| format!("{alg}:{hex}").parse().ok())
+        .flatten()
+}
+
 /// `repositories/<name>/_manifests/`: the manifests the repository holds.
 pub(crate) fn manifests_dir(name: &RepositoryName) -> Path {
     Path::from(format!("{}/_manifests", repo(name)))
@@ -39,12 +55,7 @@ pub(crate) fn manifests_dir(name: &RepositoryName) -> Path {
 
 /// The digest of a `.../_manifests/<alg>/<hex>` link key, if it is one.
 pub(crate) fn manifest_link_digest(key: &Path) -> Option<Digest> {
-    let mut parts = key.as_ref().rsplit('/');
-    let hex = parts.next()?;
-    let alg = parts.next()?;
-    (parts.next()? == "_manifests")
-        .then(|| format!("{alg}:{hex}").parse().ok())
-        .flatten()
+    link_digest(key, "_manifests")
 }
 
 fn repo(name: &RepositoryName) -> String {

@@ -102,7 +102,7 @@ impl Storage {
     }
 
     /// Every tag of the repository, sorted.
-    async fn all_tags(&self, name: &RepositoryName) -> Result<Vec<Tag>> {
+    pub(crate) async fn all_tags(&self, name: &RepositoryName) -> Result<Vec<Tag>> {
         self.tags_after(name, None, usize::MAX).await
     }
 

@@ -86,7 +86,7 @@ impl Storage {
     }
 
     /// Every stored blob's size, from one listing of `blobs/`.
-    async fn blob_sizes(&self) -> Result<HashMap<Digest, u64>> {
+    pub(crate) async fn blob_sizes(&self) -> Result<HashMap<Digest, u64>> {
         let mut sizes = HashMap::new();
         let mut listing = self.store().list(Some(&layout::blobs_dir()));
         while let Some(meta) = listing.try_next().await? {
@@ -98,7 +98,7 @@ impl Storage {
     }
 
     /// Every repository, through the catalog's pages.
-    async fn all_repositories(&self) -> Result<Vec<RepositoryName>> {
+    pub(crate) async fn all_repositories(&self) -> Result<Vec<RepositoryName>> {
         let mut all = Vec::new();
         let mut last = None;
         loop {

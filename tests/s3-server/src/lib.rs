@@ -136,6 +136,12 @@ impl S3Server {
         self.objects.remove_object(BUCKET, key)
     }
 
+    /// Writes the object `key` of the bucket directly, without a request
+    /// (e.g. to corrupt a stored blob in a test).
+    pub fn put(&self, key: &str, data: bytes::Bytes) {
+        self.objects.put_object_bytes(BUCKET, key, data);
+    }
+
     /// Multipart uploads created and neither completed nor aborted (read
     /// directly, not through the S3 protocol).
     pub fn open_multipart_uploads(&self) -> usize {

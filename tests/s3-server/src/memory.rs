@@ -142,6 +142,25 @@ impl MemoryS3 {
             .is_some_and(|b| b.objects.remove(key).is_some())
     }
 
+    /// Writes an object directly (not through the S3 protocol), e.g. to
+    /// corrupt a stored blob in a test; returns whether the bucket exists.
+    pub fn put_object_bytes(&self, bucket: &str, key: &str, data: Bytes) -> bool {
+        let e_tag = md5_hex(&data);
+        let attrs = Attrs {
+            content_type: None,
+            metadata: None,
+        };
+        let mut state = self.lock();
+        match state.buckets.get_mut(bucket) {
+            Some(b) => {
+                b.objects
+                    .insert(key.to_owned(), Object::new(data, e_tag, attrs));
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Multipart uploads created and neither completed nor aborted.
     pub fn open_multipart_uploads(&self) -> usize {
         self.lock().uploads.len()
