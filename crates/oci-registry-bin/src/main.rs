@@ -5,17 +5,22 @@ use std::process::ExitCode;
 use clap::Parser;
 use oci_registry_bin::{Cli, Command, ConfigCommand, check_files, config, init_logging, run_serve};
 
+/// The configuration, or the exit code after saying in one line why not.
+fn load(sources: &config::Sources) -> Result<config::Config, ExitCode> {
+    config::load(sources).map_err(|e| {
+        eprintln!("oci-registry: {e}");
+        ExitCode::from(2)
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            let config = match config::load(&args.sources()) {
+            let config = match load(&args.sources()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("oci-registry: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let _log = match init_logging(&config.log) {
                 Ok(guard) => guard,
@@ -33,12 +38,9 @@ async fn main() -> ExitCode {
             }
         }
         Command::Fsck(args) => {
-            let config = match config::load(&args.store.sources()) {
+            let config = match load(&args.store.sources()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("oci-registry: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match oci_registry_bin::run_fsck(&args, &config).await {
                 Ok((report, clean)) => {
@@ -56,12 +58,9 @@ async fn main() -> ExitCode {
             }
         }
         Command::Du(args) => {
-            let config = match config::load(&args.store.sources()) {
+            let config = match load(&args.store.sources()) {
                 Ok(config) => config,
-                Err(e) => {
-                    eprintln!("oci-registry: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             match oci_registry_bin::run_du(&args, &config).await {
                 Ok(report) => {
