@@ -177,7 +177,9 @@ pub struct Authenticator {
     accounts: RwLock<Option<Arc<Htpasswd>>>,
     policy: Policy,
     throttle: Throttle,
-    passwords: VerifiedCache<Principal>,
+    /// Verified passwords, as the policy caller they log in as (shared by
+    /// every request carrying them).
+    passwords: VerifiedCache<Arc<Caller>>,
     credential_ttl: Duration,
     tokens: Option<TokenService>,
     bearers: VerifiedCache<Arc<Caller>>,
@@ -318,8 +320,7 @@ impl Authenticator {
         match (self.mode, credentials) {
             (Mode::None, _) | (Mode::Basic, Credentials::None) => Ok(Arc::clone(&self.anonymous)),
             (Mode::Basic, Credentials::Basic { user, password }) => {
-                let principal = self.login(user, password, address).await?;
-                Ok(Arc::new(Caller::by_policy(principal)))
+                self.verified(user, password, address).await
             }
             (Mode::Basic, Credentials::Bearer(_)) => {
                 Err(AuthError::refused("bearer token in basic mode"))
@@ -433,10 +434,19 @@ impl Authenticator {
     /// Checks a user's password (throttled; cached for a short while once
     /// verified) and returns who they are.
     pub async fn login(&self, user: &str, password: &str, address: IpAddr) -> Result<Principal> {
+        Ok(self
+            .verified(user, password, address)
+            .await?
+            .principal
+            .clone())
+    }
+
+    /// [`Authenticator::login`], as a caller with the policy's rights.
+    async fn verified(&self, user: &str, password: &str, address: IpAddr) -> Result<Arc<Caller>> {
         let now = Instant::now();
         let key = cache::key(&[user.as_bytes(), password.as_bytes()]);
-        if let Some(principal) = self.passwords.get(&key, now) {
-            return Ok(principal);
+        if let Some(caller) = self.passwords.get(&key, now) {
+            return Ok(caller);
         }
         match self.throttle.check(user, address, now) {
             Verdict::Refuse(retry) => return Err(AuthError::Throttled(retry)),
@@ -451,7 +461,7 @@ impl Authenticator {
             return match oidc.verify(password, SystemTime::now()).await {
                 Ok(user) => {
                     self.throttle.succeeded(user.as_str(), address);
-                    Ok(Principal::User(user.into()))
+                    Ok(Arc::new(Caller::by_policy(Principal::User(user.into()))))
                 }
                 Err(e @ AuthError::Fetch(_)) => Err(e),
                 Err(e) => {
@@ -484,11 +494,11 @@ impl Authenticator {
             return Err(AuthError::refused(format!("wrong password for {user:?}")));
         }
         self.throttle.succeeded(user, address);
-        let principal = Principal::User(user.into());
+        let caller = Arc::new(Caller::by_policy(Principal::User(user.into())));
         let now = Instant::now();
         self.passwords
-            .insert(key, principal.clone(), now + self.credential_ttl, now);
-        Ok(principal)
+            .insert(key, Arc::clone(&caller), now + self.credential_ttl, now);
+        Ok(caller)
     }
 
     /// What `caller` may do in `repository`.

@@ -345,7 +345,7 @@ fn challenge(auth: &Auth, request: &Request, need: &Need, error: Option<&str>) -
             }
             v
         }
-        _ => format!("Basic realm=\"{}\",charset=\"UTF-8\"", o.basic_realm),
+        _ => basic_challenge_value(&o.basic_realm),
     };
     let message = match need {
         Need::Login => "authentication required".to_owned(),
@@ -356,6 +356,20 @@ fn challenge(auth: &Auth, request: &Request, need: &Need, error: Option<&str>) -
         error = error.with_header(header::WWW_AUTHENTICATE, value);
     }
     error.into_response()
+}
+
+/// `Basic realm="<realm>",charset="UTF-8"` (RFC 7617).
+fn basic_challenge_value(realm: &str) -> String {
+    format!("Basic realm=\"{realm}\",charset=\"UTF-8\"")
+}
+
+/// `error` with a `Basic` challenge for `realm` (the token endpoint's
+/// answer to credentials that do not log in).
+pub(crate) fn basic_challenge(error: ApiError, realm: &str) -> ApiError {
+    match HeaderValue::try_from(basic_challenge_value(realm)) {
+        Ok(value) => error.with_header(header::WWW_AUTHENTICATE, value),
+        Err(_) => error,
+    }
 }
 
 /// The scope a challenge asks for: what `need` takes, and for a mount

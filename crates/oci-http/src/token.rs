@@ -48,6 +48,7 @@ async fn issue(auth: &Auth, request: Request) -> Result<Response, ApiError> {
     }
     let address = client_address(&request);
     let (parts, body) = request.into_parts();
+    let unauthorized = || unauthorized(&auth.options().basic_realm);
     let presented = Presented::of(&parts.headers).map_err(|()| unauthorized())?;
     let post = parts.method == Method::POST;
     let form: Vec<(String, String)> = if post {
@@ -159,10 +160,10 @@ fn answer(issued: &IssuedToken, post: bool) -> Response {
 /// 401 for credentials that do not log in (never saying which part was
 /// wrong), with a Basic challenge so that a client with credentials
 /// knows to send them.
-fn unauthorized() -> ApiError {
-    ApiError::new(ErrorCode::Unauthorized, "authentication failed").with_header(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"oci-registry\",charset=\"UTF-8\""),
+fn unauthorized(realm: &str) -> ApiError {
+    crate::auth::basic_challenge(
+        ApiError::new(ErrorCode::Unauthorized, "authentication failed"),
+        realm,
     )
 }
 

@@ -22,12 +22,13 @@
 
 use std::collections::HashSet;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use object_store::ObjectStoreExt;
-use oci_types::{Digest, DigestHasher, ParsedManifest, RepositoryName, Tag};
+use oci_types::{Digest, DigestHasher, RepositoryName, Tag};
 
 use crate::error::Result;
 use crate::upload_area::delete_if_exists;
+use crate::usage::Contents;
 use crate::{Storage, layout};
 
 /// What `fsck` does.
@@ -165,34 +166,25 @@ impl Storage {
                     .push(Finding::DanglingBlobLink(name.clone(), digest));
             }
         }
-        let manifests = self
-            .links(&layout::manifests_dir(name), "_manifests")
-            .await?;
+        let manifests = self.held_manifests(name).await?;
         // A tag is served only if its manifest is linked and stored.
-        let held: HashSet<&Digest> = manifests.iter().filter(|d| stored.contains(*d)).collect();
-        for digest in &manifests {
+        let held: HashSet<&Digest> = manifests
+            .iter()
+            .filter(|(_, c)| !matches!(c, Contents::Missing))
+            .map(|(d, _)| d)
+            .collect();
+        for (digest, contents) in &manifests {
             referenced.insert(digest.clone());
-            let media_type = self
-                .manifest_meta(name, digest)
-                .await?
-                .map(|m| m.media_type);
-            let body = match self.read_small(&layout::blob_data(digest)).await? {
-                Some(body) if stored.contains(digest) => body,
-                _ => {
+            let refs = match contents {
+                Contents::Missing => {
                     report
                         .findings
                         .push(Finding::DanglingManifest(name.clone(), digest.clone()));
                     continue;
                 }
+                Contents::Unreadable => continue,
+                Contents::References(refs) => refs,
             };
-            let Ok(parsed) = ParsedManifest::parse(&body, media_type.as_deref()) else {
-                continue;
-            };
-            let refs: Vec<Digest> = parsed
-                .required_blobs()
-                .chain(parsed.required_manifests())
-                .cloned()
-                .collect();
             for missing in refs.iter().filter(|r| !stored.contains(*r)) {
                 report.findings.push(Finding::MissingReference {
                     repository: name.clone(),
@@ -200,7 +192,7 @@ impl Storage {
                     missing: missing.clone(),
                 });
             }
-            referenced.extend(refs);
+            referenced.extend(refs.iter().cloned());
         }
         for tag in self.all_tags(name).await? {
             if let Some(digest) = self.read_tag(name, &tag).await?
@@ -212,18 +204,6 @@ impl Storage {
             }
         }
         Ok(())
-    }
-
-    /// The digests of the links under `dir` (`_layers` or `_manifests`).
-    async fn links(&self, dir: &object_store::path::Path, dir_name: &str) -> Result<Vec<Digest>> {
-        let mut listing = self.store().list(Some(dir));
-        let mut digests = Vec::new();
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(d) = layout::link_digest(&meta.location, dir_name) {
-                digests.push(d);
-            }
-        }
-        Ok(digests)
     }
 
     /// True if the stored bytes of `digest` hash to it (streamed).

@@ -53,11 +53,6 @@ pub(crate) fn manifests_dir(name: &RepositoryName) -> Path {
     Path::from(format!("{}/_manifests", repo(name)))
 }
 
-/// The digest of a `.../_manifests/<alg>/<hex>` link key, if it is one.
-pub(crate) fn manifest_link_digest(key: &Path) -> Option<Digest> {
-    link_digest(key, "_manifests")
-}
-
 fn repo(name: &RepositoryName) -> String {
     format!("repositories/{name}")
 }

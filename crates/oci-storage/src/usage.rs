@@ -11,6 +11,7 @@
 use std::collections::{HashMap, HashSet};
 
 use futures::TryStreamExt;
+use object_store::path::Path;
 use oci_types::{Digest, Pagination, ParsedManifest, RepositoryName, RepositoryPattern};
 
 use crate::error::Result;
@@ -118,29 +119,70 @@ impl Storage {
     /// The manifests `name` holds and every digest they reference (the
     /// manifests included).
     async fn references(&self, name: &RepositoryName) -> Result<(usize, HashSet<Digest>)> {
+        let held = self.held_manifests(name).await?;
         let mut digests = HashSet::new();
-        let mut manifests = 0;
-        let mut listing = self.store().list(Some(&layout::manifests_dir(name)));
-        let mut links = Vec::new();
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(digest) = layout::manifest_link_digest(&meta.location) {
-                links.push(digest);
+        for (digest, contents) in &held {
+            if let Contents::References(refs) = contents {
+                digests.extend(refs.iter().cloned());
             }
+            digests.insert(digest.clone());
         }
+        Ok((held.len(), digests))
+    }
+
+    /// Every manifest `name` links, with what its stored bytes say: the
+    /// one walk `du` and `fsck` share.
+    pub(crate) async fn held_manifests(
+        &self,
+        name: &RepositoryName,
+    ) -> Result<Vec<(Digest, Contents)>> {
+        let links = self
+            .links(&layout::manifests_dir(name), "_manifests")
+            .await?;
+        let mut held = Vec::with_capacity(links.len());
         for digest in links {
-            manifests += 1;
             let media_type = self
                 .manifest_meta(name, &digest)
                 .await?
                 .map(|m| m.media_type);
-            if let Some(body) = self.read_small(&layout::blob_data(&digest)).await?
-                && let Ok(parsed) = ParsedManifest::parse(&body, media_type.as_deref())
-            {
-                digests.extend(parsed.required_blobs().cloned());
-                digests.extend(parsed.required_manifests().cloned());
-            }
-            digests.insert(digest);
+            let contents = match self.read_small(&layout::blob_data(&digest)).await? {
+                None => Contents::Missing,
+                Some(body) => match ParsedManifest::parse(&body, media_type.as_deref()) {
+                    Ok(parsed) => Contents::References(
+                        parsed
+                            .required_blobs()
+                            .chain(parsed.required_manifests())
+                            .cloned()
+                            .collect(),
+                    ),
+                    Err(_) => Contents::Unreadable,
+                },
+            };
+            held.push((digest, contents));
         }
-        Ok((manifests, digests))
+        Ok(held)
     }
+
+    /// The digests of the links under `dir` (`_layers` or `_manifests`).
+    pub(crate) async fn links(&self, dir: &Path, dir_name: &str) -> Result<Vec<Digest>> {
+        let mut listing = self.store().list(Some(dir));
+        let mut digests = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            if let Some(d) = layout::link_digest(&meta.location, dir_name) {
+                digests.push(d);
+            }
+        }
+        Ok(digests)
+    }
+}
+
+/// What a linked manifest's stored bytes say.
+#[derive(Debug)]
+pub(crate) enum Contents {
+    /// Its bytes are gone.
+    Missing,
+    /// Its bytes do not parse as the manifest it was pushed as.
+    Unreadable,
+    /// The blobs and child manifests it refers to.
+    References(Vec<Digest>),
 }
