@@ -15,7 +15,7 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come (`[gc]`, `[[retention]]`, `[[proxy]]`,
+//! Sections still to come (`[[retention]]`, `[[proxy]]`,
 //! `[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
 //! and a line in [`ENV_SECTIONS`].
 
@@ -59,6 +59,44 @@ pub struct Config {
     /// `[[immutable]]`: tags that may never be moved or deleted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub immutable: Vec<oci_storage::ImmutableRule>,
+    /// `[gc]`: online garbage collection.
+    pub gc: GcConfig,
+}
+
+/// `[gc]`: the online garbage collector (see `oci-registry gc` for running
+/// one by hand).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcConfig {
+    /// A collection runs this long after the last one finished, on
+    /// whichever replica takes the collector lock; `0s` turns the online
+    /// collector off. Default `24h`.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Blobs nothing references are kept this long after they were
+    /// written (a push uploads its blobs before its manifest). Default
+    /// `1h`.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(24 * 60 * 60),
+            grace: oci_storage::DEFAULT_GRACE,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The online schedule, or `None` when it is off.
+    pub fn schedule(&self) -> Option<oci_storage::GcSchedule> {
+        (!self.interval.is_zero()).then(|| oci_storage::GcSchedule {
+            interval: self.interval,
+            options: oci_storage::GcOptions::with_grace(self.grace),
+        })
+    }
 }
 
 /// `[server]`.
@@ -364,6 +402,7 @@ pub const ENV_SECTIONS: &[(&str, &str)] = &[
     ("auth_token", "auth.token"),
     ("auth", "auth"),
     ("access", "access"),
+    ("gc", "gc"),
 ];
 
 /// The first environment variables and the keys they set.

@@ -51,6 +51,10 @@ pub enum Command {
     /// links and tags, blobs that no longer hash to their digest. Exit 1
     /// when a problem remains.
     Fsck(FsckArgs),
+    /// Remove blobs no manifest references (older than the grace period),
+    /// links to them, and expired upload sessions. Safe while servers run;
+    /// prints the blobs and bytes reclaimed.
+    Gc(GcArgs),
 }
 
 /// Which storage an offline command (`du`, `fsck`) reads: the
@@ -108,6 +112,70 @@ pub struct FsckArgs {
     /// nothing.
     #[arg(long)]
     pub repair: bool,
+}
+
+/// Options of `oci-registry gc`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct GcArgs {
+    /// The storage.
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Keep unreferenced blobs younger than this (`30m`, `1h`; default:
+    /// `[gc] grace`).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub grace: Option<Duration>,
+    /// Only print what would be removed.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `gc`: what was (or would be) removed, as text.
+pub async fn run_gc(
+    args: &GcArgs,
+    config: &Config,
+) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    use std::fmt::Write as _;
+    let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
+    let mut options = oci_storage::GcOptions::with_grace(args.grace.unwrap_or(config.gc.grace));
+    options.dry_run = args.dry_run;
+    // Long enough to take over the lease of a collector that died (S3).
+    options.lock_wait = config.storage.lease_ttl * 2;
+    let report = storage
+        .collect_garbage(&options)
+        .await
+        .map_err(|e| match e {
+            oci_storage::StorageError::Busy(_) => "another garbage collection is running".into(),
+            e => Box::<dyn std::error::Error + Send + Sync>::from(e),
+        })?;
+    let human = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
+    let mut out = String::new();
+    if args.dry_run {
+        for blob in &report.swept {
+            let _ = writeln!(out, "would remove {} ({} bytes)", blob.digest, blob.size);
+        }
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let _ = writeln!(
+        out,
+        "{verb} {} blobs, {} ({} bytes), and {} links; kept {} blobs in use and {} younger than {}; \
+         walked {} manifests in {} repositories; {} upload sessions expired; {:.1}s",
+        report.swept.len(),
+        human(report.swept_bytes),
+        report.swept_bytes,
+        report.links_removed,
+        report.marked_blobs,
+        report.young,
+        humantime::format_duration(options.grace),
+        report.manifests,
+        report.repositories,
+        report.uploads_expired,
+        report.duration.as_secs_f64(),
+    );
+    Ok(out)
 }
 
 /// Runs `fsck`: one line per finding and a summary; `Ok(false)` when a
@@ -513,6 +581,7 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     });
     let limits = config.http_limits();
     let _sweeper = storage.start_sweeper();
+    let _collector = config.gc.schedule().map(|s| storage.start_collector(s));
     let app = oci_http::app_with_options(
         storage,
         oci_http::AppOptions {

@@ -57,6 +57,23 @@ async fn main() -> ExitCode {
                 }
             }
         }
+        Command::Gc(args) => {
+            let config = match load(&args.store.sources()) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            let _log = init_logging(&config.log).ok();
+            match oci_registry_bin::run_gc(&args, &config).await {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("oci-registry: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Du(args) => {
             let config = match load(&args.store.sources()) {
                 Ok(config) => config,

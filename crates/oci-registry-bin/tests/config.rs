@@ -249,7 +249,8 @@ fn config_check_names_the_key_and_line_at_fault() {
     for (name, value) in [
         ("OCI_REGISTRY_LIMITS_MAX_UPLOADS", "lots"),
         ("OCI_REGISTRY_AUTH_MODE", "tokens"),
-        ("OCI_REGISTRY_GC_GRACE", "1h"),
+        ("OCI_REGISTRY_GC_GRAECE", "1h"),
+        ("OCI_REGISTRY_GC_INTERVAL", "often"),
     ] {
         let out = oci_registry(&["config", "check"], |cmd| {
             cmd.arg(&good).env(name, value);

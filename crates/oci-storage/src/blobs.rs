@@ -161,6 +161,12 @@ impl Storage {
         }
     }
 
+    /// True if the blob's bytes are stored, whichever repositories link
+    /// them (for checks and tests; serving goes through a repository).
+    pub async fn blob_stored(&self, digest: &Digest) -> Result<bool> {
+        self.blob_data_exists(digest).await
+    }
+
     /// True if `name` links the blob.
     pub(crate) async fn blob_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
         self.exists(&layout::blob_link(name, digest)).await

@@ -146,6 +146,49 @@ pub(crate) fn shared_key(file_name: &str) -> Path {
     Path::from(format!("_keys/{file_name}"))
 }
 
+/// `_gc/lock`: the collector's lock (an `flock`ed file, or a lease object
+/// on S3): at most one collection at a time across replicas.
+pub(crate) fn gc_lock() -> Path {
+    Path::from("_gc/lock")
+}
+
+/// `_gc/state`: the collector's [`crate::gc::GcState`] (JSON), which
+/// manifest pushes read.
+pub(crate) fn gc_state() -> Path {
+    Path::from("_gc/state")
+}
+
+/// `_gc/runs/`: the records of collections in progress.
+pub(crate) fn gc_runs() -> Path {
+    Path::from("_gc/runs")
+}
+
+fn gc_run(generation: u64) -> Path {
+    gc_runs().join(format!("{generation:020}"))
+}
+
+/// `_gc/runs/<generation>/journal/`: references of manifests pushed while
+/// the run marks.
+pub(crate) fn gc_journal(generation: u64) -> Path {
+    gc_run(generation).join("journal")
+}
+
+/// `_gc/runs/<generation>/journal/<uuid>`: one pushed manifest's
+/// references, one digest per line.
+pub(crate) fn gc_journal_entry(generation: u64, id: &Uuid) -> Path {
+    gc_journal(generation).join(id.to_string())
+}
+
+/// `_gc/runs/<generation>/candidates/<alg>-<hex[..2]>`: the run's sweep
+/// candidates whose digest falls in that shard, one per line.
+pub(crate) fn gc_candidates(generation: u64, digest: &Digest) -> Path {
+    gc_run(generation).join("candidates").join(format!(
+        "{}-{}",
+        digest.algorithm(),
+        &digest.hex()[..2]
+    ))
+}
+
 /// `_uploads/`: every upload session.
 pub(crate) fn uploads_dir() -> Path {
     Path::from("_uploads")
@@ -230,6 +273,10 @@ mod tests {
         );
         let marker = catalog_marker(&name);
         assert_eq!(marker.as_ref(), "_catalog/a/b/_repository");
+        assert_eq!(
+            gc_candidates(7, &d).as_ref(),
+            "_gc/runs/00000000000000000007/candidates/sha256-e3"
+        );
         assert_eq!(
             upload_part(&Uuid::nil(), 5).as_ref(),
             "_uploads/00000000-0000-0000-0000-000000000000/parts/00000000000000000005"

@@ -43,6 +43,13 @@
 //! _sweeps/uploads/slots/<slot>                    marker: a replica swept upload
 //!                                                 sessions in this time slot
 //! _sweeps/uploads/count                           text: open sessions it counted
+//! _gc/lock                                        the collector's lock (flock'ed file, or
+//!                                                 S3 lease)
+//! _gc/state                                       JSON: generation and phase of the
+//!                                                 collection (read by manifest pushes)
+//! _gc/runs/<generation>/candidates/<alg>-<xx>     a running collection's sweep candidates
+//! _gc/runs/<generation>/journal/<uuid>            references of manifests pushed while
+//!                                                 it marks (see `gc`)
 //! _keys/token-signing-key.pem                     the built-in token issuer's key, when
 //!                                                 the configuration names none
 //! ```
@@ -71,8 +78,10 @@
 mod backend;
 mod blobs;
 mod catalog;
+mod concurrent;
 mod error;
 mod fsck;
+mod gc;
 mod immutable;
 mod keys;
 mod layout;
@@ -102,6 +111,9 @@ pub use blobs::{BlobMeta, BlobRead, MountOutcome};
 pub use catalog::DEFAULT_CATALOG_PAGE;
 pub use error::{Result, StorageError};
 pub use fsck::{Finding, FsckOptions, FsckReport};
+pub use gc::{
+    Collector, DEFAULT_GRACE, GcOptions, GcReport, GcSchedule, GcState, Phase as GcPhase,
+};
 pub use immutable::ImmutableRule;
 pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
@@ -138,6 +150,8 @@ struct Inner {
     fenced_state: bool,
     /// The estimate of open upload sessions behind `max_uploads`.
     open_uploads: sweeper::OpenUploads,
+    /// Taken before the store's collector lock: one collection per process.
+    collector: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Storage {
@@ -171,6 +185,7 @@ impl Storage {
                 options,
                 session_locks: upload_area::ProcessLocks::default(),
                 open_uploads: sweeper::OpenUploads::default(),
+                collector: Arc::default(),
             }),
         }
     }

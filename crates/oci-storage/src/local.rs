@@ -136,6 +136,36 @@ impl LocalFiles {
         Ok(self.store.path_to_filesystem(path)?)
     }
 
+    /// Removes the directory holding `path` if it is empty (after the
+    /// object was deleted: `blobs/<alg>/<xx>/<hex>/`). A concurrent write
+    /// into it keeps it: removing a non-empty directory fails, and writers
+    /// create missing directories again.
+    pub(crate) fn remove_parent_if_empty(&self, path: &Path) {
+        if let Ok(file) = self.path(path)
+            && let Some(dir) = file.parent()
+        {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// Removes the empty directories at and below `dir`, deepest first
+    /// (best effort, as [`LocalFiles::remove_parent_if_empty`]).
+    pub(crate) fn remove_empty_dirs(&self, dir: &Path) {
+        fn walk(dir: &std::path::Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                        walk(&entry.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        if let Ok(dir) = self.path(dir) {
+            walk(&dir);
+        }
+    }
+
     /// The whole object, read on the calling task; `None` if absent.
     pub(crate) fn read(&self, path: &Path) -> Result<Option<Bytes>> {
         let timer = Timer::start(Op::Get);

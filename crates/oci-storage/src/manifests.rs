@@ -1,12 +1,17 @@
 //! Manifests: put (with reference checks), get/head by tag or digest, delete.
 
 use bytes::Bytes;
+use futures::FutureExt;
 use oci_types::{Digest, ParsedManifest, Reference, RepositoryName};
 use serde::{Deserialize, Serialize};
 
+use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
 use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
+
+/// Reference checks in flight for one manifest push.
+const CHECK_CONCURRENCY: usize = 16;
 
 /// What a repository records about a manifest it holds (the link object).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,16 +77,10 @@ impl Storage {
         if let Reference::Tag(tag) = reference {
             self.check_immutable_push(name, tag, &digest).await?;
         }
-        for blob in parsed.required_blobs() {
-            if !self.blob_linked(name, blob).await? {
-                return Err(StorageError::ManifestBlobUnknown(blob.clone()));
-            }
-        }
-        for child in parsed.required_manifests() {
-            if !self.exists(&layout::manifest_link(name, child)).await? {
-                return Err(StorageError::ManifestBlobUnknown(child.clone()));
-            }
-        }
+        // Read before the references are checked, for the collector (see
+        // the `gc` module docs: step (a)).
+        let gc = self.gc_state().await?;
+        self.check_references(name, &parsed).await?;
         let meta = ManifestMeta {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
@@ -96,6 +95,13 @@ impl Storage {
         self.write_small(&layout::blob_data(&digest), body).await?;
         let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
         self.write_small(&layout::manifest_link(name, &digest), link)
+            .await?;
+        let references: Vec<Digest> = parsed
+            .required_blobs()
+            .chain(parsed.required_manifests())
+            .cloned()
+            .collect();
+        self.guard_references(name, &digest, &references, &gc)
             .await?;
         if let Some(subject) = &parsed.subject {
             let mut descriptor = parsed.referrer_descriptor();
@@ -112,6 +118,36 @@ impl Storage {
         }
         self.ensure_repository(name).await?;
         Ok(meta)
+    }
+
+    /// distribution-spec "Pushing Manifests": every blob and child
+    /// manifest must be in `name`; and, for garbage collection, its bytes
+    /// must be stored (a link may outlive bytes a collection removed).
+    /// Checked concurrently.
+    async fn check_references(&self, name: &RepositoryName, parsed: &ParsedManifest) -> Result<()> {
+        let blobs = parsed.required_blobs().map(|d| (d, true));
+        let children = parsed.required_manifests().map(|d| (d, false));
+        let missing = concurrently(
+            CHECK_CONCURRENCY,
+            blobs.chain(children).map(|(digest, is_blob)| {
+                async move {
+                    let link = if is_blob {
+                        layout::blob_link(name, digest)
+                    } else {
+                        layout::manifest_link(name, digest)
+                    };
+                    let present =
+                        self.exists(&link).await? && self.blob_data_exists(digest).await?;
+                    Ok((!present).then(|| digest.clone()))
+                }
+                .boxed()
+            }),
+        )
+        .await?;
+        match missing.into_iter().flatten().next() {
+            Some(digest) => Err(StorageError::ManifestBlobUnknown(digest)),
+            None => Ok(()),
+        }
     }
 
     /// Metadata of the manifest `reference` names in `name`.

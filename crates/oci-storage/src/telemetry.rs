@@ -13,6 +13,11 @@
 //! | [`UPLOADS_OPENED`] | counter | |
 //! | [`UPLOADS_CLOSED`] | counter | `reason`: completed, cancelled, invalid, expired |
 //! | [`UPLOADS_IN_PROGRESS`] | gauge | |
+//! | [`GC_RUNS`] | counter | `result`: ok, error |
+//! | [`GC_LAST_RUN`] | gauge (Unix seconds) | |
+//! | [`GC_LAST_DURATION`] | gauge (seconds) | |
+//! | [`GC_BLOBS_SWEPT`] | counter | |
+//! | [`GC_BYTES_SWEPT`] | counter | |
 //!
 //! Storage operations are counted in one place: the object store the
 //! engine was opened on (wrapped in [`InstrumentedStore`] when opened, so
@@ -50,6 +55,17 @@ pub const UPLOADS_CLOSED: &str = "oci_registry_upload_sessions_closed_total";
 /// opened since, less those it closed). Per replica.
 pub const UPLOADS_IN_PROGRESS: &str = "oci_registry_uploads_in_progress";
 
+/// Counter of garbage collections this replica ran, by `result`.
+pub const GC_RUNS: &str = "oci_registry_gc_runs_total";
+/// Gauge: when the last collection this replica ran finished (Unix time).
+pub const GC_LAST_RUN: &str = "oci_registry_gc_last_run_timestamp_seconds";
+/// Gauge: how long the last collection this replica ran took.
+pub const GC_LAST_DURATION: &str = "oci_registry_gc_last_run_duration_seconds";
+/// Counter of blobs garbage collection removed.
+pub const GC_BLOBS_SWEPT: &str = "oci_registry_gc_blobs_swept_total";
+/// Counter of bytes garbage collection freed.
+pub const GC_BYTES_SWEPT: &str = "oci_registry_gc_bytes_swept_total";
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Describes the engine's metrics to the installed recorder and starts
@@ -75,11 +91,51 @@ pub fn enable() {
         Unit::Count,
         "Upload sessions closed: completed, cancelled, invalid (digest mismatch) or expired"
     );
+    ::metrics::describe_counter!(
+        GC_RUNS,
+        Unit::Count,
+        "Garbage collections run by this replica"
+    );
+    ::metrics::describe_gauge!(
+        GC_LAST_RUN,
+        Unit::Seconds,
+        "When the last garbage collection this replica ran finished (Unix time)"
+    );
+    ::metrics::describe_gauge!(
+        GC_LAST_DURATION,
+        Unit::Seconds,
+        "Duration of the last garbage collection this replica ran"
+    );
+    ::metrics::describe_counter!(
+        GC_BLOBS_SWEPT,
+        Unit::Count,
+        "Blobs removed by garbage collection"
+    );
+    ::metrics::describe_counter!(
+        GC_BYTES_SWEPT,
+        Unit::Bytes,
+        "Bytes freed by garbage collection"
+    );
     ::metrics::describe_gauge!(
         UPLOADS_IN_PROGRESS,
         Unit::Count,
         "Estimate of open upload sessions (last sweep's count plus this replica's changes since)"
     );
+}
+
+/// Records a finished collection (run by this replica).
+pub(crate) fn gc_finished(report: &crate::GcReport, ok: bool) {
+    if !enabled() {
+        return;
+    }
+    ::metrics::counter!(GC_RUNS, "result" => if ok { "ok" } else { "error" }).increment(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    ::metrics::gauge!(GC_LAST_RUN).set(now.as_secs_f64());
+    ::metrics::gauge!(GC_LAST_DURATION).set(report.duration.as_secs_f64());
+    ::metrics::counter!(GC_BLOBS_SWEPT).increment(report.swept.len() as u64);
+    ::metrics::counter!(GC_BYTES_SWEPT).increment(report.swept_bytes);
 }
 
 fn enabled() -> bool {

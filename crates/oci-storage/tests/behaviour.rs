@@ -13,6 +13,8 @@ mod common;
 mod blobs;
 #[path = "behaviour/concurrency.rs"]
 mod concurrency;
+#[path = "behaviour/gc.rs"]
+mod gc;
 #[path = "behaviour/listing.rs"]
 mod listing;
 #[path = "behaviour/manifests.rs"]
@@ -88,6 +90,13 @@ behaviour_suite! {
     }
     probe {
         probe_answers_on_empty_and_used_stores,
+    }
+    gc {
+        sweeps_unreferenced_and_keeps_reachable,
+        grace_keeps_young_blobs,
+        dry_run_removes_nothing,
+        one_collection_at_a_time,
+        head_then_reference_race,
     }
     concurrency {
         same_blob_pushed_twice_at_once,

@@ -14,10 +14,14 @@
 //! - peak (`VmHWM`) and idle RSS, and startup time to the first `/v2/` 200
 //!   with an empty store and with 10,000 repositories;
 //! - hostile clients: slowloris connections left open, peak RSS under a
-//!   manifest bomb, small GETs on one keep-alive connection ([`hostile`]).
+//!   manifest bomb, small GETs on one keep-alive connection ([`hostile`]);
+//! - garbage collection of stores of `--gc-blobs` blobs, half of them
+//!   unreferenced, by `oci-registry gc` next to the running server ([`gc`];
+//!   ours only, not in the default set).
 
 mod auth;
 mod blob;
+mod gc;
 mod hostile;
 mod load;
 mod report;
@@ -115,6 +119,9 @@ pub struct Args {
         default_value = "startup,blobs,requests,lists,hostile"
     )]
     workloads: Vec<Workload>,
+    /// Store sizes (blobs) of the gc workload.
+    #[arg(long, value_delimiter = ',', default_value = "10000")]
+    gc_blobs: Vec<usize>,
     /// Slowloris connections of the hostile workload.
     #[arg(long, default_value_t = 3000)]
     slowloris: usize,
@@ -158,6 +165,8 @@ enum Workload {
     Lists,
     /// Slowloris, manifest bomb, keep-alive small GETs.
     Hostile,
+    /// `oci-registry gc` over `--gc-blobs` blobs (ours only).
+    Gc,
 }
 
 /// Size of each ranged GET of the pull-by-range workload.
@@ -294,7 +303,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Backend::S3 => Some(Arc::new(oci_test_s3::S3Server::start().await?)),
         Backend::Filesystem => None,
     };
-    let (storage, env, blob_files) = match &s3 {
+    let (storage, env, blob_files): (String, Vec<(String, String)>, BlobFiles) = match &s3 {
         Some(s3) => (
             s3.url("bench"),
             s3.env(),
@@ -306,6 +315,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         }
     };
     let port = free_port()?;
+    let ours_storage = storage.clone();
     let ours = Target::start(
         "ours",
         port,
@@ -344,8 +354,13 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     (root.display().to_string(), BlobFiles::Dir(root))
                 }
             };
-            let command =
-                target::ours_command(binary, storage, env, port, target::Telemetry::default());
+            let command = target::ours_command(
+                binary.clone(),
+                storage,
+                env.clone(),
+                port,
+                target::Telemetry::default(),
+            );
             let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
                 .await?
                 .with_blob_files(files);
@@ -443,6 +458,23 @@ pub async fn run(args: Args) -> Result<(), Error> {
             &args,
             &image,
             &mut registries,
+            &mut samples,
+            rounds,
+        )
+        .await?;
+    }
+
+    if runs(Workload::Gc) {
+        let collector = gc::Collector {
+            binary: &binary,
+            storage: &ours_storage,
+            env: &env,
+        };
+        gc::run(
+            &client,
+            &registries.ours,
+            &collector,
+            &args.gc_blobs,
             &mut samples,
             rounds,
         )

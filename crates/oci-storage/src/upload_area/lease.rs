@@ -57,6 +57,16 @@ use crate::error::{Result, StorageError, is_not_found};
 use crate::layout;
 
 /// The content of a lease object.
+/// What [`StorageError::Busy`] names for a lease: the session's id for a
+/// session lock (`_uploads/<id>/lock`), else the object's key.
+fn busy_label(path: &Path) -> String {
+    let mut parts = path.parts();
+    match (parts.next(), parts.next()) {
+        (Some(root), Some(id)) if root.as_ref() == "_uploads" => id.as_ref().to_owned(),
+        _ => path.to_string(),
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct LeaseBody {
     /// Token of the acquisition holding it; `None` when free.
@@ -76,8 +86,8 @@ impl LeaseBody {
 pub struct LeaseLocks {
     store: Arc<dyn ObjectStore>,
     ttl: Duration,
-    /// Per session: the lease version this process saw and since when.
-    seen: Arc<Mutex<HashMap<Uuid, Seen>>>,
+    /// Per lease object: the version this process saw and since when.
+    seen: Arc<Mutex<HashMap<Path, Seen>>>,
 }
 
 #[derive(Debug)]
@@ -128,18 +138,23 @@ impl LeaseLocks {
     /// ([`StorageError::Busy`]). Cancel-safe: a lease acquired by a write
     /// whose answer was lost to cancellation lapses after `ttl`.
     pub async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock> {
-        let path = layout::upload_lock(id);
+        self.lock_object(layout::upload_lock(id), deadline).await
+    }
+
+    /// Waits until the lease object at `path` is ours, as
+    /// [`LeaseLocks::lock`] does for a session's.
+    pub async fn lock_object(&self, path: Path, deadline: Instant) -> Result<SessionLock> {
         let token = Uuid::new_v4();
         let mut pause = Duration::from_millis(2);
         let max_pause = (self.ttl / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
         loop {
-            if let Some(version) = self.try_acquire(id, &path, token).await? {
-                self.forget(id);
+            if let Some(version) = self.try_acquire(&path, token).await? {
+                self.forget(&path);
                 return Ok(SessionLock::lease(self.hold(path, token, version)));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Err(StorageError::Busy(id.to_string()));
+                return Err(StorageError::Busy(busy_label(&path)));
             }
             tokio::time::sleep(pause.min(deadline - now)).await;
             pause = (pause * 2).min(max_pause);
@@ -147,7 +162,7 @@ impl LeaseLocks {
     }
 
     /// One round: create, or take a free or expired lease.
-    async fn try_acquire(&self, id: &Uuid, path: &Path, token: Uuid) -> Result<Option<Version>> {
+    async fn try_acquire(&self, path: &Path, token: Uuid) -> Result<Option<Version>> {
         let mine = |seq| LeaseBody {
             holder: Some(token),
             seq,
@@ -180,11 +195,11 @@ impl LeaseLocks {
                 reason: "the store gave the lease no ETag".into(),
             });
         };
-        if !free && !self.expired(id, e_tag) {
+        if !free && !self.expired(path, e_tag) {
             return Ok(None);
         }
         if !free {
-            tracing::warn!(upload = %id, "taking over an expired upload lease");
+            tracing::warn!(lock = %path, "taking over an expired lease");
         }
         let put = self
             .store
@@ -202,10 +217,10 @@ impl LeaseLocks {
     }
 
     /// True once this process has seen the lease at `e_tag` for `ttl`.
-    fn expired(&self, id: &Uuid, e_tag: String) -> bool {
+    fn expired(&self, path: &Path, e_tag: String) -> bool {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        if let Some(s) = seen.get(id)
+        if let Some(s) = seen.get(path)
             && s.e_tag == e_tag
         {
             return now.duration_since(s.since) >= self.ttl;
@@ -213,15 +228,15 @@ impl LeaseLocks {
         // Forget sessions nobody asked about for a while.
         let stale = self.ttl * 4;
         seen.retain(|_, s| now.duration_since(s.since) < stale);
-        seen.insert(*id, Seen { e_tag, since: now });
+        seen.insert(path.clone(), Seen { e_tag, since: now });
         false
     }
 
-    fn forget(&self, id: &Uuid) {
+    fn forget(&self, path: &Path) {
         self.seen
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+            .remove(path);
     }
 
     fn hold(&self, path: Path, token: Uuid, version: Version) -> Lease {
@@ -302,15 +317,15 @@ impl Shared {
                         renewed = sent;
                     }
                     Ok(None) => {
-                        tracing::warn!(lock = %self.path, "upload lease taken over");
+                        tracing::warn!(lock = %self.path, "lease taken over");
                         self.fence.lose();
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "renewing an upload lease failed"),
+                    Err(e) => tracing::warn!(error = %e, "renewing a lease failed"),
                 }
             }
             if renewed.elapsed() >= self.ttl / 2 {
-                tracing::warn!(lock = %self.path, "upload lease lapsed");
+                tracing::warn!(lock = %self.path, "lease lapsed");
                 self.fence.lose();
                 return;
             }
@@ -349,7 +364,7 @@ impl Lease {
                 }
             }
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "releasing an upload lease failed"),
+            Err(e) => tracing::warn!(error = %e, "releasing a lease failed"),
         }
     }
 }

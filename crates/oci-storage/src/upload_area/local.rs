@@ -223,8 +223,18 @@ impl UploadArea for LocalUploadArea {
             }
             drop(file);
             let dir = dest.parent().ok_or_else(|| not_in_dir(&dest))?;
-            crate::local::create_dirs(dir, fsync)?;
-            std::fs::rename(&src, &dest)?;
+            // The garbage collector removes a blob's emptied directory: if
+            // it went between creating and renaming, create it again.
+            let mut attempt = 0;
+            loop {
+                crate::local::create_dirs(dir, fsync)?;
+                match std::fs::rename(&src, &dest) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
+                        attempt += 1;
+                    }
+                    other => break other?,
+                }
+            }
             if fsync {
                 crate::local::sync_dir(dir)?;
             }
@@ -257,32 +267,44 @@ impl UploadArea for LocalUploadArea {
     /// waiter holds no thread, and dropping it gives up the wait.
     async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock> {
         let path = self.data_path(id)?.with_file_name(LOCK_FILE);
-        let mut pause = Duration::from_millis(1);
-        loop {
-            if let Some(dir) = path.parent() {
-                tokio::fs::create_dir_all(dir).await?;
-            }
-            // Opened anew each round: a concurrent `remove` may have
-            // unlinked the file we tried, and a lock on an unlinked file
-            // would exclude nobody.
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)?;
-            match file.try_lock() {
-                Ok(()) => return Ok(SessionLock::new(file)),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
-            }
-            drop(file);
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(StorageError::Busy(id.to_string()));
-            }
-            tokio::time::sleep(pause.min(deadline - now)).await;
-            pause = (pause * 2).min(MAX_LOCK_PAUSE);
+        flock(path, &id.to_string(), deadline).await
+    }
+
+    /// An `flock` on the file at `path`, as for sessions.
+    async fn lock_object(&self, path: &Path, deadline: Instant) -> Result<SessionLock> {
+        let file = self.store.path_to_filesystem(path)?;
+        flock(file, path.as_ref(), deadline).await
+    }
+}
+
+/// Waits for an `flock` on `path` (created if missing) until `deadline`;
+/// `label` names it in the [`StorageError::Busy`] error.
+async fn flock(path: PathBuf, label: &str, deadline: Instant) -> Result<SessionLock> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
         }
+        // Opened anew each round: a concurrent `remove` may have
+        // unlinked the file we tried, and a lock on an unlinked file
+        // would exclude nobody.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => return Ok(SessionLock::new(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        }
+        drop(file);
+        let now = Instant::now();
+        if now >= deadline {
+            return Err(StorageError::Busy(label.to_owned()));
+        }
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(MAX_LOCK_PAUSE);
     }
 }
 

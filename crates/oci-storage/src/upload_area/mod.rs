@@ -129,6 +129,16 @@ pub trait UploadArea: Send + Sync + Debug + 'static {
     /// stale `Content-Range` gets 416) and hash state and bytes never
     /// diverge. Must be cancel-safe and must not block a thread.
     async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock>;
+
+    /// Exclusive use of the object `path` across every process sharing the
+    /// store, waited for until `deadline` (then
+    /// [`crate::StorageError::Busy`]): the same mechanism as
+    /// [`UploadArea::lock`], for a lock that belongs to no session (the
+    /// garbage collector's). The default excludes nobody: right only for a
+    /// store no other process can see.
+    async fn lock_object(&self, _path: &Path, _deadline: Instant) -> Result<SessionLock> {
+        Ok(SessionLock::new(()))
+    }
 }
 
 /// Deletes `path`, treating "already gone" as success.

@@ -432,6 +432,10 @@ impl UploadArea for MultipartUploadArea {
     async fn lock(&self, id: &Uuid, deadline: Instant) -> Result<SessionLock> {
         self.locks.lock(id, deadline).await
     }
+
+    async fn lock_object(&self, path: &Path, deadline: Instant) -> Result<SessionLock> {
+        self.locks.lock_object(path.clone(), deadline).await
+    }
 }
 
 #[cfg(test)]

@@ -76,6 +76,14 @@ impl SessionLock {
         self.finished = true;
     }
 
+    /// Releases the lock now, and waits until a lease it rests on is free
+    /// (dropping it releases in the background instead).
+    pub(crate) async fn release(mut self) {
+        if let Some(Held::Lease(lease)) = self.held.take() {
+            lease.release(self.finished).await;
+        }
+    }
+
     /// Takes the lease out, to drive it by hand in tests.
     #[cfg(test)]
     pub(crate) fn into_lease(mut self) -> Option<Lease> {
