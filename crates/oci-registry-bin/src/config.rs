@@ -15,7 +15,7 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come (`[[retention]]`, `[[proxy]]`,
+//! Sections still to come ( `[[proxy]]`,
 //! `[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
 //! and a line in [`ENV_SECTIONS`].
 
@@ -61,6 +61,9 @@ pub struct Config {
     pub immutable: Vec<oci_storage::ImmutableRule>,
     /// `[gc]`: online garbage collection.
     pub gc: GcConfig,
+    /// `[[retention]]`: which tags and untagged manifests collections drop.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<oci_storage::RetentionRule>,
 }
 
 /// `[gc]`: the online garbage collector (see `oci-registry gc` for running
@@ -334,6 +337,7 @@ impl Config {
         options.max_uploads = self.limits.max_uploads;
         options.lock_wait = self.limits.lock_wait;
         options.immutable = self.immutable.clone();
+        options.retention = self.retention.clone();
         options
     }
 

@@ -149,11 +149,6 @@ pub async fn run_gc(
         })?;
     let human = |b: u64| bytesize::ByteSize::b(b).display().iec().to_string();
     let mut out = String::new();
-    if args.dry_run {
-        for blob in &report.swept {
-            let _ = writeln!(out, "would remove {} ({} bytes)", blob.digest, blob.size);
-        }
-    }
     let verb = if args.dry_run {
         "would remove"
     } else {
@@ -175,6 +170,25 @@ pub async fn run_gc(
         report.uploads_expired,
         report.duration.as_secs_f64(),
     );
+    if !config.retention.is_empty() {
+        let _ = writeln!(
+            out,
+            "retention: {verb} {} tags and {} manifests",
+            report.tags_removed.len(),
+            report.manifests_removed.len()
+        );
+    }
+    for (repository, tag) in &report.tags_removed {
+        let _ = writeln!(out, "{verb} tag {repository}:{tag}");
+    }
+    for (repository, digest) in &report.manifests_removed {
+        let _ = writeln!(out, "{verb} manifest {repository}@{digest}");
+    }
+    if args.dry_run {
+        for blob in &report.swept {
+            let _ = writeln!(out, "would remove {} ({} bytes)", blob.digest, blob.size);
+        }
+    }
     Ok(out)
 }
 

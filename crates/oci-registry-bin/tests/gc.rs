@@ -625,3 +625,94 @@ async fn killed_mid_sweep_filesystem() {
 async fn killed_mid_sweep_s3() {
     killed_mid_sweep(Backend::S3).await;
 }
+
+/// `[[retention]]` from a configuration file, applied by `oci-registry gc
+/// --config`: exactly the expected tags remain (read over HTTP), and the
+/// dropped manifests are gone.
+async fn retention_by_config(backend: Backend) {
+    let srv = TestServer::start(backend).await;
+    let mut images = Vec::new();
+    for tag in ["v1", "t1", "t2", "t3"] {
+        images.push(srv.push_image("ci/app", tag, 1).await);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    srv.push_manifest("ci/app", "latest", OCI_MANIFEST, &images[3].manifest)
+        .await;
+    let other = srv.push_image("prod/app", "t1", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nurl = \"{}\"\n\n[[retention]]\nrepositories = [\"ci/**\"]\n\
+             keep_last = 1\nkeep_tags = [\"v*\"]\ndelete_untagged = true\n",
+            srv.storage_url()
+        ),
+    )
+    .unwrap();
+    let mut dry = gc_command(&srv, &["--grace", "0s", "--dry-run"]);
+    let out = dry
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dry = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dry.contains("retention: would remove 3 tags and 2 manifests"),
+        "{dry}"
+    );
+    for tag in ["t1", "t2", "t3"] {
+        assert!(
+            dry.contains(&format!("would remove tag ci/app:{tag}\n")),
+            "{dry}"
+        );
+    }
+    let tags = |srv: &TestServer| {
+        let url = srv.url("/v2/ci/app/tags/list");
+        async move {
+            let list: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+            list["tags"].clone()
+        }
+    };
+    assert_eq!(tags(&srv).await.as_array().unwrap().len(), 5);
+    let out = gc_command(&srv, &["--grace", "0s"])
+        .args(["--config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("retention: removed 3 tags and 2 manifests"),
+        "{text}"
+    );
+    assert_eq!(tags(&srv).await, serde_json::json!(["latest", "v1"]));
+    for (image, kept) in images.iter().zip([true, false, false, true]) {
+        let r = srv
+            .head(&format!("/v2/ci/app/manifests/{}", image.digest))
+            .await;
+        assert_eq!(r.status() == 200, kept, "{}", image.digest);
+        assert_eq!(stored(&srv, &image.layer_descs[0].digest), kept);
+    }
+    // Repositories no rule covers keep everything.
+    let r = srv.head("/v2/prod/app/manifests/t1").await;
+    assert_eq!(r.status(), 200);
+    assert!(stored(&srv, &other.layer_descs[0].digest));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_config_filesystem() {
+    retention_by_config(Backend::Filesystem).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_by_config_s3() {
+    retention_by_config(Backend::S3).await;
+}

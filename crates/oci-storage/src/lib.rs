@@ -26,7 +26,10 @@
 //!                                                 digest, a tombstone; see `tags`)
 //! repositories/<name>/_tagged/<alg>/<hex>/<tag>   reverse tag index: <tag> was pointed
 //!                                                 at this digest (written before the
-//!                                                 tag; may be stale, never missing)
+//!                                                 tag; may be stale, never missing).
+//!                                                 Text: the digest, then on a second
+//!                                                 line when that push happened (Unix
+//!                                                 ms; entries written before lack it)
 //! repositories/<name>/_tagged/_complete           marker: every tag has its index entry
 //!                                                 (older stores lack it until their first
 //!                                                 delete by digest builds the index)
@@ -91,6 +94,7 @@ mod options;
 #[cfg(test)]
 mod recording_store;
 mod referrers;
+mod retention;
 mod sweeper;
 mod tags;
 pub mod telemetry;
@@ -119,6 +123,7 @@ pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
 pub use referrers::DEFAULT_REFERRERS_PAGE;
+pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};
 pub use tags::DEFAULT_TAGS_PAGE;
 pub use upload_area::{AreaState, BodyStream, Checkpoint, SessionLock, UploadArea};
@@ -224,6 +229,25 @@ impl Storage {
         }
         match self.store().get(path).await {
             Ok(r) => Ok(Some(r.bytes().await?)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads a small object whole with the store's date of it; `None` if
+    /// it does not exist.
+    async fn read_small_dated(
+        &self,
+        path: &Path,
+    ) -> Result<Option<(Bytes, std::time::SystemTime)>> {
+        if let Some(local) = self.local() {
+            return local.read_dated(path);
+        }
+        match self.store().get(path).await {
+            Ok(r) => {
+                let date = r.meta.last_modified.into();
+                Ok(Some((r.bytes().await?, date)))
+            }
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }

@@ -178,6 +178,17 @@ impl LocalFiles {
         result
     }
 
+    /// The whole object and its modification time; `None` if absent.
+    pub(crate) fn read_dated(&self, path: &Path) -> Result<Option<(Bytes, SystemTime)>> {
+        let file = self.path(path)?;
+        let date = match std::fs::metadata(&file) {
+            Ok(m) => m.modified()?,
+            Err(e) if is_absent(&e) => return Ok(None),
+            Err(e) => return Err(StorageError::Io(e)),
+        };
+        Ok(self.read(path)?.map(|bytes| (bytes, date)))
+    }
+
     /// The object's size, stat'ed on the calling task; `None` if absent.
     pub(crate) fn size(&self, path: &Path) -> Result<Option<u64>> {
         let timer = Timer::start(Op::Head);

@@ -43,6 +43,11 @@ pub struct StorageOptions {
     /// Tags that may never be moved or deleted (`[[immutable]]`, see
     /// [`crate::ImmutableRule`]). Default none.
     pub immutable: Vec<crate::ImmutableRule>,
+    /// Which tags and untagged manifests garbage collection drops
+    /// (`[[retention]]`, see [`crate::RetentionRule`]); a repository
+    /// follows the first rule that matches it. Default none: everything is
+    /// kept.
+    pub retention: Vec<crate::RetentionRule>,
 }
 
 impl Default for StorageOptions {
@@ -55,6 +60,7 @@ impl Default for StorageOptions {
             lock_wait: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
             immutable: Vec::new(),
+            retention: Vec::new(),
         }
     }
 }

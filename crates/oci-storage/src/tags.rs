@@ -30,6 +30,8 @@
 //! outlives the manifest, like any push racing a delete); a process still
 //! running older code writes tags without entries.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use oci_types::{Digest, Pagination, RepositoryName, Tag};
 
 use crate::error::{Result, StorageError};
@@ -154,18 +156,44 @@ impl Storage {
     }
 
     /// Writes the reverse index entry of `tag` → `digest`: before the tag
-    /// itself, so the index may be stale but never misses a tag.
+    /// itself, so the index may be stale but never misses a tag. It records
+    /// when the push happened (for retention's "most recently pushed"), in
+    /// the store rather than in object dates, which copies change.
     pub(crate) async fn index_tag(
         &self,
         name: &RepositoryName,
         tag: &Tag,
         digest: &Digest,
     ) -> Result<()> {
+        let millis = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         self.write_small(
             &layout::tag_index_entry(name, digest, tag),
-            digest.to_string(),
+            format!("{digest}\n{millis}\n"),
         )
         .await
+    }
+
+    /// When `tag` was last pushed as `digest`: the time its index entry
+    /// records, or (entries written before times were recorded) the
+    /// entry's date in the store; `None` without an entry.
+    pub(crate) async fn tag_pushed_at(
+        &self,
+        name: &RepositoryName,
+        tag: &Tag,
+        digest: &Digest,
+    ) -> Result<Option<SystemTime>> {
+        let entry = layout::tag_index_entry(name, digest, tag);
+        let Some((bytes, date)) = self.read_small_dated(&entry).await? else {
+            return Ok(None);
+        };
+        let recorded = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.lines().nth(1))
+            .and_then(|line| line.trim().parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        Ok(Some(recorded.unwrap_or(date)))
     }
 
     /// Removes every tag that points to `digest` at the moment it is
@@ -370,5 +398,30 @@ mod tests {
             s.read_tag(&name, &"t".parse().unwrap()).await.unwrap(),
             Some(new)
         );
+    }
+
+    /// Index entries record their push time; entries written before
+    /// times were recorded (the digest alone) fall back to the entry's
+    /// date in the store.
+    #[tokio::test]
+    async fn push_times_recorded_and_read_back() {
+        let s = Storage::open("memory://").await.unwrap();
+        let name: RepositoryName = "r".parse().unwrap();
+        let before = SystemTime::now() - Duration::from_millis(5);
+        let d = push(&s, &name, "a", &["t".into()]).await;
+        let tag: Tag = "t".parse().unwrap();
+        let pushed = s.tag_pushed_at(&name, &tag, &d).await.unwrap().unwrap();
+        assert!(
+            pushed >= before && pushed <= SystemTime::now(),
+            "{pushed:?}"
+        );
+        // The format of older stores: the digest only.
+        let entry = layout::tag_index_entry(&name, &d, &tag);
+        s.write_small(&entry, d.to_string()).await.unwrap();
+        let dated = s.tag_pushed_at(&name, &tag, &d).await.unwrap().unwrap();
+        assert!(dated >= pushed && dated <= SystemTime::now(), "{dated:?}");
+        // Unknown tag: none.
+        let other: Tag = "u".parse().unwrap();
+        assert_eq!(s.tag_pushed_at(&name, &other, &d).await.unwrap(), None);
     }
 }

@@ -21,6 +21,8 @@ mod listing;
 mod manifests;
 #[path = "behaviour/probe.rs"]
 mod probe;
+#[path = "behaviour/retention.rs"]
+mod retention;
 #[path = "behaviour/uploads.rs"]
 mod uploads;
 
@@ -97,6 +99,13 @@ behaviour_suite! {
         dry_run_removes_nothing,
         one_collection_at_a_time,
         head_then_reference_race,
+    }
+    retention {
+        keeps_expected_tags_and_manifests,
+        dry_run_lists_and_keeps,
+        keep_within_by_push_time,
+        index_children_of_kept_stay,
+        racing_pushes_leave_no_broken_image,
     }
     concurrency {
         same_blob_pushed_twice_at_once,
@@ -228,7 +237,15 @@ mod open {
         assert_eq!(t.trim(), subject.digest.to_string());
         let entry = format!("_tagged/sha256/{}/v1", hex(&subject.digest));
         let entry = std::fs::read_to_string(repo_dir.join(entry)).unwrap();
-        assert_eq!(entry.trim(), subject.digest.to_string());
+        let mut lines = entry.lines();
+        assert_eq!(lines.next(), Some(subject.digest.to_string().as_str()));
+        // Then when that push happened, in Unix milliseconds.
+        let pushed: u128 = lines.next().unwrap().parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        assert!(pushed <= now && now - pushed < 60_000, "{pushed} vs {now}");
         assert!(repo_dir.join("_tagged/_complete").is_file());
         let entry = repo_dir.join(format!(
             "_referrers/sha256/{}/sha256-{}",

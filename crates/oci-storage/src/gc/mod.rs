@@ -10,21 +10,27 @@
 //!    `{generation: g, phase: marking}`.
 //! 3. Expires abandoned upload sessions (with their S3 multipart uploads
 //!    and tails), as the upload sweeper does.
-//! 4. Lists `blobs/`: every stored blob, its size and date.
-//! 5. Marks: every manifest every repository links, and everything those
-//!    manifests reference (config, layers, index children). Referrers are
-//!    linked manifests too, so they and their blobs are kept; a
-//!    manifest's `subject` keeps nothing.
-//! 6. Candidates: stored blobs not marked and older than the grace period
+//! 4. Retention (see [`crate::RetentionRule`]): removes the tags its rules
+//!    drop, each with a compare-and-delete.
+//! 5. Lists `blobs/`: every stored blob, its size and date.
+//! 6. Marks: every manifest a repository keeps (every one it links, but
+//!    for the untagged ones a `delete_untagged` rule drops), and
+//!    everything those reference (config, layers, index children).
+//!    Referrers are manifests of their own, so they and their blobs are
+//!    kept while they are (a `delete_untagged` rule keeps referrers of kept
+//!    manifests); a manifest's `subject` keeps nothing.
+//! 7. Candidates: stored blobs not marked and older than the grace period
 //!    (by the store's date of the object).
-//! 7. Publishes the candidates under `_gc/runs/g/candidates/`, then writes
-//!    `{generation: g, phase: sweeping}`: the journal is closed.
-//! 8. Reads the journal `_gc/runs/g/journal/` and drops every journaled
-//!    digest from the candidates.
-//! 9. Sweeps each remaining candidate: first every repository's link to
-//!    it, then its bytes; then links to blobs whose bytes are missing
-//!    (each re-checked just before). Stops at once if the lock was lost.
-//! 10. Writes `{generation: g, phase: none, finished_at}` and removes the
+//! 8. Publishes the candidates and the dropped manifests under
+//!    `_gc/runs/g/candidates/`, then writes `{generation: g, phase:
+//!    sweeping}`: the journal is closed.
+//! 9. Reads the journal `_gc/runs/g/journal/` and spares every journaled
+//!    digest (candidate or dropped manifest).
+//! 10. Removes the dropped manifests (as a delete by digest would), then
+//!     sweeps each remaining candidate: first every repository's link to
+//!     it, then its bytes; then links to blobs whose bytes are missing
+//!     (each re-checked just before). Stops at once if the lock was lost.
+//! 11. Writes `{generation: g, phase: none, finished_at}` and removes the
 //!     run records.
 //!
 //! # The race that matters
@@ -58,7 +64,8 @@
 //!   Sweeping by now: as below. Idle or a later run: the run is over,
 //!   and a later one lists the link.
 //! - **sweeping**: the candidates were published before `sweeping` was
-//!   written, so the push reads them. If one of `refs` is a candidate the
+//!   written, so the push reads them. If one of `refs` is a candidate (or
+//!   a manifest retention drops) the
 //!   push is refused with `MANIFEST_BLOB_UNKNOWN` naming it, and its link
 //!   is removed: the client uploads the blob again and pushes anew. A run
 //!   deletes nothing but its candidates, so otherwise `refs` are safe from
@@ -90,10 +97,11 @@
 //! before its next deletion.
 
 mod guard;
+mod retain;
 mod schedule;
 mod state;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
 use futures::{FutureExt, TryStreamExt};
@@ -104,6 +112,7 @@ use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
 use crate::upload_area::{SessionLock, delete_if_exists};
 use crate::{BlobMeta, Storage, layout, telemetry};
+use retain::Parsed;
 
 pub use schedule::{Collector, GcSchedule};
 pub use state::{GcState, Phase};
@@ -173,6 +182,10 @@ pub struct GcReport {
     pub links_removed: usize,
     /// Abandoned upload sessions expired.
     pub uploads_expired: usize,
+    /// Tags retention removed (or, in a dry run, would).
+    pub tags_removed: Vec<(RepositoryName, oci_types::Tag)>,
+    /// Untagged manifests retention removed (or would), by repository.
+    pub manifests_removed: Vec<(RepositoryName, Digest)>,
     /// Wall time of the run.
     pub duration: Duration,
 }
@@ -183,6 +196,8 @@ struct Mark {
     marked: HashSet<Digest>,
     /// Every repository's blob links, by blob.
     links: HashMap<Digest, Vec<RepositoryName>>,
+    /// Manifests retention drops.
+    dropped: Vec<(RepositoryName, Digest)>,
     repositories: usize,
     manifests: usize,
 }
@@ -260,15 +275,22 @@ impl Storage {
             tracing::info!(generation, "garbage collection: marking");
             report.uploads_expired = self.sweep_uploads().await?.expired;
         }
+        let dropped_tags = self.drop_tags(lock.is_none()).await?;
+        let untagged: HashSet<_> = if lock.is_none() {
+            dropped_tags.iter().cloned().collect()
+        } else {
+            HashSet::new() // really removed: the mark reads the tags left
+        };
+        report.tags_removed = dropped_tags;
+        let cutoff = SystemTime::now()
+            .checked_sub(options.grace)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         let stored = self.stored_blobs().await?;
-        let mark = self.mark().await?;
+        let mut mark = self.mark(cutoff, &untagged).await?;
         report.stored_blobs = stored.len();
         report.marked_blobs = stored.keys().filter(|d| mark.marked.contains(*d)).count();
         report.repositories = mark.repositories;
         report.manifests = mark.manifests;
-        let cutoff = SystemTime::now()
-            .checked_sub(options.grace)
-            .unwrap_or(SystemTime::UNIX_EPOCH);
         let mut candidates = BTreeMap::new();
         for (digest, (size, date)) in &stored {
             if mark.marked.contains(digest) {
@@ -295,6 +317,7 @@ impl Storage {
             .flat_map(|(d, repos)| repos.iter().map(move |r| (r.clone(), d.clone())))
             .collect();
         if lock.is_none() {
+            report.manifests_removed = std::mem::take(&mut mark.dropped);
             report.links_removed = dangling.len()
                 + candidates
                     .keys()
@@ -307,7 +330,8 @@ impl Storage {
             report.swept_bytes = report.swept.iter().map(|b| b.size).sum();
             return Ok(());
         }
-        self.publish_candidates(generation, candidates.keys())
+        let dropped_digests: BTreeSet<&Digest> = mark.dropped.iter().map(|(_, d)| d).collect();
+        self.publish_candidates(generation, candidates.keys().chain(dropped_digests))
             .await?;
         check_fence(lock)?;
         self.write_gc_state(&GcState {
@@ -316,11 +340,20 @@ impl Storage {
             finished_at: 0,
         })
         .await?;
-        for digest in self.journaled(generation).await? {
-            if candidates.remove(&digest).is_some() {
+        let journaled = self.journaled(generation).await?;
+        for digest in &journaled {
+            if candidates.remove(digest).is_some() {
                 report.spared += 1;
             }
         }
+        let mut dropped = std::mem::take(&mut mark.dropped);
+        dropped.retain(|(_, d)| !journaled.contains(d));
+        for (name, digest) in &dropped {
+            check_fence(lock)?;
+            self.drop_manifest(name, digest).await?;
+            tracing::info!(repository = %name, manifest = %digest, "retention: manifest dropped");
+        }
+        report.manifests_removed = dropped;
         tracing::info!(
             generation,
             candidates = candidates.len(),
@@ -406,19 +439,24 @@ impl Storage {
         Ok(stored)
     }
 
-    /// Every linked manifest of every repository and what it references,
-    /// and every repository's blob links.
-    async fn mark(&self) -> Result<Mark> {
+    /// Every manifest every repository keeps (all it links, unless a
+    /// `delete_untagged` retention rule drops some) and what they
+    /// reference, and every repository's blob links. `untagged`: tags a
+    /// dry run drops, counted as gone.
+    async fn mark(
+        &self,
+        cutoff: SystemTime,
+        untagged: &HashSet<(RepositoryName, oci_types::Tag)>,
+    ) -> Result<Mark> {
         let mut mark = Mark::default();
-        let mut parsed: HashMap<Digest, Vec<Digest>> = HashMap::new();
+        let mut parsed: HashMap<Digest, Parsed> = HashMap::new();
         for name in self.all_repositories().await? {
             mark.repositories += 1;
-            let manifests = self
-                .links(&layout::manifests_dir(&name), "_manifests")
-                .await?;
-            mark.manifests += manifests.len();
-            let todo: Vec<&Digest> = manifests
+            let links = self.dated_links(&layout::manifests_dir(&name)).await?;
+            mark.manifests += links.len();
+            let todo: Vec<&Digest> = links
                 .iter()
+                .map(|(d, _)| d)
                 .filter(|d| !parsed.contains_key(*d))
                 .collect();
             let name_ref = &name;
@@ -426,17 +464,28 @@ impl Storage {
                 state::CONCURRENCY,
                 todo.into_iter().map(|digest| {
                     async move {
-                        let refs = self.manifest_references(name_ref, digest).await?;
-                        Ok((digest.clone(), refs))
+                        let p = self.parse_held(name_ref, digest).await?;
+                        Ok((digest.clone(), p))
                     }
                     .boxed()
                 }),
             )
             .await?;
             parsed.extend(found);
-            for digest in manifests {
-                if let Some(refs) = parsed.get(&digest) {
-                    mark.marked.extend(refs.iter().cloned());
+            let kept = match self.retention_rule(&name) {
+                Some(rule) if rule.delete_untagged => {
+                    self.kept_manifests(&name, &links, &parsed, cutoff, untagged)
+                        .await?
+                }
+                _ => links.iter().map(|(d, _)| d.clone()).collect(),
+            };
+            for (digest, _) in links {
+                if !kept.contains(&digest) {
+                    mark.dropped.push((name.clone(), digest));
+                    continue;
+                }
+                if let Some(p) = parsed.get(&digest) {
+                    mark.marked.extend(p.references.iter().cloned());
                 }
                 mark.marked.insert(digest);
             }
@@ -450,17 +499,28 @@ impl Storage {
         Ok(mark)
     }
 
-    /// The blobs and child manifests a linked manifest references (none if
-    /// its bytes are gone). A manifest that no longer parses stops the
-    /// collection: what it references cannot be known, so nothing may be
-    /// swept (`fsck` names it).
-    async fn manifest_references(
+    /// The digests of the links under `dir` with the store's dates of them.
+    async fn dated_links(
         &self,
-        name: &RepositoryName,
-        digest: &Digest,
-    ) -> Result<Vec<Digest>> {
+        dir: &object_store::path::Path,
+    ) -> Result<Vec<(Digest, SystemTime)>> {
+        let mut listing = self.store().list(Some(dir));
+        let mut links = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            if let Some(d) = layout::link_digest(&meta.location, "_manifests") {
+                links.push((d, meta.last_modified.into()));
+            }
+        }
+        Ok(links)
+    }
+
+    /// What a linked manifest references (nothing if its bytes are gone).
+    /// A manifest that no longer parses stops the collection: what it
+    /// references cannot be known, so nothing may be swept (`fsck` names
+    /// it).
+    async fn parse_held(&self, name: &RepositoryName, digest: &Digest) -> Result<Parsed> {
         let Some(body) = self.read_small(&layout::blob_data(digest)).await? else {
-            return Ok(Vec::new());
+            return Ok(Parsed::default());
         };
         let media_type = self
             .manifest_meta(name, digest)
@@ -475,11 +535,15 @@ impl Storage {
                 ),
             }
         })?;
-        Ok(parsed
-            .required_blobs()
-            .chain(parsed.required_manifests())
-            .cloned()
-            .collect())
+        Ok(Parsed {
+            references: parsed
+                .required_blobs()
+                .chain(parsed.required_manifests())
+                .cloned()
+                .collect(),
+            children: parsed.required_manifests().cloned().collect(),
+            subject: parsed.subject.map(|s| s.digest),
+        })
     }
 
     /// Removes a candidate: every link to it, then its bytes. Returns the

@@ -160,6 +160,19 @@ impl Fixture {
         }
     }
 
+    /// The same (still empty) backend, opened with `options` (its backend
+    /// options added): for tests of configured behaviour. Call it first:
+    /// a memory store starts over.
+    pub async fn with_options(mut self, mut options: oci_storage::StorageOptions) -> Self {
+        options.backend.extend(self.reopen_options.iter().cloned());
+        self.storage = match &self.reopen_url {
+            Some(url) => Storage::open_with_options(url, options).await,
+            None => Storage::open_with_options("memory://", options).await,
+        }
+        .expect("reopen with options");
+        self
+    }
+
     /// The on-disk root, for backends that have one.
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
