@@ -208,6 +208,10 @@ pub struct MetricsConfig {
     /// this. Default `2s`.
     #[serde(with = "humantime_serde")]
     pub probe_timeout: Duration,
+    /// Also export storage usage per repository (one series per
+    /// repository and figure, set by each garbage collection). Default
+    /// `false`: only the store's totals.
+    pub per_repository: bool,
 }
 
 impl Default for MetricsConfig {
@@ -215,6 +219,7 @@ impl Default for MetricsConfig {
         Self {
             listen: None,
             probe_timeout: OpsOptions::default().probe_timeout,
+            per_repository: false,
         }
     }
 }

@@ -545,6 +545,7 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
         Some(_) => Some(oci_http::ops::install_recorder()?),
         None => None,
     };
+    oci_storage::telemetry::per_repository(config.metrics.per_repository);
     let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
     let tls = load_tls(&config)?;
     let auth = auth::build(&config, Some(&storage)).await?;

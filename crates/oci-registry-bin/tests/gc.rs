@@ -716,3 +716,111 @@ async fn retention_by_config_filesystem() {
 async fn retention_by_config_s3() {
     retention_by_config(Backend::S3).await;
 }
+
+/// With `[metrics] per_repository`, each collection exports what `du`
+/// reports: the store's totals and per repository, the same figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_metrics_follow_collections() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = oci_e2e::file_url(dir.path());
+    let mut run = start(|cmd| {
+        cmd.args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--storage", &url])
+            .env("OCI_REGISTRY_GC_INTERVAL", "200ms")
+            .env("OCI_REGISTRY_METRICS_PER_REPOSITORY", "true");
+    });
+    let http = reqwest::Client::new();
+    for (repo, seed) in [("usage/a", 1), ("usage/b", 2)] {
+        let layer = random_blob(10_000 * seed, seed as u64);
+        let config = config_json(repo);
+        for blob in [&layer, &config] {
+            let r = http
+                .post(format!(
+                    "{}/v2/{repo}/blobs/uploads/?digest={}",
+                    run.base,
+                    sha256_digest(blob)
+                ))
+                .body(blob.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201);
+        }
+        let m = image_manifest(
+            &Descriptor::of(OCI_CONFIG, &config),
+            &[Descriptor::of(OCI_LAYER_GZIP, &layer)],
+            None,
+            None,
+            None,
+        );
+        let r = http
+            .put(format!("{}/v2/{repo}/manifests/v1", run.base))
+            .header("content-type", OCI_MANIFEST)
+            .body(m)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // A collection that started after the pushes.
+    let storage = oci_storage::Storage::open(&url).await.unwrap();
+    let after = storage.gc_state().await.unwrap().generation + 1;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let state = storage.gc_state().await.unwrap();
+        if state.generation > after && state.is_idle() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no collection: {state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let usage = storage.usage(None).await.unwrap();
+    let metrics = run
+        .line
+        .split("metrics and probes on ")
+        .nth(1)
+        .unwrap()
+        .trim();
+    let text = http
+        .get(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| {
+        text.lines()
+            .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {series} in {text}"))
+    };
+    assert_eq!(
+        value("oci_registry_storage_bytes"),
+        usage.stored_bytes as f64
+    );
+    assert_eq!(
+        value("oci_registry_storage_blobs"),
+        usage.stored_blobs as f64
+    );
+    assert_eq!(value("oci_registry_storage_unreferenced_bytes"), 0.0);
+    for r in &usage.repositories {
+        let label = format!("{{repository=\"{}\"}}", r.name);
+        assert_eq!(
+            value(&format!("oci_registry_repository_referenced_bytes{label}")),
+            r.referenced_bytes as f64
+        );
+        assert_eq!(
+            value(&format!("oci_registry_repository_exclusive_bytes{label}")),
+            r.exclusive_bytes as f64
+        );
+        assert_eq!(
+            value(&format!("oci_registry_repository_manifests{label}")),
+            1.0
+        );
+    }
+    assert_eq!(usage.repositories.len(), 2);
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+}

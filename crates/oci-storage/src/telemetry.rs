@@ -18,6 +18,11 @@
 //! | [`GC_LAST_DURATION`] | gauge (seconds) | |
 //! | [`GC_BLOBS_SWEPT`] | counter | |
 //! | [`GC_BYTES_SWEPT`] | counter | |
+//! | [`STORED_BLOBS`], [`STORED_BYTES`], [`UNREFERENCED_BYTES`] | gauge | |
+//! | [`REPOSITORY_REFERENCED_BYTES`], [`REPOSITORY_EXCLUSIVE_BYTES`], [`REPOSITORY_MANIFESTS`] | gauge | `repository` (only with [`per_repository`]) |
+//!
+//! The usage gauges are those `oci-registry du` reports, set by each
+//! collection this replica runs (the walk is the collection's).
 //!
 //! Storage operations are counted in one place: the object store the
 //! engine was opened on (wrapped in [`InstrumentedStore`] when opened, so
@@ -65,6 +70,29 @@ pub const GC_LAST_DURATION: &str = "oci_registry_gc_last_run_duration_seconds";
 pub const GC_BLOBS_SWEPT: &str = "oci_registry_gc_blobs_swept_total";
 /// Counter of bytes garbage collection freed.
 pub const GC_BYTES_SWEPT: &str = "oci_registry_gc_bytes_swept_total";
+
+/// Gauge: blobs stored, at the last collection.
+pub const STORED_BLOBS: &str = "oci_registry_storage_blobs";
+/// Gauge: bytes stored (each blob once), at the last collection.
+pub const STORED_BYTES: &str = "oci_registry_storage_bytes";
+/// Gauge: stored bytes no repository references, at the last collection.
+pub const UNREFERENCED_BYTES: &str = "oci_registry_storage_unreferenced_bytes";
+/// Gauge: bytes a repository references, by `repository`.
+pub const REPOSITORY_REFERENCED_BYTES: &str = "oci_registry_repository_referenced_bytes";
+/// Gauge: bytes only a repository references, by `repository`.
+pub const REPOSITORY_EXCLUSIVE_BYTES: &str = "oci_registry_repository_exclusive_bytes";
+/// Gauge: manifests a repository holds, by `repository`.
+pub const REPOSITORY_MANIFESTS: &str = "oci_registry_repository_manifests";
+
+static PER_REPOSITORY: AtomicBool = AtomicBool::new(false);
+/// Repositories whose gauges were last set, to zero those that went.
+static PUBLISHED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Also export usage per repository (a `repository` label per
+/// repository: as many series as repositories, so off by default).
+pub fn per_repository(on: bool) {
+    PER_REPOSITORY.store(on, Ordering::Relaxed);
+}
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -117,6 +145,36 @@ pub fn enable() {
         "Bytes freed by garbage collection"
     );
     ::metrics::describe_gauge!(
+        STORED_BLOBS,
+        Unit::Count,
+        "Blobs stored, at the last collection"
+    );
+    ::metrics::describe_gauge!(
+        STORED_BYTES,
+        Unit::Bytes,
+        "Bytes stored (each blob once), at the last collection"
+    );
+    ::metrics::describe_gauge!(
+        UNREFERENCED_BYTES,
+        Unit::Bytes,
+        "Stored bytes no repository references, at the last collection"
+    );
+    ::metrics::describe_gauge!(
+        REPOSITORY_REFERENCED_BYTES,
+        Unit::Bytes,
+        "Bytes a repository references, at the last collection"
+    );
+    ::metrics::describe_gauge!(
+        REPOSITORY_EXCLUSIVE_BYTES,
+        Unit::Bytes,
+        "Bytes only this repository references, at the last collection"
+    );
+    ::metrics::describe_gauge!(
+        REPOSITORY_MANIFESTS,
+        Unit::Count,
+        "Manifests a repository holds, at the last collection"
+    );
+    ::metrics::describe_gauge!(
         UPLOADS_IN_PROGRESS,
         Unit::Count,
         "Estimate of open upload sessions (last sweep's count plus this replica's changes since)"
@@ -136,6 +194,43 @@ pub(crate) fn gc_finished(report: &crate::GcReport, ok: bool) {
     ::metrics::gauge!(GC_LAST_DURATION).set(report.duration.as_secs_f64());
     ::metrics::counter!(GC_BLOBS_SWEPT).increment(report.swept.len() as u64);
     ::metrics::counter!(GC_BYTES_SWEPT).increment(report.swept_bytes);
+    if let Some(usage) = &report.usage {
+        usage_gauges(usage);
+    }
+}
+
+/// Sets the usage gauges.
+fn usage_gauges(usage: &crate::Usage) {
+    ::metrics::gauge!(STORED_BLOBS).set(usage.stored_blobs as f64);
+    ::metrics::gauge!(STORED_BYTES).set(usage.stored_bytes as f64);
+    ::metrics::gauge!(UNREFERENCED_BYTES).set(usage.unreferenced_bytes as f64);
+    if !PER_REPOSITORY.load(Ordering::Relaxed) {
+        return;
+    }
+    let mut published = PUBLISHED.lock().unwrap_or_else(|e| e.into_inner());
+    let now: Vec<String> = usage
+        .repositories
+        .iter()
+        .map(|r| r.name.as_str().to_owned())
+        .collect();
+    for gone in published.iter().filter(|n| !now.contains(n)) {
+        for name in [
+            REPOSITORY_REFERENCED_BYTES,
+            REPOSITORY_EXCLUSIVE_BYTES,
+            REPOSITORY_MANIFESTS,
+        ] {
+            ::metrics::gauge!(name, "repository" => gone.clone()).set(0.0);
+        }
+    }
+    for r in &usage.repositories {
+        let label = r.name.as_str().to_owned();
+        ::metrics::gauge!(REPOSITORY_REFERENCED_BYTES, "repository" => label.clone())
+            .set(r.referenced_bytes as f64);
+        ::metrics::gauge!(REPOSITORY_EXCLUSIVE_BYTES, "repository" => label.clone())
+            .set(r.exclusive_bytes as f64);
+        ::metrics::gauge!(REPOSITORY_MANIFESTS, "repository" => label).set(r.manifests as f64);
+    }
+    *published = now;
 }
 
 fn enabled() -> bool {

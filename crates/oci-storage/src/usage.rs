@@ -45,24 +45,25 @@ pub struct Usage {
     pub unreferenced_bytes: u64,
 }
 
-impl Storage {
-    /// Computes usage; `repositories` limits the per-repository rows (the
-    /// exclusive figures still account for every repository).
-    pub async fn usage(&self, repositories: Option<&RepositoryPattern>) -> Result<Usage> {
-        let sizes = self.blob_sizes().await?;
-        let mut referenced_by: HashMap<Digest, u32> = HashMap::new();
-        let mut per_repo: Vec<(RepositoryName, usize, HashSet<Digest>)> = Vec::new();
-        for name in self.all_repositories().await? {
-            let (manifests, digests) = self.references(&name).await?;
-            for d in &digests {
-                *referenced_by.entry(d.clone()).or_default() += 1;
+impl Usage {
+    /// The usage of repositories holding `per_repo` (name, manifests, every
+    /// digest referenced), blobs sized by `sizes`; rows only for those
+    /// `filter` matches (the exclusive figures account for all).
+    pub(crate) fn tally(
+        sizes: &HashMap<Digest, u64>,
+        per_repo: &[(RepositoryName, usize, HashSet<Digest>)],
+        filter: Option<&RepositoryPattern>,
+    ) -> Usage {
+        let mut referenced_by: HashMap<&Digest, u32> = HashMap::new();
+        for (_, _, digests) in per_repo {
+            for d in digests {
+                *referenced_by.entry(d).or_default() += 1;
             }
-            per_repo.push((name, manifests, digests));
         }
         let size = |d: &Digest| sizes.get(d).copied().unwrap_or(0);
         let repositories = per_repo
             .iter()
-            .filter(|(name, ..)| repositories.is_none_or(|p| p.matches(name)))
+            .filter(|(name, ..)| filter.is_none_or(|p| p.matches(name)))
             .map(|(name, manifests, digests)| RepositoryUsage {
                 name: name.clone(),
                 manifests: *manifests,
@@ -74,7 +75,7 @@ impl Storage {
                     .sum(),
             })
             .collect();
-        Ok(Usage {
+        Usage {
             repositories,
             stored_blobs: sizes.len(),
             stored_bytes: sizes.values().sum(),
@@ -83,7 +84,21 @@ impl Storage {
                 .filter(|(d, _)| !referenced_by.contains_key(*d))
                 .map(|(_, s)| s)
                 .sum(),
-        })
+        }
+    }
+}
+
+impl Storage {
+    /// Computes usage; `repositories` limits the per-repository rows (the
+    /// exclusive figures still account for every repository).
+    pub async fn usage(&self, repositories: Option<&RepositoryPattern>) -> Result<Usage> {
+        let sizes = self.blob_sizes().await?;
+        let mut per_repo = Vec::new();
+        for name in self.all_repositories().await? {
+            let (manifests, digests) = self.references(&name).await?;
+            per_repo.push((name, manifests, digests));
+        }
+        Ok(Usage::tally(&sizes, &per_repo, repositories))
     }
 
     /// Every stored blob's size, from one listing of `blobs/`.

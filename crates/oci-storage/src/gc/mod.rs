@@ -111,7 +111,7 @@ use tokio::time::Instant;
 use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
 use crate::upload_area::{SessionLock, delete_if_exists};
-use crate::{BlobMeta, Storage, layout, telemetry};
+use crate::{BlobMeta, Storage, Usage, layout, telemetry};
 use retain::Parsed;
 
 pub use schedule::{Collector, GcSchedule};
@@ -186,6 +186,9 @@ pub struct GcReport {
     pub tags_removed: Vec<(RepositoryName, oci_types::Tag)>,
     /// Untagged manifests retention removed (or would), by repository.
     pub manifests_removed: Vec<(RepositoryName, Digest)>,
+    /// The store's usage once the run finished (as `oci-registry du`
+    /// reports it; `None` for a dry run).
+    pub usage: Option<Usage>,
     /// Wall time of the run.
     pub duration: Duration,
 }
@@ -198,6 +201,9 @@ struct Mark {
     links: HashMap<Digest, Vec<RepositoryName>>,
     /// Manifests retention drops.
     dropped: Vec<(RepositoryName, Digest)>,
+    /// Per repository: manifests kept, and every digest they reference
+    /// (themselves included), for the usage figures.
+    per_repo: Vec<(RepositoryName, usize, HashSet<Digest>)>,
     repositories: usize,
     manifests: usize,
 }
@@ -364,6 +370,13 @@ impl Storage {
         let removed = self.remove_dangling_links(dangling, lock).await?;
         report.links_removed = swept.iter().map(|(_, l)| l).sum::<usize>() + removed;
         report.swept = swept.into_iter().map(|(b, _)| b).collect();
+        let swept_digests: HashSet<&Digest> = report.swept.iter().map(|b| &b.digest).collect();
+        let sizes: HashMap<Digest, u64> = stored
+            .iter()
+            .filter(|(d, _)| !swept_digests.contains(d))
+            .map(|(d, (size, _))| (d.clone(), *size))
+            .collect();
+        report.usage = Some(Usage::tally(&sizes, &mark.per_repo, None));
         report.swept.sort_by(|a, b| a.digest.cmp(&b.digest));
         report.swept_bytes = report.swept.iter().map(|b| b.size).sum();
         check_fence(lock)?;
@@ -479,16 +492,19 @@ impl Storage {
                 }
                 _ => links.iter().map(|(d, _)| d.clone()).collect(),
             };
+            let mut referenced = HashSet::new();
             for (digest, _) in links {
                 if !kept.contains(&digest) {
                     mark.dropped.push((name.clone(), digest));
                     continue;
                 }
                 if let Some(p) = parsed.get(&digest) {
-                    mark.marked.extend(p.references.iter().cloned());
+                    referenced.extend(p.references.iter().cloned());
                 }
-                mark.marked.insert(digest);
+                referenced.insert(digest);
             }
+            mark.marked.extend(referenced.iter().cloned());
+            mark.per_repo.push((name.clone(), kept.len(), referenced));
             for digest in self
                 .links(&layout::blob_links_dir(&name), "_layers")
                 .await?
