@@ -106,7 +106,7 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStore;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
@@ -251,6 +251,67 @@ impl Storage {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Every object below `dir` with its size and the store's date of it:
+    /// one listing (on the filesystem, a directory walk).
+    async fn list_dated(&self, dir: &Path) -> Result<Vec<(Path, u64, std::time::SystemTime)>> {
+        if let Some(local) = self.local() {
+            return Ok(local
+                .walk(dir, true)
+                .await?
+                .into_iter()
+                .filter_map(|f| f.meta.map(|(size, date)| (f.key, size, date)))
+                .collect());
+        }
+        let mut listing = self.store().list(Some(dir));
+        let mut found = Vec::new();
+        while let Some(meta) = listing.try_next().await? {
+            found.push((meta.location, meta.size, meta.last_modified.into()));
+        }
+        Ok(found)
+    }
+
+    /// The keys of every object below `dir` (on the filesystem, a
+    /// directory walk without a `stat` per file).
+    async fn list_keys(&self, dir: &Path) -> Result<Vec<Path>> {
+        if let Some(local) = self.local() {
+            return Ok(local
+                .walk(dir, false)
+                .await?
+                .into_iter()
+                .map(|f| f.key)
+                .collect());
+        }
+        Ok(self
+            .store()
+            .list(Some(dir))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await?)
+    }
+
+    /// Deletes objects; missing ones are no error. Object stores get bulk
+    /// deletes (S3 `DeleteObjects`, 1,000 keys a request); the filesystem
+    /// unlinks a batch per blocking task and, with `prune`, removes each
+    /// emptied directory (a blob's `<hex>/`).
+    async fn delete_objects(&self, paths: Vec<Path>, prune: bool) -> Result<()> {
+        if paths.is_empty() {
+            return Ok(());
+        }
+        if let Some(local) = self.local() {
+            return local.remove_files(paths, prune).await;
+        }
+        let keys = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut deleted = self.store().delete_stream(keys);
+        while let Some(result) = deleted.next().await {
+            match result {
+                Ok(_) => {}
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
     }
 
     /// True if the object exists.

@@ -96,6 +96,17 @@ fn is_absent(e: &std::io::Error) -> bool {
     )
 }
 
+/// Files one blocking task of [`LocalFiles::remove_files`] unlinks.
+const REMOVE_CHUNK: usize = 32;
+
+/// A file [`LocalFiles::walk`] found.
+pub(crate) struct Found {
+    /// Its key.
+    pub(crate) key: Path,
+    /// Its size and modification time, when asked for.
+    pub(crate) meta: Option<(u64, SystemTime)>,
+}
+
 impl LocalFiles {
     /// Direct access to the files of `store`, whose prefix is `root`.
     pub(crate) fn new(store: Arc<LocalFileSystem>, root: PathBuf, fsync: bool) -> Self {
@@ -136,20 +147,8 @@ impl LocalFiles {
         Ok(self.store.path_to_filesystem(path)?)
     }
 
-    /// Removes the directory holding `path` if it is empty (after the
-    /// object was deleted: `blobs/<alg>/<xx>/<hex>/`). A concurrent write
-    /// into it keeps it: removing a non-empty directory fails, and writers
-    /// create missing directories again.
-    pub(crate) fn remove_parent_if_empty(&self, path: &Path) {
-        if let Ok(file) = self.path(path)
-            && let Some(dir) = file.parent()
-        {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-
     /// Removes the empty directories at and below `dir`, deepest first
-    /// (best effort, as [`LocalFiles::remove_parent_if_empty`]).
+    /// (best effort: a directory a concurrent write fills again stays).
     pub(crate) fn remove_empty_dirs(&self, dir: &Path) {
         fn walk(dir: &std::path::Path) {
             if let Ok(entries) = std::fs::read_dir(dir) {
@@ -199,6 +198,87 @@ impl LocalFiles {
             Err(e) => Err(StorageError::Io(e)),
         };
         timer.done(Outcome::of_option(&result));
+        result
+    }
+
+    /// Every file below `dir` (staging files of writes in progress left
+    /// out), with its size and modification time when `dated`: one
+    /// directory walk, one `stat` per file only when dated. What object
+    /// stores answer with a listing.
+    pub(crate) async fn walk(&self, dir: &Path, dated: bool) -> Result<Vec<Found>> {
+        let timer = Timer::start(Op::List);
+        let root = self.path(dir)?;
+        let prefix = dir.to_string();
+        let result = blocking(move || {
+            let mut found = Vec::new();
+            let mut stack = vec![(root, prefix)];
+            while let Some((dir, key)) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) if is_absent(&e) => continue,
+                    Err(e) => return Err(StorageError::Io(e)),
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    let child = format!("{key}/{name}");
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        stack.push((entry.path(), child));
+                    } else if kind.is_file() && !is_staging_name(&name) {
+                        let Ok(key) = Path::parse(&child) else {
+                            continue; // an escaped name: never one of ours
+                        };
+                        let meta = if dated {
+                            match entry.metadata() {
+                                Ok(m) => Some((m.len(), m.modified()?)),
+                                Err(e) if is_absent(&e) => continue,
+                                Err(e) => return Err(StorageError::Io(e)),
+                            }
+                        } else {
+                            None
+                        };
+                        found.push(Found { key, meta });
+                    }
+                }
+            }
+            Ok(found)
+        })
+        .await;
+        timer.done(Outcome::of(&result));
+        result
+    }
+
+    /// Removes files, [`REMOVE_CHUNK`] per blocking task, the tasks in
+    /// parallel (an unlink waits on the filesystem's journal: spreading
+    /// them over threads is what makes thousands fast); missing ones are
+    /// no error. With `prune`, each file's directory goes too once empty.
+    pub(crate) async fn remove_files(&self, paths: Vec<Path>, prune: bool) -> Result<()> {
+        let files = paths
+            .iter()
+            .map(|p| self.path(p))
+            .collect::<Result<Vec<_>>>()?;
+        let timer = Timer::start(Op::Delete);
+        let tasks = files.chunks(REMOVE_CHUNK).map(|chunk| {
+            let chunk = chunk.to_vec();
+            blocking(move || {
+                for file in chunk {
+                    match std::fs::remove_file(&file) {
+                        Ok(()) => {}
+                        Err(e) if is_absent(&e) => {}
+                        Err(e) => return Err(StorageError::Io(e)),
+                    }
+                    if prune && let Some(dir) = file.parent() {
+                        let _ = std::fs::remove_dir(dir);
+                    }
+                }
+                Ok(())
+            })
+        });
+        let result = futures::future::try_join_all(tasks).await.map(drop);
+        timer.done(Outcome::of(&result));
         result
     }
 

@@ -10,7 +10,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures::TryStreamExt;
 use object_store::path::Path;
 use oci_types::{Digest, Pagination, ParsedManifest, RepositoryName, RepositoryPattern};
 
@@ -103,14 +102,12 @@ impl Storage {
 
     /// Every stored blob's size, from one listing of `blobs/`.
     pub(crate) async fn blob_sizes(&self) -> Result<HashMap<Digest, u64>> {
-        let mut sizes = HashMap::new();
-        let mut listing = self.store().list(Some(&layout::blobs_dir()));
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(digest) = layout::blob_data_digest(&meta.location) {
-                sizes.insert(digest, meta.size);
-            }
-        }
-        Ok(sizes)
+        Ok(self
+            .list_dated(&layout::blobs_dir())
+            .await?
+            .into_iter()
+            .filter_map(|(key, size, _)| layout::blob_data_digest(&key).map(|d| (d, size)))
+            .collect())
     }
 
     /// Every repository, through the catalog's pages.
@@ -180,14 +177,12 @@ impl Storage {
 
     /// The digests of the links under `dir` (`_layers` or `_manifests`).
     pub(crate) async fn links(&self, dir: &Path, dir_name: &str) -> Result<Vec<Digest>> {
-        let mut listing = self.store().list(Some(dir));
-        let mut digests = Vec::new();
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(d) = layout::link_digest(&meta.location, dir_name) {
-                digests.push(d);
-            }
-        }
-        Ok(digests)
+        Ok(self
+            .list_keys(dir)
+            .await?
+            .iter()
+            .filter_map(|key| layout::link_digest(key, dir_name))
+            .collect())
     }
 }
 

@@ -104,7 +104,7 @@ mod state;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, SystemTime};
 
-use futures::{FutureExt, TryStreamExt};
+use futures::FutureExt;
 use oci_types::{Digest, ParsedManifest, RepositoryName};
 use tokio::time::Instant;
 
@@ -152,6 +152,9 @@ impl GcOptions {
         }
     }
 }
+
+/// Candidates swept per batch (and per S3 bulk delete).
+const SWEEP_BATCH: usize = 1000;
 
 /// The default grace period.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(60 * 60);
@@ -398,26 +401,40 @@ impl Storage {
         Ok(())
     }
 
-    /// Sweeps `candidates` (see [`Storage::sweep_blob`]), a few at a time.
+    /// Sweeps `candidates` a batch at a time: every repository's links to
+    /// the batch's blobs, then their bytes (bulk deletes). Checks the
+    /// collector lock before each batch.
     async fn sweep(
         &self,
         candidates: BTreeMap<Digest, u64>,
         links: &HashMap<Digest, Vec<RepositoryName>>,
         lock: Option<&CollectorLock>,
     ) -> Result<Vec<(BlobMeta, usize)>> {
-        concurrently(
-            state::CONCURRENCY,
-            candidates.into_iter().map(|(digest, size)| {
-                let repos = links.get(&digest).map_or(&[][..], Vec::as_slice);
-                async move {
-                    check_fence(lock)?;
-                    let links = self.sweep_blob(&digest, repos).await?;
-                    Ok((BlobMeta { digest, size }, links))
+        let candidates: Vec<(Digest, u64)> = candidates.into_iter().collect();
+        let mut swept = Vec::with_capacity(candidates.len());
+        for batch in candidates.chunks(SWEEP_BATCH) {
+            check_fence(lock)?;
+            let mut link_keys = Vec::new();
+            for (digest, _) in batch {
+                for repo in links.get(digest).map_or(&[][..], Vec::as_slice) {
+                    link_keys.push(layout::blob_link(repo, digest));
                 }
-                .boxed()
-            }),
-        )
-        .await
+            }
+            self.delete_objects(link_keys, false).await?;
+            let data = batch.iter().map(|(d, _)| layout::blob_data(d)).collect();
+            self.delete_objects(data, true).await?;
+            swept.extend(batch.iter().map(|(digest, size)| {
+                let links = links.get(digest).map_or(0, Vec::len);
+                (
+                    BlobMeta {
+                        digest: digest.clone(),
+                        size: *size,
+                    },
+                    links,
+                )
+            }));
+        }
+        Ok(swept)
     }
 
     /// Removes the links whose blob's bytes are missing; returns how many.
@@ -442,14 +459,14 @@ impl Storage {
 
     /// Every stored blob: its size and the store's date of it.
     async fn stored_blobs(&self) -> Result<HashMap<Digest, (u64, SystemTime)>> {
-        let mut stored = HashMap::new();
-        let mut listing = self.store().list(Some(&layout::blobs_dir()));
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(digest) = layout::blob_data_digest(&meta.location) {
-                stored.insert(digest, (meta.size, meta.last_modified.into()));
-            }
-        }
-        Ok(stored)
+        Ok(self
+            .list_dated(&layout::blobs_dir())
+            .await?
+            .into_iter()
+            .filter_map(|(key, size, date)| {
+                layout::blob_data_digest(&key).map(|d| (d, (size, date)))
+            })
+            .collect())
     }
 
     /// Every manifest every repository keeps (all it links, unless a
@@ -520,14 +537,12 @@ impl Storage {
         &self,
         dir: &object_store::path::Path,
     ) -> Result<Vec<(Digest, SystemTime)>> {
-        let mut listing = self.store().list(Some(dir));
-        let mut links = Vec::new();
-        while let Some(meta) = listing.try_next().await? {
-            if let Some(d) = layout::link_digest(&meta.location, "_manifests") {
-                links.push((d, meta.last_modified.into()));
-            }
-        }
-        Ok(links)
+        Ok(self
+            .list_dated(dir)
+            .await?
+            .into_iter()
+            .filter_map(|(key, _, date)| layout::link_digest(&key, "_manifests").map(|d| (d, date)))
+            .collect())
     }
 
     /// What a linked manifest references (nothing if its bytes are gone).
@@ -560,20 +575,6 @@ impl Storage {
             children: parsed.required_manifests().cloned().collect(),
             subject: parsed.subject.map(|s| s.digest),
         })
-    }
-
-    /// Removes a candidate: every link to it, then its bytes. Returns the
-    /// links removed.
-    async fn sweep_blob(&self, digest: &Digest, repositories: &[RepositoryName]) -> Result<usize> {
-        for repo in repositories {
-            delete_if_exists(self.store(), &layout::blob_link(repo, digest)).await?;
-        }
-        let data = layout::blob_data(digest);
-        delete_if_exists(self.store(), &data).await?;
-        if let Some(local) = self.local() {
-            local.remove_parent_if_empty(&data);
-        }
-        Ok(repositories.len())
     }
 
     /// Removes `repo`'s link to `digest` if the blob's bytes are (still)

@@ -12,7 +12,6 @@ use uuid::Uuid;
 
 use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
-use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
 /// Requests in flight while the collector writes or reads its records.
@@ -179,18 +178,8 @@ impl Storage {
     /// Removes the records of every run (the finished one, and any that
     /// died before finishing).
     pub(super) async fn remove_run_records(&self) -> Result<()> {
-        let entries: Vec<_> = self
-            .store()
-            .list(Some(&layout::gc_runs()))
-            .try_collect()
-            .await?;
-        concurrently(
-            CONCURRENCY,
-            entries.into_iter().map(|meta| {
-                async move { delete_if_exists(self.store(), &meta.location).await }.boxed()
-            }),
-        )
-        .await?;
+        let keys = self.list_keys(&layout::gc_runs()).await?;
+        self.delete_objects(keys, false).await?;
         if let Some(local) = self.local() {
             local.remove_empty_dirs(&layout::gc_runs());
         }
