@@ -44,7 +44,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use oci_storage::Storage;
 
 use crate::telemetry;
@@ -65,7 +65,10 @@ impl MetricsHandle {
     /// metrics read now).
     pub fn render(&self) -> String {
         self.process.collect();
-        self.prometheus.render()
+        let mut text = self.prometheus.render();
+        telemetry::render_histograms(&mut text);
+        oci_storage::telemetry::render_histograms(&mut text);
+        text
     }
 }
 
@@ -95,16 +98,9 @@ pub fn install_recorder() -> Result<MetricsHandle, MetricsError> {
     if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
-    let recorder = PrometheusBuilder::new()
-        .set_buckets_for_metric(
-            Matcher::Full(telemetry::REQUEST_DURATION.into()),
-            telemetry::DURATION_BUCKETS,
-        )?
-        .set_buckets_for_metric(
-            Matcher::Full(oci_storage::telemetry::OPERATION_DURATION.into()),
-            telemetry::DURATION_BUCKETS,
-        )?
-        .build_recorder();
+    // The latency histograms are the crates' own fixed-bucket ones
+    // (`render` appends them); the exporter keeps counters and gauges.
+    let recorder = PrometheusBuilder::new().build_recorder();
     let prometheus = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|_| MetricsError::OtherRecorder)?;
     let upkeep = prometheus.clone();

@@ -14,8 +14,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use ::metrics::{Counter, Gauge, Histogram, Unit};
+use ::metrics::{Counter, Gauge, Unit};
 use axum::http::{Method, StatusCode};
+use oci_storage::telemetry::FixedHistogram;
 
 use crate::EndpointKind;
 
@@ -38,10 +39,7 @@ pub const REFUSED: &str = "oci_registry_http_refused_total";
 
 /// Bucket bounds of the latency histograms, in seconds: 250 µs to 5 min
 /// (blob uploads take minutes).
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0, 60.0, 300.0,
-];
+pub use oci_storage::telemetry::DURATION_BUCKETS;
 
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
@@ -56,11 +54,6 @@ pub(crate) fn enable() {
         REQUESTS,
         Unit::Count,
         "HTTP requests answered, by endpoint kind, method and status class"
-    );
-    ::metrics::describe_histogram!(
-        REQUEST_DURATION,
-        Unit::Seconds,
-        "HTTP request duration until the response body was sent, by endpoint kind"
     );
     ::metrics::describe_counter!(
         RECEIVED_BYTES,
@@ -87,8 +80,8 @@ const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 const N_REQUESTS: usize = EndpointKind::ALL.len() * METHODS.len() * CLASSES.len();
 static REQUEST_COUNTERS: [OnceLock<Counter>; N_REQUESTS] = [const { OnceLock::new() }; N_REQUESTS];
-static DURATIONS: [OnceLock<Histogram>; EndpointKind::ALL.len()] =
-    [const { OnceLock::new() }; EndpointKind::ALL.len()];
+static DURATIONS: [FixedHistogram; EndpointKind::ALL.len()] =
+    [const { FixedHistogram::new() }; EndpointKind::ALL.len()];
 static RECEIVED: [OnceLock<Counter>; EndpointKind::ALL.len()] =
     [const { OnceLock::new() }; EndpointKind::ALL.len()];
 static SENT: [OnceLock<Counter>; EndpointKind::ALL.len()] =
@@ -113,6 +106,23 @@ fn class_index(status: StatusCode) -> usize {
     }
 }
 
+/// Appends the request-latency histogram (see
+/// [`oci_storage::telemetry::render_histogram`]).
+pub fn render_histograms(out: &mut String) {
+    let families: Vec<(&str, &FixedHistogram)> = EndpointKind::ALL
+        .iter()
+        .map(|k| k.as_str())
+        .zip(DURATIONS.iter())
+        .collect();
+    oci_storage::telemetry::render_histogram(
+        out,
+        REQUEST_DURATION,
+        "HTTP request duration until the response body was sent, by endpoint kind",
+        "endpoint",
+        &families,
+    );
+}
+
 /// Records one finished request.
 pub(crate) fn request(
     kind: EndpointKind,
@@ -135,9 +145,7 @@ pub(crate) fn request(
             )
         })
         .increment(1);
-    DURATIONS[k]
-        .get_or_init(|| ::metrics::histogram!(REQUEST_DURATION, "endpoint" => kind.as_str()))
-        .record(elapsed.as_secs_f64());
+    DURATIONS[k].record(elapsed);
     if received > 0 {
         RECEIVED[k]
             .get_or_init(|| ::metrics::counter!(RECEIVED_BYTES, "endpoint" => kind.as_str()))

@@ -89,24 +89,100 @@ impl std::fmt::Display for Millis {
     }
 }
 
+/// Appends an integer.
+fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// Appends `n` with at least `width` digits, zero-padded.
+fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(n);
+    out.extend(std::iter::repeat_n(
+        b'0',
+        width.saturating_sub(digits.len()),
+    ));
+    out.extend_from_slice(digits.as_bytes());
+}
+
+/// Appends [`Millis`] without the formatting machinery.
+fn millis(out: &mut Vec<u8>, d: Duration) {
+    let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    int(out, micros / 1000);
+    out.push(b'.');
+    padded(out, micros % 1000, 3);
+}
+
+thread_local! {
+    /// The last second formatted (`2026-11-30T07:43:32`), per thread: the
+    /// date changes once a second, lines come thousands of times a second.
+    static SECOND: std::cell::RefCell<(u64, [u8; 19])> = const { std::cell::RefCell::new((u64::MAX, [0; 19])) };
+}
+
+/// Appends the time now as RFC 3339 with microseconds, as the `tracing`
+/// formatter writes it (`2026-11-30T07:43:32.222305Z`).
+fn timestamp(out: &mut Vec<u8>) {
+    let now = SystemTime::now();
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    SECOND.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.0 != secs {
+            let text = humantime::format_rfc3339_seconds(now).to_string();
+            if let Some(prefix) = text.as_bytes().get(..19) {
+                cell.1.copy_from_slice(prefix);
+                cell.0 = secs;
+            }
+        }
+        out.extend_from_slice(&cell.1);
+    });
+    out.push(b'.');
+    padded(out, u64::from(since.subsec_micros()), 6);
+    out.push(b'Z');
+}
+
+/// Appends a socket address (IPv4 without the formatting machinery).
+fn address(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
+    match addr {
+        std::net::SocketAddr::V4(v4) => {
+            for (i, octet) in v4.ip().octets().iter().enumerate() {
+                if i > 0 {
+                    out.push(b'.');
+                }
+                int(out, *octet);
+            }
+            out.push(b':');
+            int(out, v4.port());
+        }
+        v6 => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// `2026-11-30T07:43:32.222305Z  INFO oci_http::access: request method=GET
 /// path=/v2/... endpoint="manifest" status=200 ...`
 fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
-    let now = humantime::format_rfc3339_micros(SystemTime::now());
-    write!(
-        out,
-        "{now}  INFO oci_http::access: request method={} path={} endpoint=\"{}\" status={} \
-         bytes_in={} bytes_out={} duration_ms={} remote=",
-        r.method,
-        r.path,
-        r.endpoint,
-        r.status,
-        r.bytes_in,
-        r.bytes_out,
-        Millis(r.duration),
-    )?;
+    timestamp(out);
+    out.extend_from_slice(b"  INFO oci_http::access: request method=");
+    out.extend_from_slice(r.method.as_str().as_bytes());
+    out.extend_from_slice(b" path=");
+    out.extend_from_slice(r.path.as_bytes());
+    out.extend_from_slice(b" endpoint=\"");
+    out.extend_from_slice(r.endpoint.as_bytes());
+    out.extend_from_slice(b"\" status=");
+    int(out, r.status);
+    out.extend_from_slice(b" bytes_in=");
+    int(out, r.bytes_in);
+    out.extend_from_slice(b" bytes_out=");
+    int(out, r.bytes_out);
+    out.extend_from_slice(b" duration_ms=");
+    millis(out, r.duration);
+    out.extend_from_slice(b" remote=");
     match r.remote {
-        Some(addr) => write!(out, "{addr}")?,
+        Some(addr) => address(out, addr),
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" user=");
@@ -135,10 +211,11 @@ fn quoted(out: &mut Vec<u8>, text: &str) {
 /// One JSON object, the fields at the top level as the JSON formatter
 /// writes them.
 fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
-    let now = humantime::format_rfc3339_micros(SystemTime::now());
+    out.extend_from_slice(b"{\"timestamp\":\"");
+    timestamp(out);
     write!(
         out,
-        "{{\"timestamp\":\"{now}\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"{}\",\"path\":",
+        "\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"{}\",\"path\":",
         r.method
     )?;
     serde_json::to_writer(&mut *out, r.path)?;
@@ -201,19 +278,17 @@ impl Shared {
     /// Runs `f` on this thread's buffer, registering one on first use.
     fn with_local<R>(&self, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         let id = self as *const Shared as usize;
-        let buffer = LOCAL.with(|local| {
-            let mut local = local.borrow_mut();
-            match local.as_ref() {
-                Some((owner, buffer)) if *owner == id => Arc::clone(buffer),
-                _ => {
-                    let buffer = Buffer::default();
-                    lock(&self.buffers).push(Arc::clone(&buffer));
-                    *local = Some((id, Arc::clone(&buffer)));
-                    buffer
-                }
+        LOCAL.with(|local| {
+            let registered = matches!(&*local.borrow(), Some((owner, _)) if *owner == id);
+            if !registered {
+                let buffer = Buffer::default();
+                lock(&self.buffers).push(Arc::clone(&buffer));
+                *local.borrow_mut() = Some((id, buffer));
             }
-        });
-        f(&mut lock(&buffer))
+            let local = local.borrow();
+            let (_, buffer) = local.as_ref().expect("registered above");
+            f(&mut lock(buffer))
+        })
     }
 
     /// Writes out every thread's buffer, and forgets those of threads that

@@ -31,11 +31,11 @@
 //! upload area's appends are not counted.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use ::metrics::{Counter, Gauge, Histogram, Unit};
+use ::metrics::{Counter, Gauge, Unit};
 use async_trait::async_trait;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -94,6 +94,118 @@ pub fn per_repository(on: bool) {
     PER_REPOSITORY.store(on, Ordering::Relaxed);
 }
 
+/// Upper bounds (seconds) of the latency histograms' buckets: 250 µs to
+/// 5 min.
+pub const DURATION_BUCKETS: &[f64] = &[
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    10.0, 30.0, 60.0, 300.0,
+];
+
+/// Buckets of a [`FixedHistogram`]: one per bound, then `+Inf`.
+const SLOTS: usize = 19;
+const _: () = assert!(SLOTS == DURATION_BUCKETS.len() + 1);
+
+/// A latency histogram over [`DURATION_BUCKETS`], recorded with two
+/// relaxed atomic adds and no allocation, and rendered as Prometheus text
+/// by [`render_histogram`]. The metrics exporter's own histograms keep
+/// every sample until its upkeep folds them into buckets; on the request
+/// path that cost shows (`cargo xtask bench --metrics --peer-self`).
+#[derive(Debug)]
+pub struct FixedHistogram {
+    counts: [AtomicU64; SLOTS],
+    sum_nanos: AtomicU64,
+}
+
+impl FixedHistogram {
+    /// An empty histogram (usable in statics).
+    pub const fn new() -> Self {
+        Self {
+            counts: [const { AtomicU64::new(0) }; SLOTS],
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one duration.
+    pub fn record(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let slot = DURATION_BUCKETS.partition_point(|bound| *bound < secs);
+        self.counts[slot].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+}
+
+impl Default for FixedHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Appends the Prometheus text of a histogram family: `# HELP`, `# TYPE`,
+/// then for each `(label value, histogram)` that recorded anything, its
+/// cumulative `_bucket{label="...",le="..."}` series, `_sum` and
+/// `_count` (families and series nothing recorded are left out, as the
+/// exporter does).
+pub fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    histograms: &[(&str, &FixedHistogram)],
+) {
+    use std::fmt::Write as _;
+    let mut header = false;
+    for (value, h) in histograms {
+        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            continue;
+        }
+        if !header {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} histogram");
+            header = true;
+        }
+        let mut cumulative = 0;
+        for (i, count) in counts.iter().enumerate() {
+            cumulative += count;
+            match DURATION_BUCKETS.get(i) {
+                Some(bound) => {
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{label}=\"{value}\",le=\"{bound}\"}} {cumulative}"
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {cumulative}"
+                    );
+                }
+            }
+        }
+        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{label}=\"{value}\"}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {total}");
+    }
+    if header {
+        out.push('\n');
+    }
+}
+
+/// Appends the storage engine's histograms (see [`render_histogram`]).
+pub fn render_histograms(out: &mut String) {
+    let families: Vec<(&str, &FixedHistogram)> =
+        OPS.iter().copied().zip(DURATIONS.iter()).collect();
+    render_histogram(
+        out,
+        OPERATION_DURATION,
+        "Latency of storage backend operations, by kind of operation",
+        "op",
+        &families,
+    );
+}
+
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Describes the engine's metrics to the installed recorder and starts
@@ -107,11 +219,6 @@ pub fn enable() {
         OPERATIONS,
         Unit::Count,
         "Storage backend operations, by kind of operation and result"
-    );
-    ::metrics::describe_histogram!(
-        OPERATION_DURATION,
-        Unit::Seconds,
-        "Latency of storage backend operations, by kind of operation"
     );
     ::metrics::describe_counter!(UPLOADS_OPENED, Unit::Count, "Upload sessions opened");
     ::metrics::describe_counter!(
@@ -275,7 +382,7 @@ const OUTCOMES: [&str; 4] = ["ok", "not_found", "conflict", "error"];
 
 static OPERATION_COUNTERS: [OnceLock<Counter>; OPS.len() * OUTCOMES.len()] =
     [const { OnceLock::new() }; OPS.len() * OUTCOMES.len()];
-static DURATIONS: [OnceLock<Histogram>; OPS.len()] = [const { OnceLock::new() }; OPS.len()];
+static DURATIONS: [FixedHistogram; OPS.len()] = [const { FixedHistogram::new() }; OPS.len()];
 
 impl Outcome {
     /// The outcome of an object store call.
@@ -343,9 +450,7 @@ impl Timer {
                 ::metrics::counter!(OPERATIONS, "op" => OPS[op], "result" => OUTCOMES[outcome as usize])
             })
             .increment(1);
-        DURATIONS[op]
-            .get_or_init(|| ::metrics::histogram!(OPERATION_DURATION, "op" => OPS[op]))
-            .record(started.elapsed().as_secs_f64());
+        DURATIONS[op].record(started.elapsed());
     }
 }
 
@@ -532,5 +637,47 @@ impl ObjectStore for InstrumentedStore {
         let result = self.inner.rename_opts(from, to, options).await;
         timer.done(Outcome::of_store(&result));
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn fixed_histograms_render_cumulative_buckets() {
+        let h = super::FixedHistogram::new();
+        let empty = super::FixedHistogram::new();
+        for ms in [0.1, 0.3, 0.3, 7.0, 400_000.0] {
+            h.record(std::time::Duration::from_secs_f64(ms / 1000.0));
+        }
+        let mut out = String::new();
+        super::render_histogram(
+            &mut out,
+            "x_seconds",
+            "help",
+            "op",
+            &[("get", &h), ("put", &empty)],
+        );
+        let line = |series: &str| {
+            out.lines()
+                .find(|l| l.starts_with(series))
+                .unwrap_or_else(|| panic!("{series} in {out}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        assert!(out.starts_with("# HELP x_seconds help\n# TYPE x_seconds histogram\n"));
+        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.00025\"}"), "1");
+        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.0005\"}"), "3");
+        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.01\"}"), "4");
+        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"300\"}"), "4");
+        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"+Inf\"}"), "5");
+        assert_eq!(line("x_seconds_count{op=\"get\"}"), "5");
+        let sum: f64 = line("x_seconds_sum{op=\"get\"}").parse().unwrap();
+        assert!((sum - 400.0077).abs() < 1e-6, "{sum}");
+        assert!(!out.contains("op=\"put\""), "{out}");
+        let mut none = String::new();
+        super::render_histogram(&mut none, "x_seconds", "help", "op", &[("put", &empty)]);
+        assert!(none.is_empty());
     }
 }
