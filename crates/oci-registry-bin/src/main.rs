@@ -13,6 +13,20 @@ fn load(sources: &config::Sources) -> Result<config::Config, ExitCode> {
     })
 }
 
+/// Prints a command's report (exit 0), or its error in one line (exit 1).
+fn report(result: Result<String, Box<dyn std::error::Error + Send + Sync>>) -> ExitCode {
+    match result {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("oci-registry: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,32 +77,14 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let _log = init_logging(&config.log).ok();
-            match oci_registry_bin::run_gc(&args, &config).await {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("oci-registry: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(oci_registry_bin::run_gc(&args, &config).await)
         }
         Command::Du(args) => {
             let config = match load(&args.store.sources()) {
                 Ok(config) => config,
                 Err(code) => return code,
             };
-            match oci_registry_bin::run_du(&args, &config).await {
-                Ok(report) => {
-                    print!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("oci-registry: {e}");
-                    ExitCode::FAILURE
-                }
-            }
+            report(oci_registry_bin::run_du(&args, &config).await)
         }
         Command::Config(ConfigCommand::Example) => {
             print!("{}", config::EXAMPLE);

@@ -11,6 +11,25 @@
 
 mod common;
 
+/// `on_shared_backends!(a, b)`: for each `async fn a(backend: Backend)`,
+/// a module `a` with a `#[tokio::test]` per shared backend (`filesystem`,
+/// `s3`).
+macro_rules! on_shared_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn filesystem() {
+                super::$name(oci_e2e::Backend::Filesystem).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$name(oci_e2e::Backend::S3).await;
+            }
+        }
+    )*};
+}
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -248,16 +267,6 @@ async fn sweeps_and_keeps(backend: Backend) {
     assert!(again.starts_with("removed 0 blobs"), "{again}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweeps_and_keeps_filesystem() {
-    sweeps_and_keeps(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sweeps_and_keeps_s3() {
-    sweeps_and_keeps(Backend::S3).await;
-}
-
 /// One client's rounds of the HEAD-then-reference race: upload a blob,
 /// HEAD it (200) as a client checking what to skip, then push a manifest
 /// referencing it. Returns the accepted images (manifest, repository,
@@ -403,16 +412,6 @@ async fn race_with_gc_process(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_with_gc_process_filesystem() {
-    race_with_gc_process(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn race_with_gc_process_s3() {
-    race_with_gc_process(Backend::S3).await;
-}
-
 /// Two `oci-registry serve` replicas on one store, each running the
 /// online collector every few hundred milliseconds, while clients push
 /// through both (each upload, HEAD and manifest on a different replica).
@@ -505,16 +504,6 @@ async fn replicas_collect_online(backend: Backend) {
         signal(&r.child, "TERM");
         assert!(wait_exit(&mut r.child).success());
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_collect_online_filesystem() {
-    replicas_collect_online(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replicas_collect_online_s3() {
-    replicas_collect_online(Backend::S3).await;
 }
 
 /// `kill -9` while a collection sweeps thousands of orphans: the store
@@ -616,16 +605,6 @@ fn stored_key(srv: &TestServer, key: &str) -> bool {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_sweep_filesystem() {
-    killed_mid_sweep(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn killed_mid_sweep_s3() {
-    killed_mid_sweep(Backend::S3).await;
-}
-
 /// `[[retention]]` from a configuration file, applied by `oci-registry gc
 /// --config`: exactly the expected tags remain (read over HTTP), and the
 /// dropped manifests are gone.
@@ -705,16 +684,6 @@ async fn retention_by_config(backend: Backend) {
     let r = srv.head("/v2/prod/app/manifests/t1").await;
     assert_eq!(r.status(), 200);
     assert!(stored(&srv, &other.layer_descs[0].digest));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_by_config_filesystem() {
-    retention_by_config(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retention_by_config_s3() {
-    retention_by_config(Backend::S3).await;
 }
 
 /// With `[metrics] per_repository`, each collection exports what `du`
@@ -824,3 +793,12 @@ async fn usage_metrics_follow_collections() {
     signal(&run.child, "TERM");
     assert!(wait_exit(&mut run.child).success());
 }
+
+// The filesystem and S3 (memory's collections are the engine's tests).
+on_shared_backends!(
+    sweeps_and_keeps,
+    race_with_gc_process,
+    replicas_collect_online,
+    killed_mid_sweep,
+    retention_by_config,
+);
