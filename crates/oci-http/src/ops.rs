@@ -49,8 +49,10 @@ use oci_storage::Storage;
 
 use crate::telemetry;
 
-/// How often the recorder's upkeep runs (drains histogram samples into
-/// their buckets, so memory stays bounded between scrapes).
+/// How often the recorder's upkeep runs: it drains the samples of any
+/// histogram recorded through the facade into their buckets, so memory
+/// stays bounded between scrapes (the crates' own latency histograms,
+/// [`oci_storage::telemetry::FixedHistogram`], keep no samples).
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// The installed Prometheus recorder: renders `/metrics`. Cheap to clone.
