@@ -506,7 +506,13 @@ pub(crate) fn write_file(
             },
         };
         if fsync && written {
-            sync_dir(dir)?;
+            match sync_dir(dir) {
+                // The object and its directory were removed right after
+                // the rename (a concurrent delete): it was written, then
+                // deleted; there is nothing left to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                other => other?,
+            }
         }
         Ok(written)
     })();

@@ -92,6 +92,7 @@ impl Storage {
             size: meta.size,
             subject: meta.subject.clone(),
         };
+        let created = !self.exists(&layout::manifest_link(name, &digest)).await?;
         self.write_small(&layout::blob_data(&digest), body).await?;
         let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
         self.write_small(&layout::manifest_link(name, &digest), link)
@@ -101,7 +102,7 @@ impl Storage {
             .chain(parsed.required_manifests())
             .cloned()
             .collect();
-        self.guard_references(name, &digest, &references, &gc)
+        self.guard_references(name, &digest, &references, &gc, created)
             .await?;
         if let Some(subject) = &parsed.subject {
             let mut descriptor = parsed.referrer_descriptor();

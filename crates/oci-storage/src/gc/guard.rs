@@ -14,24 +14,32 @@ impl Storage {
     /// After a manifest push wrote the manifest `digest` and its link in
     /// `name` (step (c)), given the state read before its references were
     /// checked (step (a)): makes sure no collection deletes what it
-    /// references, or refuses the push and removes the link.
+    /// references, or refuses the push and removes the link. `created`:
+    /// the push wrote a link that did not exist before.
     pub(crate) async fn guard_references(
         &self,
         name: &RepositoryName,
         digest: &Digest,
         references: &[Digest],
         before: &GcState,
+        created: bool,
     ) -> Result<()> {
-        let after = self.gc_state().await?;
-        if before.is_idle() && after.is_idle() && after.generation == before.generation {
-            return Ok(());
-        }
-        let mut needed = references.to_vec();
-        needed.push(digest.clone());
-        let mut lost = self.at_risk(&after, &needed).await?;
-        if lost.is_none() {
-            lost = self.first_missing(&needed).await?;
-        }
+        let checked = self.check_with_collector(digest, references, before).await;
+        let lost = match checked {
+            Ok(lost) => lost,
+            Err(e) => {
+                // Unsure whether a collection spares what it references:
+                // leave no new link behind for a push the client sees fail
+                // (a manifest the repository held before stays).
+                if created {
+                    let link = layout::manifest_link(name, digest);
+                    if let Err(undo) = delete_if_exists(self.store(), &link).await {
+                        tracing::warn!(error = %undo, manifest = %digest, "removing the link of a failed push");
+                    }
+                }
+                return Err(e);
+            }
+        };
         match lost {
             None => Ok(()),
             Some(missing) => {
@@ -41,9 +49,32 @@ impl Storage {
                     blob = %missing,
                     "manifest push refused: a blob it references is being garbage collected"
                 );
-                delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await?;
+                if created {
+                    delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await?;
+                }
                 Err(StorageError::ManifestBlobUnknown(missing))
             }
+        }
+    }
+
+    /// The first of the manifest's references (or itself) that a
+    /// collection may have deleted or may delete, if any (`None` also in
+    /// the common case: no collection ran since `before`).
+    async fn check_with_collector(
+        &self,
+        digest: &Digest,
+        references: &[Digest],
+        before: &GcState,
+    ) -> Result<Option<Digest>> {
+        let after = self.gc_state().await?;
+        if before.is_idle() && after.is_idle() && after.generation == before.generation {
+            return Ok(None);
+        }
+        let mut needed = references.to_vec();
+        needed.push(digest.clone());
+        match self.at_risk(&after, &needed).await? {
+            Some(lost) => Ok(Some(lost)),
+            None => self.first_missing(&needed).await,
         }
     }
 
