@@ -1,5 +1,5 @@
 //! Support for tests that drive real client tools (curl, skopeo, podman)
-//! against a [`TestServer`](crate::TestServer).
+//! against a [`crate::TestServer`].
 //!
 //! Tool tests skip with a `SKIP` line when the tool is missing, and fail
 //! instead when `OCI_E2E_REQUIRE_TOOLS=1` (as CI sets).

@@ -3,7 +3,7 @@
 //! - `bench`: builds the release binary and measures push/pull throughput,
 //!   request rates and latencies, list paging, memory and startup over
 //!   loopback HTTP, optionally side by side with a peer registry (see
-//!   [`bench`]).
+//!   [`mod@bench`]).
 //! - `conformance`: runs the official OCI distribution-spec conformance
 //!   suite against the release binary on every storage backend (see
 //!   [`conformance`]); exit 0 passed, 1 failed, 2 suite missing.

@@ -1,6 +1,7 @@
-//! The crate's one error type. The HTTP layer maps [`AuthError::Denied`]
-//! and friends to the spec's `UNAUTHORIZED`/`DENIED`; the others are
-//! configuration or file problems, reported at start or reload.
+//! The crate's one error type. The HTTP layer maps [`AuthError::Refused`]
+//! to the spec's `UNAUTHORIZED`/`DENIED` and [`AuthError::Throttled`] to
+//! `429`; the others are configuration or file problems, reported at start
+//! or reload.
 
 use std::path::PathBuf;
 

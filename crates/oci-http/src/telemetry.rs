@@ -1,10 +1,10 @@
 //! Request, connection and refusal metrics, recorded through the
-//! [`metrics`](::metrics) facade once [`crate::ops::install_recorder`] has
+//! [`metrics`] facade once [`crate::ops::install_recorder`] has
 //! installed the Prometheus recorder (before that, recording is off and
 //! costs one relaxed atomic load).
 //!
 //! Labels are bounded: the endpoint kind (a fixed set, see
-//! [`EndpointKind`](crate::EndpointKind)), the method (the API's methods,
+//! [`crate::EndpointKind`]), the method (the API's methods,
 //! else `other`), the status class (`2xx`...) and the limit that refused a
 //! request. Never a repository name, tag or digest. Each handle of a fixed
 //! label set is resolved once, on first use, into a static table, so a

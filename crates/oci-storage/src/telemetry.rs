@@ -1,4 +1,4 @@
-//! Metrics of the storage engine, through the [`metrics`](::metrics)
+//! Metrics of the storage engine, through the [`metrics`]
 //! facade (the binary installs an exporter; this crate only records).
 //!
 //! Nothing is recorded until [`enable`] is called, once a recorder is

@@ -14,7 +14,7 @@
 //! - peak (`VmHWM`) and idle RSS, and startup time to the first `/v2/` 200
 //!   with an empty store and with 10,000 repositories;
 //! - hostile clients: slowloris connections left open, peak RSS under a
-//!   manifest bomb, small GETs on one keep-alive connection ([`hostile`]);
+//!   manifest bomb, small GETs on one keep-alive connection ([`mod@hostile`]);
 //! - garbage collection of stores of `--gc-blobs` blobs, half of them
 //!   unreferenced, by `oci-registry gc` next to the running server ([`gc`];
 //!   ours only, not in the default set).
@@ -594,7 +594,7 @@ async fn blobs(
     Ok(())
 }
 
-/// The hostile workload (see [`hostile`]): keep-alive small GETs every
+/// The hostile workload (see [`mod@hostile`]): keep-alive small GETs every
 /// round; the slowloris count and the manifest bomb once, each on a freshly
 /// restarted registry so its peak RSS is the bomb's.
 async fn hostile(

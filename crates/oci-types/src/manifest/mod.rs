@@ -5,7 +5,7 @@
 //! well-formed, and extracts what the registry needs: the blobs and child
 //! manifests it references, its `subject`, and the artifact type it reports
 //! to the referrers API. The body is deserialised straight into typed
-//! values with bounded memory (see [`wire`] for the limits).
+//! values with bounded memory (the private `wire` module holds the limits).
 
 use std::collections::BTreeMap;
 
