@@ -159,8 +159,8 @@ pub async fn run_gc(
         "{verb} {} blobs, {} ({} bytes), and {} links; kept {} blobs in use and {} younger than {}; \
          walked {} manifests in {} repositories; {} upload sessions expired; {:.1}s",
         report.swept.len(),
-        human(report.swept_bytes),
-        report.swept_bytes,
+        human(report.swept_bytes()),
+        report.swept_bytes(),
         report.links_removed,
         report.marked_blobs,
         report.young,

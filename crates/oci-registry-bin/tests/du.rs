@@ -5,7 +5,12 @@
 //! operator runs it next to a live server); memory through the same
 //! engine call, as a second process cannot open a memory store.
 
+#[macro_use]
+mod common;
+
 use std::process::Command;
+
+use common::on_storage;
 
 use oci_e2e::{
     Backend, Descriptor, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, TestServer, config_json,
@@ -90,14 +95,8 @@ fn check(report: &serde_json::Value, want: &Expected) {
 
 /// `oci-registry du --json` (and the table) on the server's storage.
 fn du(srv: &TestServer, extra: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
-    cmd.args(["du", "--storage", srv.storage_url()]).args(extra);
-    for (k, v) in srv.storage_options() {
-        cmd.env(
-            format!("OCI_REGISTRY_STORAGE_OPTIONS_{}", k.to_ascii_uppercase()),
-            v,
-        );
-    }
+    let mut cmd = on_storage(srv, "du");
+    cmd.args(extra);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -129,15 +128,7 @@ async fn binary_reports_usage(backend: Backend) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn du_filesystem() {
-    binary_reports_usage(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn du_s3() {
-    binary_reports_usage(Backend::S3).await;
-}
+on_shared_backends!(binary_reports_usage);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn du_memory() {

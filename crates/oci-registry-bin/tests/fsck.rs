@@ -5,7 +5,10 @@
 //! dangling links and tags, and the exit status says whether a problem
 //! remains.
 
-use std::process::Command;
+#[macro_use]
+mod common;
+
+use common::on_storage;
 
 use oci_e2e::{Backend, Image, TestServer};
 
@@ -34,15 +37,8 @@ fn raw(srv: &TestServer, key: &str, data: Option<&[u8]>) {
 }
 
 fn fsck(srv: &TestServer, extra: &[&str]) -> (bool, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
-    cmd.args(["fsck", "--storage", srv.storage_url()])
-        .args(extra);
-    for (k, v) in srv.storage_options() {
-        cmd.env(
-            format!("OCI_REGISTRY_STORAGE_OPTIONS_{}", k.to_ascii_uppercase()),
-            v,
-        );
-    }
+    let mut cmd = on_storage(srv, "fsck");
+    cmd.args(extra);
     let out = cmd.output().unwrap();
     let code = out.status.code();
     assert!(code == Some(0) || code == Some(1), "{out:?}");
@@ -110,15 +106,7 @@ async fn finds_and_repairs(backend: Backend) {
     assert_eq!(resp.status(), reqwest::StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsck_filesystem() {
-    finds_and_repairs(Backend::Filesystem).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsck_s3() {
-    finds_and_repairs(Backend::S3).await;
-}
+on_shared_backends!(finds_and_repairs);
 
 /// Memory cannot be damaged from outside or opened by another process:
 /// the engine call on a healthy store finds nothing and hashes every blob.

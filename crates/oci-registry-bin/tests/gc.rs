@@ -9,26 +9,8 @@
 //! - two replicas collecting online while clients push through both;
 //! - `kill -9` in the middle of a sweep, then a rerun.
 
+#[macro_use]
 mod common;
-
-/// `on_shared_backends!(a, b)`: for each `async fn a(backend: Backend)`,
-/// a module `a` with a `#[tokio::test]` per shared backend (`filesystem`,
-/// `s3`).
-macro_rules! on_shared_backends {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn filesystem() {
-                super::$name(oci_e2e::Backend::Filesystem).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn s3() {
-                super::$name(oci_e2e::Backend::S3).await;
-            }
-        }
-    )*};
-}
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,24 +18,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{clear_env, signal, start, wait_exit};
+use common::{on_storage, scrape, signal, start, wait_exit};
 use oci_e2e::{
     Backend, Descriptor, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST, TestServer, config_json,
     image_manifest, random_blob, sha256_digest,
 };
 
-/// `oci-registry gc <args>` on `srv`'s storage, with its backend options
-/// as environment variables.
+/// `oci-registry gc <args>` on `srv`'s storage.
 fn gc_command(srv: &TestServer, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
-    clear_env(&mut cmd);
-    cmd.args(["gc", "--storage", srv.storage_url()]).args(args);
-    for (k, v) in srv.storage_options() {
-        cmd.env(
-            format!("OCI_REGISTRY_STORAGE_OPTIONS_{}", k.to_ascii_uppercase()),
-            v,
-        );
-    }
+    let mut cmd = on_storage(srv, "gc");
+    cmd.args(args);
     cmd
 }
 
@@ -472,23 +446,9 @@ async fn replicas_collect_online(backend: Backend) {
         assert_whole(b, &accepted).await;
     }
     // The collections show in the replicas' metrics.
-    let http = reqwest::Client::new();
     let mut runs = 0.0;
     for r in &replicas {
-        let metrics = r
-            .line
-            .split("metrics and probes on ")
-            .nth(1)
-            .unwrap()
-            .trim();
-        let text = http
-            .get(format!("{metrics}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = scrape(r).await;
         runs += text
             .lines()
             .find(|l| l.starts_with("oci_registry_gc_runs_total{result=\"ok\"}"))
@@ -744,20 +704,7 @@ async fn usage_metrics_follow_collections() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let usage = storage.usage(None).await.unwrap();
-    let metrics = run
-        .line
-        .split("metrics and probes on ")
-        .nth(1)
-        .unwrap()
-        .trim();
-    let text = http
-        .get(format!("{metrics}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = scrape(&run).await;
     let value = |series: &str| {
         text.lines()
             .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{oci_digest, signal, start, wait_exit};
+use common::{metrics_base, oci_digest, signal, start, wait_exit};
 use oci_e2e::certs::{Ca, Leaf};
 
 fn write_leaf(dir: &Path, leaf: &Leaf) {
@@ -175,14 +175,6 @@ fn unreadable_tls_files_fail_the_start() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tls.crt"), "{stderr}");
-}
-
-/// The metrics listener's address, from the startup line.
-fn metrics_base(line: &str) -> String {
-    line.split("metrics and probes on ")
-        .nth(1)
-        .map(|rest| rest.trim().to_owned())
-        .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
 }
 
 /// The value of the series `name{labels}` (labels exactly as rendered,

@@ -80,7 +80,15 @@ impl Storage {
         // Read before the references are checked, for the collector (see
         // the `gc` module docs: step (a)).
         let gc = self.gc_state().await?;
-        self.check_references(name, &parsed).await?;
+        // Whether the push creates the link (for the collector's guard),
+        // read alongside the reference checks.
+        let link_path = layout::manifest_link(name, &digest);
+        let (existed, checked) = tokio::join!(
+            self.exists(&link_path),
+            self.check_references(name, &parsed)
+        );
+        let created = !existed?;
+        checked?;
         let meta = ManifestMeta {
             digest: digest.clone(),
             media_type: parsed.media_type.clone(),
@@ -92,11 +100,9 @@ impl Storage {
             size: meta.size,
             subject: meta.subject.clone(),
         };
-        let created = !self.exists(&layout::manifest_link(name, &digest)).await?;
         self.write_small(&layout::blob_data(&digest), body).await?;
         let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
-        self.write_small(&layout::manifest_link(name, &digest), link)
-            .await?;
+        self.write_small(&link_path, link).await?;
         let references: Vec<Digest> = parsed
             .required_blobs()
             .chain(parsed.required_manifests())

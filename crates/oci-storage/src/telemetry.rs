@@ -300,7 +300,7 @@ pub(crate) fn gc_finished(report: &crate::GcReport, ok: bool) {
     ::metrics::gauge!(GC_LAST_RUN).set(now.as_secs_f64());
     ::metrics::gauge!(GC_LAST_DURATION).set(report.duration.as_secs_f64());
     ::metrics::counter!(GC_BLOBS_SWEPT).increment(report.swept.len() as u64);
-    ::metrics::counter!(GC_BYTES_SWEPT).increment(report.swept_bytes);
+    ::metrics::counter!(GC_BYTES_SWEPT).increment(report.swept_bytes());
     if let Some(usage) = &report.usage {
         usage_gauges(usage);
     }

@@ -6,6 +6,26 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// `on_shared_backends!(a, b)`: for each `async fn a(backend: Backend)`,
+/// a module `a` with a `#[tokio::test]` per shared backend (`filesystem`,
+/// `s3`).
+#[allow(unused_macros)] // used by some of the test files that include this module
+macro_rules! on_shared_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn filesystem() {
+                super::$name(oci_e2e::Backend::Filesystem).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn s3() {
+                super::$name(oci_e2e::Backend::S3).await;
+            }
+        }
+    )*};
+}
+
 /// A started binary and the address it printed.
 pub struct Running {
     pub child: Child,
@@ -77,4 +97,38 @@ pub fn stop_and_read_log(run: &mut Running) -> String {
 
 pub fn oci_digest(bytes: &[u8]) -> String {
     oci_types::Digest::of(bytes).to_string()
+}
+
+/// `oci-registry <command> --storage <srv's storage>`, with the backend
+/// options as `OCI_REGISTRY_STORAGE_OPTIONS_*` variables: an offline
+/// command run next to a live server, as an operator runs it.
+pub fn on_storage(srv: &oci_e2e::TestServer, command: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
+    clear_env(&mut cmd);
+    cmd.args([command, "--storage", srv.storage_url()]);
+    for (k, v) in srv.storage_options() {
+        cmd.env(
+            format!("OCI_REGISTRY_STORAGE_OPTIONS_{}", k.to_ascii_uppercase()),
+            v,
+        );
+    }
+    cmd
+}
+
+/// The metrics listener's base URL from a startup line.
+pub fn metrics_base(line: &str) -> String {
+    line.split("metrics and probes on ")
+        .nth(1)
+        .map(|rest| rest.trim().to_owned())
+        .unwrap_or_else(|| panic!("no metrics address in {line:?}"))
+}
+
+/// `/metrics` of a binary started with `--metrics-listen`.
+pub async fn scrape(run: &Running) -> String {
+    reqwest::get(format!("{}/metrics", metrics_base(&run.line)))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text")
 }

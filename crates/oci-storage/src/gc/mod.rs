@@ -174,8 +174,6 @@ pub struct GcReport {
     pub marked_blobs: usize,
     /// Blobs removed (or, in a dry run, that would be), sorted by digest.
     pub swept: Vec<BlobMeta>,
-    /// Their bytes.
-    pub swept_bytes: u64,
     /// Unreferenced blobs kept because they are younger than the grace.
     pub young: usize,
     /// Candidates spared because a manifest pushed during the run needed
@@ -194,6 +192,13 @@ pub struct GcReport {
     pub usage: Option<Usage>,
     /// Wall time of the run.
     pub duration: Duration,
+}
+
+impl GcReport {
+    /// The bytes of the blobs swept.
+    pub fn swept_bytes(&self) -> u64 {
+        self.swept.iter().map(|b| b.size).sum()
+    }
 }
 
 /// What the mark phase found.
@@ -336,7 +341,6 @@ impl Storage {
                 .into_iter()
                 .map(|(digest, size)| BlobMeta { digest, size })
                 .collect();
-            report.swept_bytes = report.swept.iter().map(|b| b.size).sum();
             return Ok(());
         }
         let dropped_digests: BTreeSet<&Digest> = mark.dropped.iter().map(|(_, d)| d).collect();
@@ -381,7 +385,6 @@ impl Storage {
             .collect();
         report.usage = Some(Usage::tally(&sizes, &mark.per_repo, None));
         report.swept.sort_by(|a, b| a.digest.cmp(&b.digest));
-        report.swept_bytes = report.swept.iter().map(|b| b.size).sum();
         check_fence(lock)?;
         self.write_gc_state(&GcState {
             generation,
@@ -393,7 +396,7 @@ impl Storage {
         tracing::info!(
             generation,
             blobs = report.swept.len(),
-            bytes = report.swept_bytes,
+            bytes = report.swept_bytes(),
             links = report.links_removed,
             uploads = report.uploads_expired,
             "garbage collection: done"

@@ -54,6 +54,22 @@ impl GcState {
     }
 }
 
+/// `digests` grouped by the candidate shard of run `generation` each
+/// falls in.
+fn shards<'a>(
+    generation: u64,
+    digests: impl IntoIterator<Item = &'a Digest>,
+) -> BTreeMap<object_store::path::Path, Vec<&'a Digest>> {
+    let mut shards: BTreeMap<_, Vec<&Digest>> = BTreeMap::new();
+    for d in digests {
+        shards
+            .entry(layout::gc_candidates(generation, d))
+            .or_default()
+            .push(d);
+    }
+    shards
+}
+
 /// Seconds since the Unix epoch now.
 pub(super) fn unix_now() -> u64 {
     SystemTime::now()
@@ -104,14 +120,7 @@ impl Storage {
         generation: u64,
         candidates: impl IntoIterator<Item = &'a Digest>,
     ) -> Result<()> {
-        let mut shards: BTreeMap<object_store::path::Path, Vec<&Digest>> = BTreeMap::new();
-        for d in candidates {
-            shards
-                .entry(layout::gc_candidates(generation, d))
-                .or_default()
-                .push(d);
-        }
-        let text: Vec<_> = shards
+        let text: Vec<_> = shards(generation, candidates)
             .into_iter()
             .map(|(path, digests)| (path, lines(digests)))
             .collect();
@@ -131,14 +140,7 @@ impl Storage {
         generation: u64,
         digests: &[Digest],
     ) -> Result<Option<Digest>> {
-        let mut shards: BTreeMap<object_store::path::Path, Vec<&Digest>> = BTreeMap::new();
-        for d in digests {
-            shards
-                .entry(layout::gc_candidates(generation, d))
-                .or_default()
-                .push(d);
-        }
-        for (path, wanted) in shards {
+        for (path, wanted) in shards(generation, digests) {
             let Some(bytes) = self.read_small(&path).await? else {
                 continue;
             };

@@ -103,7 +103,7 @@ pub async fn sweeps_unreferenced_and_keeps_reachable(f: Fixture) {
     let swept: Vec<Digest> = report.swept.iter().map(|b| b.digest.clone()).collect();
     assert_eq!(swept, want, "{}", f.backend);
     assert_eq!(
-        report.swept_bytes,
+        report.swept_bytes(),
         crafted.gone.iter().map(|(_, n)| n).sum::<u64>()
     );
     assert_eq!(report.generation, Some(1));
