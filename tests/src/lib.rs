@@ -12,6 +12,7 @@
 //! body), so that the tests themselves still read as the spec's workflows.
 
 pub mod certs;
+pub mod fake_upstream;
 pub mod tools;
 
 use std::path::{Path, PathBuf};
@@ -170,6 +171,8 @@ pub struct TestServer {
     tls: Option<TestTls>,
     /// Access control served, if any.
     auth: Option<oci_http::auth::Auth>,
+    /// `[[proxy]]` upstreams served, if any.
+    proxy: Vec<oci_registry_bin::config::ProxyConfig>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -222,13 +225,25 @@ impl TestServer {
     /// (a token signing key the text does not name is kept in the
     /// server's storage).
     pub async fn start_with_auth(backend: Backend, auth: &str) -> TestServer {
+        Self::start_with_config(backend, auth).await
+    }
+
+    /// A server on fresh storage of `backend` serving the parts of a
+    /// configuration file (TOML) that `oci-registry serve` builds into the
+    /// API: `[auth]`, `[access]` and `[[proxy]]`, plus the storage
+    /// engine's `[[immutable]]` and `[[retention]]` rules.
+    pub async fn start_with_config(backend: Backend, text: &str) -> TestServer {
         let config: oci_registry_bin::config::Config =
-            toml::from_str(auth).unwrap_or_else(|e| panic!("auth config: {e}"));
+            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut options = oci_storage::StorageOptions::default();
+        options.immutable = config.immutable.clone();
+        options.retention = config.retention.clone();
         let setup = Setup {
-            auth_config: Some(config),
+            proxy: config.proxy.clone(),
+            config: Some(config),
             ..Setup::default()
         };
-        Self::start_full(backend, oci_storage::StorageOptions::default(), setup).await
+        Self::start_full(backend, options, setup).await
     }
 
     /// An HTTPS server on fresh storage of `backend`, serving `tls`;
@@ -319,15 +334,18 @@ impl TestServer {
         let storage = oci_storage::Storage::open_with_options(url, options.clone())
             .await
             .unwrap_or_else(|e| panic!("Storage::open_with_options({url:?}) failed: {e:?}"));
-        let auth = match (&setup.auth_config, setup.auth.clone()) {
+        let auth = match (&setup.config, setup.auth.clone()) {
             (Some(config), _) => oci_registry_bin::auth::build(config, Some(&storage))
                 .await
                 .unwrap_or_else(|e| panic!("auth config: {e}")),
             (None, auth) => auth,
         };
-        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth).await;
+        let proxy = oci_registry_bin::config::pull_through(&setup.proxy, &storage)
+            .unwrap_or_else(|e| panic!("proxy config: {e}"));
+        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth, proxy).await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
+        srv.proxy = setup.proxy;
         srv
     }
 
@@ -338,6 +356,7 @@ impl TestServer {
         limits: oci_http::Limits,
         tls: Option<TestTls>,
         auth: Option<oci_http::auth::Auth>,
+        proxy: Option<oci_proxy::PullThrough>,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
@@ -348,6 +367,7 @@ impl TestServer {
             oci_http::AppOptions {
                 limits: limits.clone(),
                 auth: auth.clone(),
+                proxy,
             },
         );
         let kept = limits.clone();
@@ -388,6 +408,7 @@ impl TestServer {
             storage,
             tls,
             auth,
+            proxy: Vec::new(),
             dir: None,
             s3: None,
         }
@@ -701,7 +722,8 @@ impl TestServer {
             limits,
             tls: self.tls.take(),
             auth: self.auth.take(),
-            auth_config: None,
+            config: None,
+            proxy: std::mem::take(&mut self.proxy),
         };
         let dir = self.stop().await;
         let mut srv = Self::start_at_configured(&url, options, setup).await;
@@ -726,8 +748,11 @@ struct Setup {
     tls: Option<TestTls>,
     /// Access control already built (a restart keeps it)...
     auth: Option<oci_http::auth::Auth>,
-    /// ...or to build from this configuration once storage is open.
-    auth_config: Option<oci_registry_bin::config::Config>,
+    /// ...or to build, with the pull-through cache, from this
+    /// configuration once storage is open.
+    config: Option<oci_registry_bin::config::Config>,
+    /// `[[proxy]]` upstreams (a restart keeps them).
+    proxy: Vec<oci_registry_bin::config::ProxyConfig>,
 }
 
 impl Setup {

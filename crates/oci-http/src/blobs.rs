@@ -4,12 +4,14 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use futures::TryStreamExt;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use oci_storage::Storage;
 use oci_types::{ByteRange, Digest, RepositoryName, media_type};
 
-use crate::ApiResult;
 use crate::headers::{DOCKER_CONTENT_DIGEST, value};
+use crate::{ApiError, ApiResult};
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`, honouring a single `Range`.
 pub async fn get(
@@ -21,43 +23,75 @@ pub async fn get(
 ) -> ApiResult {
     // RFC 9110 §14.2: a Range the server does not understand (another
     // unit, several ranges, bad syntax) is ignored and the whole blob sent.
-    let range = headers
-        .get(header::RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|r| r.parse::<ByteRange>().ok());
-    let mut response_headers = HeaderMap::new();
-    response_headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(media_type::OCTET_STREAM),
-    );
-    response_headers.insert(DOCKER_CONTENT_DIGEST, value(digest.as_str())?);
-    response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    response_headers.insert(header::ETAG, value(format!("\"{digest}\""))?);
+    let range = requested_range(headers);
+    let mut response_headers = blob_headers(digest)?;
     if head && range.is_none() {
         let meta = storage.blob_stat(name, digest).await?;
         response_headers.insert(header::CONTENT_LENGTH, meta.size.into());
         return Ok((StatusCode::OK, response_headers).into_response());
     }
     let read = storage.blob_get(name, digest, range).await?;
-    let status = match &read.range {
-        Some(r) => {
-            response_headers.insert(
+    let stream = (!head).then(|| read.stream.map_err(std::io::Error::other).boxed());
+    answer(
+        response_headers,
+        Some(read.size),
+        read.range.as_ref(),
+        stream,
+    )
+}
+
+/// The `Range` a blob request asks for. RFC 9110 §14.2: one the server
+/// does not understand (another unit, several ranges, bad syntax) is
+/// ignored and the whole blob sent.
+pub(crate) fn requested_range(headers: &HeaderMap) -> Option<ByteRange> {
+    headers
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| r.parse::<ByteRange>().ok())
+}
+
+/// The headers every blob answer carries.
+pub(crate) fn blob_headers(digest: &Digest) -> Result<HeaderMap, ApiError> {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(media_type::OCTET_STREAM),
+    );
+    headers.insert(DOCKER_CONTENT_DIGEST, value(digest.as_str())?);
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::ETAG, value(format!("\"{digest}\""))?);
+    Ok(headers)
+}
+
+/// A blob answer: 206 with `Content-Range` for a range of a blob of
+/// `size` bytes, else 200; `Content-Length` when the length is known; the
+/// bytes unless a HEAD (`stream` `None`).
+pub(crate) fn answer(
+    mut headers: HeaderMap,
+    size: Option<u64>,
+    range: Option<&std::ops::Range<u64>>,
+    stream: Option<BoxStream<'static, std::io::Result<Bytes>>>,
+) -> Result<Response, ApiError> {
+    let status = match (range, size) {
+        (Some(r), Some(size)) => {
+            headers.insert(
                 header::CONTENT_RANGE,
-                value(format!("bytes {}-{}/{}", r.start, r.end - 1, read.size))?,
+                value(format!("bytes {}-{}/{size}", r.start, r.end - 1))?,
             );
-            response_headers.insert(header::CONTENT_LENGTH, (r.end - r.start).into());
+            headers.insert(header::CONTENT_LENGTH, (r.end - r.start).into());
             StatusCode::PARTIAL_CONTENT
         }
-        None => {
-            response_headers.insert(header::CONTENT_LENGTH, read.size.into());
+        _ => {
+            if let Some(size) = size {
+                headers.insert(header::CONTENT_LENGTH, size.into());
+            }
             StatusCode::OK
         }
     };
-    if head {
-        return Ok((status, response_headers).into_response());
-    }
-    let body = Body::from_stream(read.stream.map_err(std::io::Error::other));
-    Ok((status, response_headers, body).into_response())
+    Ok(match stream {
+        Some(stream) => (status, headers, Body::from_stream(stream)).into_response(),
+        None => (status, headers).into_response(),
+    })
 }
 
 /// `DELETE /v2/<name>/blobs/<digest>`: 202 once unlinked.

@@ -67,6 +67,19 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// The repository the request is about, if any.
+    pub fn repository(&self) -> Option<&RepositoryName> {
+        match self {
+            Endpoint::Blob { name, .. }
+            | Endpoint::UploadStart { name }
+            | Endpoint::Upload { name, .. }
+            | Endpoint::Manifest { name, .. }
+            | Endpoint::Tags { name }
+            | Endpoint::Referrers { name, .. } => Some(name),
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
+        }
+    }
+
     /// Parses a request path. Paths outside the API give `Ok(None)` (404);
     /// paths of the API with malformed parameters give the spec's error.
     pub fn parse(method: &Method, path: &str) -> Result<Option<Self>, ApiError> {

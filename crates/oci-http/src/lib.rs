@@ -34,6 +34,7 @@ pub mod listing;
 pub mod manifests;
 pub mod ops;
 pub mod params;
+mod proxied;
 pub mod referrers;
 pub mod reload;
 pub mod server;
@@ -64,6 +65,7 @@ use params::Params;
 struct AppState {
     storage: Storage,
     budgets: limits::Budgets,
+    proxy: Option<oci_proxy::PullThrough>,
 }
 
 /// The whole API with the default [`Limits`], ready to serve.
@@ -79,6 +81,7 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
         AppOptions {
             limits: limits.clone(),
             auth: None,
+            proxy: None,
         },
     )
 }
@@ -90,6 +93,8 @@ pub struct AppOptions {
     pub limits: Limits,
     /// Access control; `None` lets everyone do everything.
     pub auth: Option<auth::Auth>,
+    /// The pull-through cache serving the `[[proxy]]` prefixes, if any.
+    pub proxy: Option<oci_proxy::PullThrough>,
 }
 
 /// The whole API with its limits and access control.
@@ -99,6 +104,7 @@ pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
     let router = Router::new().fallback(dispatch).with_state(AppState {
         storage,
         budgets: budgets.clone(),
+        proxy: options.proxy,
     });
     // Auth sits inside the request cap (a throttled login still holds a
     // request slot, bounded) and inside routing (it reads the Endpoint).
@@ -142,50 +148,23 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
     let has_body = body::declares_body(&parts.headers);
     let params = Params::parse(parts.uri.query());
     let s = &state.storage;
-    let head = parts.method == Method::HEAD;
     let h = &parts.headers;
-    let result = match (endpoint, parts.method.clone()) {
-        (Endpoint::Base, _) => Ok((
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            "{}",
-        )
-            .into_response()),
-        (Endpoint::Catalog, _) => {
-            listing::catalog(s, &params, parts.extensions.get::<listing::Visibility>()).await
-        }
-        // Only the auth layer answers the token endpoint.
-        (Endpoint::Token, _) => Err(ApiError::new(
-            ErrorCode::Unsupported,
-            "this registry does not issue tokens",
-        )
-        .with_status(axum::http::StatusCode::NOT_FOUND)),
-        (Endpoint::Tags { name }, _) => listing::tags(s, &name, &params).await,
-        (Endpoint::Referrers { name, digest }, _) => {
-            referrers::list(s, &name, &digest, &params).await
-        }
-        (Endpoint::Blob { name, digest }, Method::DELETE) => blobs::delete(s, &name, &digest).await,
-        (Endpoint::Blob { name, digest }, _) => blobs::get(s, &name, &digest, h, head).await,
-        (Endpoint::UploadStart { name }, _) => uploads::start(s, &name, &params, body).await,
-        (Endpoint::Upload { name, id }, Method::GET) => uploads::status(s, &name, &id).await,
-        (Endpoint::Upload { name, id }, Method::PATCH) => {
-            uploads::patch(s, &name, &id, h, body).await
-        }
-        (Endpoint::Upload { name, id }, Method::PUT) => {
-            uploads::complete(s, &name, &id, &params, h, body).await
-        }
-        (Endpoint::Upload { name, id }, _) => uploads::cancel(s, &name, &id).await,
-        (Endpoint::Manifest { name, reference }, Method::PUT) => {
-            manifests::put(s, &state.budgets, &name, &reference, h, body).await
-        }
-        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
-            manifests::delete(s, &name, &reference).await
-        }
-        (Endpoint::Manifest { name, reference }, _) => {
-            manifests::get(s, &name, &reference, head).await
-        }
+    let routed = match (&state.proxy, endpoint.repository()) {
+        (Some(proxy), Some(name)) => proxy.route(name).map(|routed| (proxy, routed)),
+        _ => None,
+    };
+    let result = if let Some((proxy, routed)) = routed {
+        let request = proxied::Request {
+            storage: s,
+            proxy,
+            routed,
+            method: &parts.method,
+            params: &params,
+            headers: h,
+        };
+        proxied::dispatch(request, endpoint).await
+    } else {
+        local(&state, endpoint, &parts, &params, body).await
     };
     match result {
         Ok(response) => response,
@@ -197,6 +176,62 @@ async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             response
+        }
+    }
+}
+
+/// Answers a request for a local (not proxied) repository, or for none.
+async fn local(
+    state: &AppState,
+    endpoint: Endpoint,
+    parts: &axum::http::request::Parts,
+    params: &Params,
+    body: axum::body::Body,
+) -> ApiResult {
+    let s = &state.storage;
+    let head = parts.method == Method::HEAD;
+    let h = &parts.headers;
+    match (endpoint, parts.method.clone()) {
+        (Endpoint::Base, _) => Ok((
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            "{}",
+        )
+            .into_response()),
+        (Endpoint::Catalog, _) => {
+            listing::catalog(s, params, parts.extensions.get::<listing::Visibility>()).await
+        }
+        // Only the auth layer answers the token endpoint.
+        (Endpoint::Token, _) => Err(ApiError::new(
+            ErrorCode::Unsupported,
+            "this registry does not issue tokens",
+        )
+        .with_status(axum::http::StatusCode::NOT_FOUND)),
+        (Endpoint::Tags { name }, _) => listing::tags(s, &name, params).await,
+        (Endpoint::Referrers { name, digest }, _) => {
+            referrers::list(s, &name, &digest, params).await
+        }
+        (Endpoint::Blob { name, digest }, Method::DELETE) => blobs::delete(s, &name, &digest).await,
+        (Endpoint::Blob { name, digest }, _) => blobs::get(s, &name, &digest, h, head).await,
+        (Endpoint::UploadStart { name }, _) => uploads::start(s, &name, params, body).await,
+        (Endpoint::Upload { name, id }, Method::GET) => uploads::status(s, &name, &id).await,
+        (Endpoint::Upload { name, id }, Method::PATCH) => {
+            uploads::patch(s, &name, &id, h, body).await
+        }
+        (Endpoint::Upload { name, id }, Method::PUT) => {
+            uploads::complete(s, &name, &id, params, h, body).await
+        }
+        (Endpoint::Upload { name, id }, _) => uploads::cancel(s, &name, &id).await,
+        (Endpoint::Manifest { name, reference }, Method::PUT) => {
+            manifests::put(s, &state.budgets, &name, &reference, h, body).await
+        }
+        (Endpoint::Manifest { name, reference }, Method::DELETE) => {
+            manifests::delete(s, &name, &reference).await
+        }
+        (Endpoint::Manifest { name, reference }, _) => {
+            manifests::get(s, &name, &reference, head).await
         }
     }
 }

@@ -4,7 +4,8 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use oci_storage::Storage;
+use bytes::Bytes;
+use oci_storage::{ManifestMeta, Storage};
 use oci_types::manifest::MAX_MANIFEST_SIZE;
 use oci_types::{Reference, RepositoryName};
 
@@ -27,6 +28,11 @@ pub async fn get(
         let m = storage.manifest_get(name, reference).await?;
         (m.meta, Some(m.body))
     };
+    found(&meta, body)
+}
+
+/// The answer to a manifest GET (with `body`) or HEAD.
+pub(crate) fn found(meta: &ManifestMeta, body: Option<Bytes>) -> ApiResult {
     let headers = [
         (header::CONTENT_TYPE, value(&meta.media_type)?),
         (DOCKER_CONTENT_DIGEST, value(meta.digest.as_str())?),

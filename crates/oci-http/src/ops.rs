@@ -70,6 +70,7 @@ impl MetricsHandle {
         let mut text = self.prometheus.render();
         telemetry::render_histograms(&mut text);
         oci_storage::telemetry::render_histograms(&mut text);
+        oci_proxy::telemetry::render_histograms(&mut text);
         text
     }
 }
@@ -118,6 +119,7 @@ pub fn install_recorder() -> Result<MetricsHandle, MetricsError> {
     process.describe();
     telemetry::enable();
     oci_storage::telemetry::enable();
+    oci_proxy::telemetry::describe();
     let handle = MetricsHandle {
         prometheus,
         process,

@@ -1,9 +1,14 @@
 //! Errors of upstream requests.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-/// What went wrong talking to an upstream registry.
-#[derive(Debug, thiserror::Error)]
+use oci_storage::StorageError;
+
+/// What went wrong talking to an upstream registry, or caching what it
+/// sent. Cloneable: a failed blob fetch reports its error to every request
+/// that shared it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProxyError {
     /// The configuration is unusable (a URL that does not parse, no TLS
@@ -55,6 +60,41 @@ pub enum ProxyError {
         /// What the bytes hash to.
         actual: String,
     },
+    /// A blob of another length than upstream announced.
+    #[error("upstream sent {actual} bytes of {digest}, announced {expected}")]
+    SizeMismatch {
+        /// The blob.
+        digest: String,
+        /// The announced length.
+        expected: u64,
+        /// What arrived (so far).
+        actual: u64,
+    },
+    /// Upstream's bytes could not be spooled for the requests sharing a
+    /// fetch.
+    #[error("spooling an upstream blob: {0}")]
+    Spool(String),
+    /// The cache's storage failed.
+    #[error(transparent)]
+    Storage(Arc<StorageError>),
+}
+
+impl From<StorageError> for ProxyError {
+    fn from(e: StorageError) -> Self {
+        ProxyError::Storage(Arc::new(e))
+    }
+}
+
+impl ProxyError {
+    /// Whether upstream is down or throttling (rather than saying no):
+    /// the cache then serves what it holds.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ProxyError::Unreachable { .. } | ProxyError::TooManyRequests { .. } => true,
+            ProxyError::Status { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
 }
 
 /// Results of this crate.

@@ -10,13 +10,16 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use oci_types::{Digest, Reference, RepositoryName};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
 use crate::challenge::Challenge;
 use crate::error::{ProxyError, Result};
+use crate::telemetry::{self, Kind};
 
 /// Largest manifest accepted from upstream (the registry's own limit for
 /// pushed manifests).
@@ -188,7 +191,9 @@ impl Upstream {
         let path = format!("/v2/{name}/manifests/{reference}");
         let method = if get { Method::GET } else { Method::HEAD };
         let response = self
-            .send(method, &path, name, |r| r.header(ACCEPT, MANIFEST_TYPES))
+            .send(Kind::Manifest, method, &path, name, |r| {
+                r.header(ACCEPT, MANIFEST_TYPES)
+            })
             .await?;
         let media_type = response
             .headers()
@@ -233,10 +238,57 @@ impl Upstream {
         })
     }
 
+    /// The size of `name`'s blob `digest` (a HEAD), when upstream says.
+    pub async fn blob_head(&self, name: &RepositoryName, digest: &Digest) -> Result<Option<u64>> {
+        let path = format!("/v2/{name}/blobs/{digest}");
+        let response = self
+            .send(Kind::Blob, Method::HEAD, &path, name, |r| r)
+            .await?;
+        Ok(response
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()))
+    }
+
+    /// The referrers index of `name`'s manifest `digest` (distribution-spec
+    /// "Listing Referrers"), filtered by `artifact_type` when given: its
+    /// bytes (at most [`MANIFEST_LIMIT`]) and whether upstream applied the
+    /// filter.
+    pub async fn referrers(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<(Bytes, bool)> {
+        let path = format!("/v2/{name}/referrers/{digest}");
+        let response = self
+            .send(
+                Kind::Referrers,
+                Method::GET,
+                &path,
+                name,
+                |r| match artifact_type {
+                    Some(t) => r.query(&[("artifactType", t)]),
+                    None => r,
+                },
+            )
+            .await?;
+        let filtered = response.headers().contains_key("oci-filters-applied");
+        Ok((read_bounded(response, MANIFEST_LIMIT).await?, filtered))
+    }
+
+    /// The upstream's host name.
+    pub fn host(&self) -> Option<String> {
+        self.inner.base.host_str().map(str::to_owned)
+    }
+
     /// Streams `name`'s blob `digest` (the caller verifies the bytes).
     pub async fn blob(&self, name: &RepositoryName, digest: &Digest) -> Result<UpstreamBlob> {
         let path = format!("/v2/{name}/blobs/{digest}");
-        let response = self.send(Method::GET, &path, name, |r| r).await?;
+        let response = self
+            .send(Kind::Blob, Method::GET, &path, name, |r| r)
+            .await?;
         let size = response.content_length();
         let url = path.clone();
         let stream = response
@@ -252,6 +304,20 @@ impl Upstream {
     /// Sends a request for `path`, answering a 401 challenge once (a token
     /// for pull on `name`, or Basic credentials), and maps error statuses.
     async fn send(
+        &self,
+        kind: Kind,
+        method: Method,
+        path: &str,
+        name: &RepositoryName,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let started = Instant::now();
+        let result = self.send_once(method, path, name, decorate).await;
+        telemetry::upstream(kind, started.elapsed(), &result);
+        result
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
@@ -374,7 +440,10 @@ impl Upstream {
         if let Some(basic) = self.basic() {
             request = request.header(AUTHORIZATION, basic);
         }
-        let response = request.send().await.map_err(|e| unreachable(realm, &e))?;
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| unreachable(realm, &e));
+        telemetry::upstream(Kind::Token, started.elapsed(), &response);
+        let response = response?;
         self.inner.fetched.fetch_add(1, Ordering::Relaxed);
         match response.status() {
             s if s.is_success() => {}

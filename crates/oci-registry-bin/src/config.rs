@@ -15,8 +15,7 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come ( `[[proxy]]`,
-//! `[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
+//! Sections still to come (`[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
 //! and a line in [`ENV_SECTIONS`].
 
 use std::collections::BTreeMap;
@@ -33,9 +32,11 @@ use oci_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
 mod auth;
+mod proxy;
 
 pub use auth::{AuthConfig, AuthMode, OidcConfig, TokenConfig};
 pub use oci_auth::AccessConfig;
+pub use proxy::{ProxyConfig, mirrors, pull_through};
 
 /// The whole configuration. `Default` is the documented default of every
 /// key.
@@ -64,6 +65,9 @@ pub struct Config {
     /// `[[retention]]`: which tags and untagged manifests collections drop.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retention: Vec<oci_storage::RetentionRule>,
+    /// `[[proxy]]`: other registries served and cached under a prefix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proxy: Vec<ProxyConfig>,
 }
 
 /// `[gc]`: the online garbage collector (see `oci-registry gc` for running
@@ -350,6 +354,7 @@ impl Config {
     /// (secret, token, password, credential) replaced.
     pub fn redacted(&self) -> Config {
         let mut copy = self.clone();
+        proxy::redact(&mut copy.proxy);
         for (key, value) in &mut copy.storage.options {
             if is_secret(key) {
                 *value = OptionValue::Text(REDACTED.into());
@@ -371,6 +376,7 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        mirrors(&self.proxy)?;
         Ok(())
     }
 }

@@ -597,11 +597,13 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     let limits = config.http_limits();
     let _sweeper = storage.start_sweeper();
     let _collector = config.gc.schedule().map(|s| storage.start_collector(s));
+    let proxy = config::pull_through(&config.proxy, &storage)?;
     let app = oci_http::app_with_options(
         storage,
         oci_http::AppOptions {
             limits: limits.clone(),
             auth: auth.clone(),
+            proxy,
         },
     );
     let mut options = ServeOptions::new(limits);

@@ -80,6 +80,7 @@
 
 mod backend;
 mod blobs;
+mod cache;
 mod catalog;
 mod concurrent;
 mod error;
@@ -112,6 +113,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 
 pub use blobs::{BlobMeta, BlobRead, MountOutcome};
+pub use cache::TagRecord;
 pub use catalog::DEFAULT_CATALOG_PAGE;
 pub use error::{Result, StorageError};
 pub use fsck::{Finding, FsckOptions, FsckReport};

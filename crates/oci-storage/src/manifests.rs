@@ -23,6 +23,18 @@ pub(crate) struct ManifestLink {
     subject: Option<Digest>,
 }
 
+/// Whether a stored manifest's references must already be stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum References {
+    /// A push: every blob and child must be in the repository, and the
+    /// collection protocol guards them (see the `gc` module docs).
+    Required,
+    /// A cached copy of another registry's manifest: its references are
+    /// fetched from there when asked for, so none need be here yet, and
+    /// one a collection removes is fetched again.
+    Fetched,
+}
+
 /// A stored manifest's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ManifestMeta {
@@ -60,6 +72,20 @@ impl Storage {
         body: Bytes,
         content_type: Option<&str>,
     ) -> Result<ManifestMeta> {
+        self.store_manifest(name, reference, body, content_type, References::Required)
+            .await
+    }
+
+    /// [`Storage::manifest_put`], with `references` saying whether what
+    /// the manifest references must be in `name` already.
+    pub(crate) async fn store_manifest(
+        &self,
+        name: &RepositoryName,
+        reference: &Reference,
+        body: Bytes,
+        content_type: Option<&str>,
+        references: References,
+    ) -> Result<ManifestMeta> {
         let parsed = ParsedManifest::parse(&body, content_type)?;
         let digest = match reference {
             Reference::Digest(d) => {
@@ -79,14 +105,19 @@ impl Storage {
         }
         // Read before the references are checked, for the collector (see
         // the `gc` module docs: step (a)).
-        let gc = self.gc_state().await?;
+        let gc = match references {
+            References::Required => Some(self.gc_state().await?),
+            References::Fetched => None,
+        };
         // Whether the push creates the link (for the collector's guard),
         // read alongside the reference checks.
         let link_path = layout::manifest_link(name, &digest);
-        let (existed, checked) = tokio::join!(
-            self.exists(&link_path),
-            self.check_references(name, &parsed)
-        );
+        let (existed, checked) = tokio::join!(self.exists(&link_path), async {
+            match references {
+                References::Required => self.check_references(name, &parsed).await,
+                References::Fetched => Ok(()),
+            }
+        });
         let created = !existed?;
         checked?;
         let meta = ManifestMeta {
@@ -103,13 +134,15 @@ impl Storage {
         self.write_small(&layout::blob_data(&digest), body).await?;
         let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
         self.write_small(&link_path, link).await?;
-        let references: Vec<Digest> = parsed
-            .required_blobs()
-            .chain(parsed.required_manifests())
-            .cloned()
-            .collect();
-        self.guard_references(name, &digest, &references, &gc, created)
-            .await?;
+        if let Some(gc) = &gc {
+            let references: Vec<Digest> = parsed
+                .required_blobs()
+                .chain(parsed.required_manifests())
+                .cloned()
+                .collect();
+            self.guard_references(name, &digest, &references, gc, created)
+                .await?;
+        }
         if let Some(subject) = &parsed.subject {
             let mut descriptor = parsed.referrer_descriptor();
             descriptor.digest = digest.clone();

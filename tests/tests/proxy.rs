@@ -1,0 +1,583 @@
+//! The pull-through cache over real HTTP: a registry with `[[proxy]]`
+//! sections in front of an upstream that is a second instance of this
+//! registry (token auth on, the cache holding credentials), or a fake
+//! upstream that lies, stalls or throttles.
+
+use std::time::Duration;
+
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use oci_e2e::fake_upstream::FakeUpstream;
+use oci_e2e::*;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+/// An upstream in token mode: one account, `puller`, that may do
+/// everything (it pushes the test content, and the cache pulls with it);
+/// anonymous callers may do nothing.
+async fn upstream(repos: &[&str]) -> (TestServer, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("puller:{}\n", bcrypt::hash("secret", 4).unwrap()),
+    )
+    .unwrap();
+    let config = format!(
+        r#"[auth]
+mode = "token"
+htpasswd = {htpasswd:?}
+[auth.token]
+service = "upstream.test"
+issuer = "upstream.test"
+[access]
+admins = ["puller"]
+"#
+    );
+    let mut srv = TestServer::start_with_auth(Backend::Memory, &config).await;
+    let scopes: String = repos
+        .iter()
+        .map(|r| format!("&scope=repository:{r}:push,pull,delete"))
+        .collect();
+    let token: Value = reqwest::Client::new()
+        .get(srv.url(&format!("/auth/token?service=upstream.test{scopes}")))
+        .header(
+            "authorization",
+            format!("Basic {}", base64(b"puller:secret")),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    srv.authorize(&format!("Bearer {}", token["token"].as_str().unwrap()));
+    (srv, dir)
+}
+
+/// A cache of `upstream` under `prefix`, with `tag_ttl`.
+async fn cache(backend: Backend, upstream: &str, prefix: &str, tag_ttl: &str) -> TestServer {
+    TestServer::start_with_config(
+        backend,
+        &format!(
+            r#"[[proxy]]
+prefix = "{prefix}"
+url = "{upstream}"
+username = "puller"
+password = "secret"
+library = true
+tag_ttl = "{tag_ttl}"
+timeout = "5s"
+"#
+        ),
+    )
+    .await
+}
+
+fn client() -> Client {
+    Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    })
+}
+
+/// Pulls `repo:tag` from `srv` with oci-client and checks it is `image`.
+async fn pull_with_oci_client(srv: &TestServer, repo: &str, tag: &str, image: &Image) {
+    let reference = Reference::with_tag(srv.host().to_owned(), repo.to_owned(), tag.to_owned());
+    let pulled = client()
+        .pull(
+            &reference,
+            &RegistryAuth::Anonymous,
+            vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("oci-client pull of {repo}:{tag}: {e}"));
+    assert_eq!(pulled.digest.as_deref(), Some(image.digest.as_str()));
+    assert!(pulled.config.data == image.config, "config differs");
+    let mut got: Vec<Vec<u8>> = pulled.layers.iter().map(|l| l.data.to_vec()).collect();
+    let mut want = image.layers.clone();
+    got.sort();
+    want.sort();
+    assert!(got == want, "layers differ");
+}
+
+/// Whether the blob `digest` is stored within 10 s (a fetched blob is
+/// served as it arrives and published into storage right after).
+async fn eventually_stored(srv: &TestServer, digest: &str) -> bool {
+    let digest = digest.parse().unwrap();
+    for _ in 0..1000 {
+        if srv.storage().blob_stored(&digest).await.unwrap() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
+async fn get_bytes(srv: &TestServer, path: &str) -> (StatusCode, Vec<u8>) {
+    let resp = srv.get(path).await;
+    let status = resp.status();
+    (status, resp.bytes().await.unwrap().to_vec())
+}
+
+/// A cold pull, a warm pull with upstream gone, a tag revalidated and
+/// then served stale, and an uncached tag failing cleanly: on `backend`.
+async fn cold_warm_and_upstream_down(backend: Backend) {
+    let (up, _dir) = upstream(&["library/app"]).await;
+    let image = up.push_image("library/app", "v1", 2).await;
+    let srv = cache(backend, up.base(), "hub", "0s").await;
+
+    // Cold, through Docker Hub style short names (library/ added).
+    pull_with_oci_client(&srv, "hub/app", "v1", &image).await;
+    // The content is stored as an ordinary repository under the prefix.
+    let resp = srv.get("/v2/_catalog").await;
+    let catalog: Value = resp.json().await.unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["hub/library/app"])
+    );
+    for layer in &image.layer_descs {
+        assert!(
+            eventually_stored(&srv, &layer.digest).await,
+            "layer {} was not cached",
+            layer.digest
+        );
+    }
+    // Warm, by the long name, through the same cache.
+    pull_with_oci_client(&srv, "hub/library/app", "v1", &image).await;
+
+    // Upstream gone: a tag (tag_ttl 0: upstream is asked every time) is
+    // served stale, blobs and manifests by digest from the cache.
+    up.stop().await;
+    pull_with_oci_client(&srv, "hub/app", "v1", &image).await;
+    let resp = srv
+        .get(&format!("/v2/hub/app/manifests/{}", image.digest))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    // Something never cached: a clean error naming the upstream.
+    let resp = srv.get("/v2/hub/app/manifests/v2").await;
+    let body = assert_error(resp, 502, &["MANIFEST_UNKNOWN"]).await;
+    assert!(body.to_string().contains("upstream"), "{body}");
+    let missing = sha256_digest(b"never pushed");
+    let resp = srv.get(&format!("/v2/hub/app/blobs/{missing}")).await;
+    assert_error(resp, 502, &["BLOB_UNKNOWN"]).await;
+
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn cold_warm_and_upstream_down_memory() {
+    cold_warm_and_upstream_down(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn cold_warm_and_upstream_down_filesystem() {
+    cold_warm_and_upstream_down(Backend::Filesystem).await;
+}
+
+#[tokio::test]
+async fn cold_warm_and_upstream_down_s3() {
+    cold_warm_and_upstream_down(Backend::S3).await;
+}
+
+/// A multi-arch index: the index by tag, then each child and its blobs by
+/// digest, fetched on demand.
+#[tokio::test]
+async fn multi_arch_index_and_children() {
+    let (up, _dir) = upstream(&["team/multi"]).await;
+    let amd = up.push_image("team/multi", "amd64", 1).await;
+    let arm = up.push_image("team/multi", "arm64", 2).await;
+    let index = image_index(
+        &[amd.manifest_desc.clone(), arm.manifest_desc.clone()],
+        None,
+        None,
+        None,
+    );
+    let index_digest = up
+        .push_manifest("team/multi", "latest", OCI_INDEX, &index)
+        .await;
+    let srv = cache(Backend::Filesystem, up.base(), "up", "5m").await;
+
+    let resp = srv.get("/v2/up/team/multi/manifests/latest").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(header(&resp, "content-type").as_deref(), Some(OCI_INDEX));
+    assert_eq!(header(&resp, "docker-content-digest"), Some(index_digest));
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), index);
+    for child in [&amd, &arm] {
+        let (status, body) = get_bytes(
+            &srv,
+            &format!("/v2/up/team/multi/manifests/{}", child.digest),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body, child.manifest);
+        for (desc, data) in child.layer_descs.iter().zip(&child.layers) {
+            let (status, body) =
+                get_bytes(&srv, &format!("/v2/up/team/multi/blobs/{}", desc.digest)).await;
+            assert_eq!(status, StatusCode::OK);
+            assert!(body == *data);
+        }
+    }
+    srv.stop().await;
+}
+
+/// Referrers are asked of upstream; the referrer itself is fetched by
+/// digest; with upstream down, the cached referrers are listed.
+#[tokio::test]
+async fn referrers_through_the_cache() {
+    let (up, _dir) = upstream(&["team/signed"]).await;
+    let image = up.push_image("team/signed", "v1", 1).await;
+    let empty = b"{}";
+    up.push_blob("team/signed", empty).await;
+    let empty_desc = Descriptor::of(OCI_EMPTY, empty);
+    let signature = image_manifest(
+        &empty_desc,
+        std::slice::from_ref(&empty_desc),
+        Some(&image.manifest_desc),
+        Some("application/vnd.example.signature"),
+        None,
+    );
+    let signature_digest = up
+        .push_manifest(
+            "team/signed",
+            &sha256_digest(&signature),
+            OCI_MANIFEST,
+            &signature,
+        )
+        .await;
+    let srv = cache(Backend::Memory, up.base(), "up", "5m").await;
+
+    let path = format!("/v2/up/team/signed/referrers/{}", image.digest);
+    let resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let index: Value = resp.json().await.unwrap();
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [signature_digest.as_str()]);
+    // The filter is passed on.
+    let resp = srv
+        .get(&format!("{path}?artifactType=application/vnd.example.sbom"))
+        .await;
+    assert_eq!(
+        header(&resp, "oci-filters-applied").as_deref(),
+        Some("artifactType")
+    );
+    let filtered: Value = resp.json().await.unwrap();
+    assert_eq!(filtered["manifests"], serde_json::json!([]));
+    // The referrer, by digest.
+    let (status, body) = get_bytes(
+        &srv,
+        &format!("/v2/up/team/signed/manifests/{signature_digest}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, signature);
+
+    // Upstream down: the referrers the cache holds.
+    up.stop().await;
+    let resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let index: Value = resp.json().await.unwrap();
+    assert_eq!(
+        index["manifests"][0]["digest"],
+        serde_json::json!(signature_digest)
+    );
+    srv.stop().await;
+}
+
+/// A tag moved upstream is served as cached until `tag_ttl`, then
+/// followed.
+#[tokio::test]
+async fn a_moved_tag_is_followed_after_its_ttl() {
+    let (up, _dir) = upstream(&["team/app"]).await;
+    let first = up.push_image("team/app", "v1", 1).await;
+    let srv = cache(Backend::Filesystem, up.base(), "up", "2s").await;
+    let digest_of = |resp: &reqwest::Response| header(resp, "docker-content-digest");
+
+    let resp = srv.get("/v2/up/team/app/manifests/v1").await;
+    assert_eq!(digest_of(&resp).as_deref(), Some(first.digest.as_str()));
+    // Move the tag upstream.
+    let second = up.push_image("team/app", "v2", 2).await;
+    up.push_manifest("team/app", "v1", OCI_MANIFEST, &second.manifest)
+        .await;
+    // Within the TTL: the cached resolution.
+    let resp = srv.head("/v2/up/team/app/manifests/v1").await;
+    assert_eq!(digest_of(&resp).as_deref(), Some(first.digest.as_str()));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let resp = srv.get("/v2/up/team/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(digest_of(&resp).as_deref(), Some(second.digest.as_str()));
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), second.manifest);
+    // The cache's tag now points there too.
+    let resp = srv.head("/v2/up/team/app/manifests/v1").await;
+    assert_eq!(digest_of(&resp).as_deref(), Some(second.digest.as_str()));
+    srv.stop().await;
+}
+
+/// Pushes, deletes and uploads into a proxied prefix are refused with
+/// DENIED; repositories outside every prefix stay local.
+#[tokio::test]
+async fn writes_into_a_prefix_are_refused() {
+    let (up, _dir) = upstream(&["team/app"]).await;
+    let image = up.push_image("team/app", "v1", 1).await;
+    let srv = cache(Backend::Memory, up.base(), "up", "5m").await;
+
+    let resp = srv
+        .put_manifest("up/team/app", "v2", OCI_MANIFEST, &image.manifest)
+        .await;
+    let body = assert_error(resp, 403, &["DENIED"]).await;
+    assert!(body.to_string().contains("pull-through cache"), "{body}");
+    let resp = srv
+        .req(reqwest::Method::POST, "/v2/up/team/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, &["DENIED"]).await;
+    let resp = srv
+        .delete(&format!("/v2/up/team/app/manifests/{}", image.digest))
+        .await;
+    assert_error(resp, 403, &["DENIED"]).await;
+    // Nothing of it was written upstream or here.
+    let resp = srv.get("/v2/up/team/app/tags/list").await;
+    assert_error(resp, 404, &["NAME_UNKNOWN"]).await;
+
+    // Outside the prefix: an ordinary registry.
+    let local = srv.push_image("mine/app", "v1", 1).await;
+    let resp = srv.get("/v2/mine/app/manifests/v1").await;
+    assert_eq!(header(&resp, "docker-content-digest"), Some(local.digest));
+    srv.stop().await;
+}
+
+/// Mirror mode (`prefix = ""`): docker's `registry-mirrors` asks for
+/// `library/<name>`; short names work too; containerd's `?ns=` is
+/// ignored; nothing can be pushed.
+#[tokio::test]
+async fn mirror_mode_answers_docker_style_requests() {
+    let (up, _dir) = upstream(&["library/alpine"]).await;
+    let image = up.push_image("library/alpine", "3", 1).await;
+    let srv = cache(Backend::Filesystem, up.base(), "", "5m").await;
+
+    for path in [
+        "/v2/library/alpine/manifests/3",
+        "/v2/alpine/manifests/3",
+        "/v2/library/alpine/manifests/3?ns=docker.io",
+    ] {
+        let resp = srv.get(path).await;
+        assert_eq!(resp.status(), StatusCode::OK, "{path}");
+        assert_eq!(
+            header(&resp, "docker-content-digest"),
+            Some(image.digest.clone())
+        );
+    }
+    pull_with_oci_client(&srv, "alpine", "3", &image).await;
+    let resp = srv.get("/v2/_catalog").await;
+    let catalog: Value = resp.json().await.unwrap();
+    assert_eq!(
+        catalog["repositories"],
+        serde_json::json!(["library/alpine"])
+    );
+    let resp = srv
+        .req(reqwest::Method::POST, "/v2/mine/app/blobs/uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_error(resp, 403, &["DENIED"]).await;
+    srv.stop().await;
+}
+
+/// A cache of the fake upstream under `fake`.
+async fn fake_cache(backend: Backend, fake: &FakeUpstream) -> TestServer {
+    TestServer::start_with_config(
+        backend,
+        &format!(
+            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntimeout = \"10s\"\n",
+            fake.url()
+        ),
+    )
+    .await
+}
+
+/// 8 concurrent cold pulls of one 64 MiB blob: one upstream fetch, every
+/// client gets the right bytes, and the first bytes reach a client while
+/// upstream is still sending (stalled half-way until the test sees them).
+async fn one_fetch_streamed_to_all(backend: Backend) {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(64 << 20, 64);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = fake_cache(backend, &fake).await;
+    let release = fake.stall();
+    let path = format!("/v2/fake/big/blobs/{digest}");
+
+    // The first client: its first bytes arrive while upstream is stalled.
+    let mut first = srv.get(&path).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    assert_eq!(
+        header(&first, "content-length"),
+        Some(blob.len().to_string())
+    );
+    // Upstream sends half and stalls...
+    for _ in 0..1000 {
+        if fake.is_stalled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(fake.is_stalled(), "upstream never reached its stall point");
+    // ... and the client gets bytes while it is stalled.
+    let mut received = Vec::with_capacity(blob.len());
+    while received.len() < 1 << 20 {
+        let chunk = first
+            .chunk()
+            .await
+            .unwrap()
+            .expect("bytes before upstream finished");
+        received.extend_from_slice(&chunk);
+    }
+    // Seven more join the fetch in progress.
+    let others: Vec<_> = (0..7)
+        .map(|_| {
+            let (http, url) = (srv.http().clone(), srv.url(&path));
+            tokio::spawn(async move {
+                let resp = http.get(url).send().await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                resp.bytes().await.unwrap().to_vec()
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    release.notify_one();
+    while let Some(chunk) = first.chunk().await.unwrap() {
+        received.extend_from_slice(&chunk);
+    }
+    assert!(received == blob, "the first client's bytes differ");
+    for other in others {
+        assert!(
+            other.await.unwrap() == blob,
+            "a joining client's bytes differ"
+        );
+    }
+    assert_eq!(fake.blob_gets(), 1, "one upstream fetch for eight pulls");
+    // Cached: a ninth pull does not go upstream.
+    assert!(eventually_stored(&srv, &digest).await);
+    let (status, body) = get_bytes(&srv, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == blob);
+    assert_eq!(fake.blob_gets(), 1);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn one_fetch_streamed_to_all_filesystem() {
+    one_fetch_streamed_to_all(Backend::Filesystem).await;
+}
+
+#[tokio::test]
+async fn one_fetch_streamed_to_all_s3() {
+    one_fetch_streamed_to_all(Backend::S3).await;
+}
+
+#[tokio::test]
+async fn one_fetch_streamed_to_all_memory() {
+    one_fetch_streamed_to_all(Backend::Memory).await;
+}
+
+/// A lying upstream: the client streaming its bytes is cut off before the
+/// end, a later client gets an error, and nothing is stored.
+async fn lying_upstream(backend: Backend) {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(3 << 20, 7);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    fake.lie(true);
+    let srv = fake_cache(backend, &fake).await;
+    let path = format!("/v2/fake/liar/blobs/{digest}");
+
+    let resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let read = resp.bytes().await;
+    assert!(
+        read.as_ref().map_or(true, |b| b.len() < blob.len()),
+        "a client got the whole of a blob with wrong bytes"
+    );
+    // Later clients get an error, not bytes.
+    let resp = srv.get(&path).await;
+    let body = assert_error(resp, 502, &["BLOB_UNKNOWN"]).await;
+    assert!(
+        body.to_string().contains("wrong") || body.to_string().contains("sent"),
+        "{body}"
+    );
+    let stored = srv.storage().blob_stored(&digest.parse().unwrap()).await;
+    assert!(!stored.unwrap(), "wrong bytes were stored");
+    let resp = srv.head(&path).await;
+    assert_ne!(resp.status(), StatusCode::OK);
+    srv.stop().await;
+}
+
+#[tokio::test]
+async fn lying_upstream_memory() {
+    lying_upstream(Backend::Memory).await;
+}
+
+#[tokio::test]
+async fn lying_upstream_filesystem() {
+    lying_upstream(Backend::Filesystem).await;
+}
+
+#[tokio::test]
+async fn lying_upstream_s3() {
+    lying_upstream(Backend::S3).await;
+}
+
+/// 429 from upstream with nothing cached: 429 with `Retry-After` to the
+/// client. Ranges and HEADs of cold blobs.
+#[tokio::test]
+async fn throttling_ranges_and_heads() {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(1 << 20, 9);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = fake_cache(Backend::Filesystem, &fake).await;
+    let path = format!("/v2/fake/x/blobs/{digest}");
+
+    fake.throttle(true);
+    let resp = srv.get(&path).await;
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("7"));
+    assert_error(resp, 429, &["TOOMANYREQUESTS"]).await;
+    fake.throttle(false);
+
+    // A HEAD asks upstream for the length and fetches nothing.
+    let resp = srv.head(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "content-length"),
+        Some(blob.len().to_string())
+    );
+    assert_eq!(fake.blob_gets(), 0);
+    // A range of a cold blob.
+    let resp = srv
+        .req(reqwest::Method::GET, &path)
+        .header("range", "bytes=1000-1999")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::PARTIAL_CONTENT);
+    assert_eq!(
+        header(&resp, "content-range").as_deref(),
+        Some(format!("bytes 1000-1999/{}", blob.len()).as_str())
+    );
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), blob[1000..2000]);
+    // ... which cached the whole.
+    assert!(eventually_stored(&srv, &digest).await);
+    let (status, body) = get_bytes(&srv, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == blob);
+    assert_eq!(fake.blob_gets(), 1);
+    srv.stop().await;
+}
