@@ -100,6 +100,11 @@ impl FakeUpstream {
         notify
     }
 
+    /// Blob bodies are sent whole again.
+    pub fn unstall(&self) {
+        *self.state.stall.lock().unwrap() = None;
+    }
+
     /// Whether a stalled body has sent its first half and is waiting.
     pub fn is_stalled(&self) -> bool {
         self.state.stalled.load(Ordering::SeqCst)

@@ -581,3 +581,124 @@ async fn throttling_ranges_and_heads() {
     assert_eq!(fake.blob_gets(), 1);
     srv.stop().await;
 }
+
+/// Access control applies to proxied repositories as to local ones: an
+/// anonymous pull is refused before anything is fetched; a user allowed
+/// to pull fills the cache; even an admin cannot push into the prefix.
+#[tokio::test]
+async fn access_control_applies_to_proxied_repositories() {
+    let (up, _dir) = upstream(&["team/app"]).await;
+    let image = up.push_image("team/app", "v1", 1).await;
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    std::fs::write(
+        &htpasswd,
+        format!("dev:{}\n", bcrypt::hash("devpass", 4).unwrap()),
+    )
+    .unwrap();
+    let mut srv = TestServer::start_with_config(
+        Backend::Memory,
+        &format!(
+            r#"[auth]
+mode = "basic"
+htpasswd = {htpasswd:?}
+[access]
+admins = ["dev"]
+[[proxy]]
+prefix = "up"
+url = "{}"
+username = "puller"
+password = "secret"
+"#,
+            up.base()
+        ),
+    )
+    .await;
+    let resp = srv.get("/v2/up/team/app/manifests/v1").await;
+    assert_error(resp, 401, &["UNAUTHORIZED"]).await;
+    assert_eq!(
+        srv.storage()
+            .catalog(&Default::default())
+            .await
+            .unwrap()
+            .0
+            .len(),
+        0,
+        "an anonymous request filled the cache"
+    );
+    srv.authorize(&format!("Basic {}", base64(b"dev:devpass")));
+    let resp = srv.get("/v2/up/team/app/manifests/v1").await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        header(&resp, "docker-content-digest"),
+        Some(image.digest.clone())
+    );
+    let resp = srv
+        .put_manifest("up/team/app", "v2", OCI_MANIFEST, &image.manifest)
+        .await;
+    assert_error(resp, 403, &["DENIED"]).await;
+    srv.stop().await;
+}
+
+/// An upstream that stalls past the timeout: the streaming client's
+/// response is cut short (never completed with missing bytes), nothing is
+/// stored, and a later pull fetches again and succeeds.
+#[tokio::test]
+async fn a_stalled_upstream_times_out_and_is_fetched_again() {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(2 << 20, 11);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = TestServer::start_with_config(
+        Backend::Filesystem,
+        &format!(
+            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntimeout = \"1s\"\n",
+            fake.url()
+        ),
+    )
+    .await;
+    let path = format!("/v2/fake/slow/blobs/{digest}");
+    let _never = fake.stall();
+    let resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let read = resp.bytes().await;
+    assert!(
+        read.as_ref().map_or(true, |b| b.len() < blob.len()),
+        "a stalled fetch completed"
+    );
+    let stored = srv.storage().blob_stored(&digest.parse().unwrap()).await;
+    assert!(!stored.unwrap());
+    // Upstream recovers: the next pull fetches again.
+    fake.unstall();
+    let (status, body) = get_bytes(&srv, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == blob);
+    assert_eq!(fake.blob_gets(), 2);
+    srv.stop().await;
+}
+
+/// A client that goes away mid-blob does not stop the fetch: the blob is
+/// cached, and the next pull is served without going upstream.
+#[tokio::test]
+async fn a_client_leaving_does_not_stop_the_fetch() {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(8 << 20, 12);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = fake_cache(Backend::Filesystem, &fake).await;
+    let path = format!("/v2/fake/left/blobs/{digest}");
+    let release = fake.stall();
+    let mut resp = srv.get(&path).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let first = resp.chunk().await.unwrap().expect("some bytes");
+    assert!(!first.is_empty());
+    drop(resp);
+    release.notify_one();
+    assert!(eventually_stored(&srv, &digest).await, "the fetch stopped");
+    fake.unstall();
+    let (status, body) = get_bytes(&srv, &path).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == blob);
+    assert_eq!(fake.blob_gets(), 1);
+    srv.stop().await;
+}

@@ -158,7 +158,9 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         "[server]\nlisten = \"0.0.0.0:5000\"\n\
          [storage]\nurl = \"s3://bucket/prefix\"\n\
          [storage.options]\naws_region = \"eu-west-1\"\naws_secret_access_key = \"VERY-SECRET\"\n\
-         [limits]\nmax_requests = 10\n",
+         [limits]\nmax_requests = 10\n\
+         [[proxy]]\nprefix = \"hub\"\nurl = \"https://registry-1.docker.io\"\n\
+         username = \"me\"\npassword = \"HUB-SECRET\"\n",
     );
     let out = oci_registry(&["config", "check"], |cmd| {
         cmd.arg(&file)
@@ -185,13 +187,19 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
         Some("eu-west-1")
     );
     assert!(
-        !stdout.contains("VERY-SECRET") && !stdout.contains("ALSO-SECRET"),
+        !stdout.contains("VERY-SECRET")
+            && !stdout.contains("ALSO-SECRET")
+            && !stdout.contains("HUB-SECRET"),
         "{stdout}"
     );
     assert_eq!(
         effective["storage"]["options"]["aws_session_token"].as_str(),
         Some("<redacted>")
     );
+    let proxy = &effective["proxy"][0];
+    assert_eq!(proxy["prefix"].as_str(), Some("hub"));
+    assert_eq!(proxy["password"].as_str(), Some("<redacted>"));
+    assert_eq!(proxy["tag_ttl"].as_str(), Some("5m"));
 }
 
 #[test]
@@ -223,6 +231,33 @@ fn config_check_names_the_key_and_line_at_fault() {
             "[server.tls]\ncert = \"/nonexistent/tls.crt\"\nkey = \"/nonexistent/tls.key\"\n",
             &["server.tls.cert", "/nonexistent/tls.crt"],
         ),
+        (
+            "[[proxy]]\nprefix = \"Hub\"\nurl = \"https://example.com\"\n",
+            &["proxy", "\"Hub\"", "not a repository name"],
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nurl = \"ftp://example.com\"\n",
+            &["proxy", "http or https"],
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nurl = \"https://a.example\"\n\
+             [[proxy]]\nprefix = \"a\"\nurl = \"https://b.example\"\n",
+            &["proxy", "twice"],
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nurl = \"https://a.example\"\nusername = \"u\"\n",
+            &["proxy[0].password", "needs a password"],
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nurl = \"https://a.example\"\nusername = \"u\"\n\
+             password_file = \"/nonexistent/pw\"\n",
+            &["proxy[0].password_file", "/nonexistent/pw"],
+        ),
+        (
+            "[[proxy]]\nprefix = \"a\"\nurl = \"https://a.example\"\ntag_tll = \"1m\"\n",
+            &["line 4", "tag_tll"],
+        ),
+        ("[[proxy]]\nprefix = \"a\"\n", &["url"]),
     ];
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let file = write(dir.path(), &format!("bad-{i}.toml"), contents);
