@@ -31,6 +31,8 @@ struct Shared {
     blobs: Mutex<HashMap<String, Bytes>>,
     /// Blob GETs answered (HEADs not counted).
     blob_gets: AtomicUsize,
+    /// Requests received.
+    requests: AtomicUsize,
     /// Send other bytes than asked (same length).
     lie: AtomicBool,
     /// Answer everything 429.
@@ -74,6 +76,11 @@ impl FakeUpstream {
         let entry = (media_type.to_owned(), Bytes::copy_from_slice(bytes));
         manifests.insert(format!("{name}/{reference}"), entry.clone());
         manifests.insert(format!("{name}/{digest}"), entry);
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
     }
 
     /// Blob GETs answered so far.
@@ -123,6 +130,7 @@ async fn answer(
     uri: Uri,
     _headers: HeaderMap,
 ) -> Response {
+    state.requests.fetch_add(1, Ordering::SeqCst);
     if state.throttle.load(Ordering::SeqCst) {
         return (
             StatusCode::TOO_MANY_REQUESTS,

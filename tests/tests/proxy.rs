@@ -536,21 +536,55 @@ async fn lying_upstream_s3() {
 }
 
 /// 429 from upstream with nothing cached: 429 with `Retry-After` to the
-/// client. Ranges and HEADs of cold blobs.
+/// client, and upstream is left alone until then; cached content is
+/// served meanwhile.
 #[tokio::test]
-async fn throttling_ranges_and_heads() {
+async fn throttling_is_passed_on_and_honoured() {
+    let fake = FakeUpstream::start().await;
+    let cached = random_blob(1 << 16, 8);
+    let cached_digest = sha256_digest(&cached);
+    fake.add_blob(&cached_digest, cached.clone());
+    let blob = random_blob(1 << 20, 9);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = fake_cache(Backend::Filesystem, &fake).await;
+    let (status, _) = get_bytes(&srv, &format!("/v2/fake/x/blobs/{cached_digest}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(eventually_stored(&srv, &cached_digest).await);
+
+    fake.throttle(true);
+    let path = format!("/v2/fake/x/blobs/{digest}");
+    let resp = srv.get(&path).await;
+    assert_eq!(header(&resp, "retry-after").as_deref(), Some("7"));
+    assert_error(resp, 429, &["TOOMANYREQUESTS"]).await;
+    fake.throttle(false);
+    let asked = fake.requests();
+    // Within the Retry-After: refused here, not asked upstream...
+    let resp = srv.get(&path).await;
+    let retry: u64 = header(&resp, "retry-after").unwrap().parse().unwrap();
+    assert!((1..=7).contains(&retry), "{retry}");
+    assert_error(resp, 429, &["TOOMANYREQUESTS"]).await;
+    assert_eq!(
+        fake.requests(),
+        asked,
+        "a throttled upstream was asked again"
+    );
+    // ... and what is cached is served.
+    let (status, body) = get_bytes(&srv, &format!("/v2/fake/x/blobs/{cached_digest}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == cached);
+    srv.stop().await;
+}
+
+/// Ranges and HEADs of cold blobs.
+#[tokio::test]
+async fn ranges_and_heads_of_cold_blobs() {
     let fake = FakeUpstream::start().await;
     let blob = random_blob(1 << 20, 9);
     let digest = sha256_digest(&blob);
     fake.add_blob(&digest, blob.clone());
     let srv = fake_cache(Backend::Filesystem, &fake).await;
     let path = format!("/v2/fake/x/blobs/{digest}");
-
-    fake.throttle(true);
-    let resp = srv.get(&path).await;
-    assert_eq!(header(&resp, "retry-after").as_deref(), Some("7"));
-    assert_error(resp, 429, &["TOOMANYREQUESTS"]).await;
-    fake.throttle(false);
 
     // A HEAD asks upstream for the length and fetches nothing.
     let resp = srv.head(&path).await;

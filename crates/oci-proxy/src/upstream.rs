@@ -37,6 +37,14 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(10);
 /// Tokens without `expires_in` live this long (token.md: 60 s).
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(60);
 
+/// How long requests stay away from an upstream that answered 429
+/// without `Retry-After`.
+const DEFAULT_QUIET: Duration = Duration::from_secs(10);
+
+/// The longest `Retry-After` honoured (a hostile or broken upstream must
+/// not silence a cache for days).
+const MAX_QUIET: Duration = Duration::from_secs(10 * 60);
+
 /// Cached tokens at most (scopes are per repository).
 const MAX_TOKENS: usize = 1024;
 
@@ -116,6 +124,8 @@ struct Inner {
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Tokens fetched from the realm so far.
     fetched: AtomicU64,
+    /// Until when upstream asked us to stop (its last 429).
+    quiet_until: Mutex<Option<Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -171,6 +181,7 @@ impl Upstream {
                 credentials,
                 tokens: Mutex::new(HashMap::new()),
                 fetched: AtomicU64::new(0),
+                quiet_until: Mutex::new(None),
             }),
         })
     }
@@ -324,6 +335,11 @@ impl Upstream {
         name: &RepositoryName,
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
+        if let Some(left) = self.quiet_for() {
+            return Err(ProxyError::TooManyRequests {
+                retry_after: Some(left.max(Duration::from_secs(1))),
+            });
+        }
         let url = self.url(path)?;
         let scope = format!("repository:{name}:pull");
         let cached = self.cached_token(&scope);
@@ -374,19 +390,39 @@ impl Upstream {
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
                 Err(ProxyError::Unauthorized(path.to_owned()))
             }
-            StatusCode::TOO_MANY_REQUESTS => Err(ProxyError::TooManyRequests {
-                retry_after: response
-                    .headers()
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .map(Duration::from_secs),
-            }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                let retry_after = retry_after(&response);
+                self.keep_quiet(retry_after.unwrap_or(DEFAULT_QUIET));
+                Err(ProxyError::TooManyRequests { retry_after })
+            }
             s => Err(ProxyError::Status {
                 status: s.as_u16(),
                 url: path.to_owned(),
             }),
         }
+    }
+
+    /// Honours a 429: no request goes upstream for `wait` (capped at
+    /// [`MAX_QUIET`]); callers get [`ProxyError::TooManyRequests`] at once
+    /// (and the cache serves what it holds).
+    fn keep_quiet(&self, wait: Duration) {
+        let until = Instant::now() + wait.min(MAX_QUIET);
+        let mut quiet = self
+            .inner
+            .quiet_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *quiet = Some(quiet.map_or(until, |q| q.max(until)));
+    }
+
+    /// How long upstream still asked us to wait, if it did.
+    fn quiet_for(&self) -> Option<Duration> {
+        let quiet = self
+            .inner
+            .quiet_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        quiet.and_then(|until| until.checked_duration_since(Instant::now()))
     }
 
     fn url(&self, path: &str) -> Result<Url> {
@@ -451,7 +487,9 @@ impl Upstream {
                 return Err(ProxyError::Unauthorized(realm.to_owned()));
             }
             StatusCode::TOO_MANY_REQUESTS => {
-                return Err(ProxyError::TooManyRequests { retry_after: None });
+                let retry_after = retry_after(&response);
+                self.keep_quiet(retry_after.unwrap_or(DEFAULT_QUIET));
+                return Err(ProxyError::TooManyRequests { retry_after });
             }
             s => {
                 return Err(ProxyError::Status {
@@ -487,6 +525,17 @@ impl Upstream {
         tokens.insert(scope.to_owned(), (token.clone(), until));
         Ok(token)
     }
+}
+
+/// A 429's `Retry-After`, in seconds (the HTTP-date form is not used by
+/// registries).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 fn unreachable(url: &str, e: &reqwest::Error) -> ProxyError {

@@ -197,13 +197,24 @@ async fn hostile_upstreams_are_caught() {
         matches!(&err, ProxyError::DigestMismatch { expected, .. } if *expected == asked.to_string()),
         "{err:?}"
     );
-    // Rate limits carry their Retry-After.
-    let err = up
+    // Rate limits carry their Retry-After, and are honoured: until it
+    // passes, nothing more is asked of that upstream (a request that
+    // went would get the mismatching bytes above, not a 429).
+    let limited = Upstream::new(&UpstreamOptions::new(hostile().await)).unwrap();
+    let err = limited
         .manifest(&repo("limited/app"), &tag("v1"), false)
         .await
         .unwrap_err();
     assert!(
         matches!(err, ProxyError::TooManyRequests { retry_after: Some(d) } if d.as_secs() == 7),
+        "{err:?}"
+    );
+    let err = limited
+        .manifest(&repo("any/app"), &Reference::Digest(asked.clone()), true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProxyError::TooManyRequests { retry_after: Some(d) } if (1..=7).contains(&d.as_secs())),
         "{err:?}"
     );
     // Manifests past the limit are refused without being held whole.
