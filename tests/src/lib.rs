@@ -231,13 +231,12 @@ impl TestServer {
     /// A server on fresh storage of `backend` serving the parts of a
     /// configuration file (TOML) that `oci-registry serve` builds into the
     /// API: `[auth]`, `[access]` and `[[proxy]]`, plus the storage
-    /// engine's `[[immutable]]` and `[[retention]]` rules.
+    /// engine's options (`[storage]`, the storage limits of `[limits]`,
+    /// `[[immutable]]`, `[[retention]]`).
     pub async fn start_with_config(backend: Backend, text: &str) -> TestServer {
         let config: oci_registry_bin::config::Config =
             toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
-        let mut options = oci_storage::StorageOptions::default();
-        options.immutable = config.immutable.clone();
-        options.retention = config.retention.clone();
+        let options = config.storage_options();
         let setup = Setup {
             proxy: config.proxy.clone(),
             config: Some(config),

@@ -736,3 +736,39 @@ async fn a_client_leaving_does_not_stop_the_fetch() {
     assert_eq!(fake.blob_gets(), 1);
     srv.stop().await;
 }
+
+/// When storage refuses the upload (here: no upload sessions allowed),
+/// clients are still served verified bytes (the spool is hashed instead),
+/// nothing is cached, and a lying upstream is still caught.
+#[tokio::test]
+async fn storage_refusing_the_copy_still_serves_verified_bytes() {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(1 << 20, 13);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let srv = TestServer::start_with_config(
+        Backend::Filesystem,
+        &format!(
+            "[limits]\nmax_uploads = 0\n[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\n",
+            fake.url()
+        ),
+    )
+    .await;
+    let (status, body) = get_bytes(&srv, &format!("/v2/fake/x/blobs/{digest}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body == blob);
+    let stored = srv.storage().blob_stored(&digest.parse().unwrap()).await;
+    assert!(!stored.unwrap());
+
+    let other = random_blob(1 << 20, 14);
+    let other_digest = sha256_digest(&other);
+    fake.add_blob(&other_digest, other.clone());
+    fake.lie(true);
+    let resp = srv.get(&format!("/v2/fake/x/blobs/{other_digest}")).await;
+    let read = resp.bytes().await;
+    assert!(
+        read.as_ref().map_or(true, |b| b.len() < other.len()),
+        "a client got the whole of a blob with wrong bytes"
+    );
+    srv.stop().await;
+}

@@ -4,17 +4,19 @@
 //! A fetch is a task of its own: it streams the blob from upstream into a
 //! spool (an unlinked temporary file, so a crash leaves nothing behind)
 //! and, at the same time, into storage as a monolithic upload
-//! ([`Storage::blob_put`]), hashing the bytes as they pass. Requests
+//! ([`Storage::blob_put`]), which hashes the bytes as they pass and
+//! publishes only a blob that matches its digest. Requests
 //! subscribe to its progress and read the spool up to what has arrived,
 //! so the first byte reaches a client as soon as upstream sends it, and a
 //! client that goes away does not stop the fetch (the next pull finds the
 //! blob cached).
 //!
 //! Subscribers are never given the blob's last byte before the whole was
-//! verified against the digest (and the announced length). When the bytes
-//! are wrong, the upload into storage is aborted (it would refuse the
-//! digest anyway), nothing is published, and every subscriber's stream
-//! ends with an error: the HTTP response is cut short and the client
+//! verified against the digest (by storage's upload; by hashing the spool
+//! when storage failed otherwise) and the announced length. When the
+//! bytes are wrong, nothing is published (a length past the announced one
+//! aborts the upload at once), and every subscriber's stream ends with an
+//! error: the HTTP response is cut short and the client
 //! fails loudly instead of accepting a truncated or altered blob. A fetch
 //! that found wrong bytes stays known for [`POISONED_FOR`], so requests in
 //! that time get an error at once instead of another stream of bad bytes.
@@ -34,7 +36,7 @@ use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
-use oci_storage::Storage;
+use oci_storage::{Storage, StorageError};
 use oci_types::{Digest, DigestHasher, RepositoryName};
 use tokio::sync::watch;
 
@@ -166,18 +168,7 @@ async fn run(
 ) {
     let _counted = telemetry::InProgress::start();
     match transfer(&job, &digest, &tx, spool).await {
-        Ok(stored) => {
-            tx.send_modify(|p| p.state = State::Verified);
-            match stored.await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, blob = %digest, repository = %job.local, "caching a fetched blob failed; it is fetched again next time");
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, blob = %digest, "caching a fetched blob failed")
-                }
-            }
-        }
+        Ok(()) => tx.send_modify(|p| p.state = State::Verified),
         Err(e) => {
             let poisoned = matches!(
                 e,
@@ -199,14 +190,17 @@ async fn run(
 
 type Stored = tokio::task::JoinHandle<oci_storage::Result<oci_storage::BlobMeta>>;
 
-/// Streams the blob from upstream into the spool and into storage;
-/// returns the storage upload once every byte arrived and was verified.
+/// Streams the blob from upstream into the spool and into storage, and
+/// verifies it: storage's upload hashes every byte and publishes only a
+/// blob that matches, so its verdict is the fetch's (one hash per byte,
+/// not two). Only when storage failed for another reason is the spool
+/// hashed instead, so clients still get verified bytes.
 async fn transfer(
     job: &Job,
     digest: &Digest,
     tx: &watch::Sender<Progress>,
     spool: Arc<std::fs::File>,
-) -> Result<Stored> {
+) -> Result<()> {
     let blob = job.upstream.blob(&job.remote, digest).await?;
     tx.send_modify(|p| p.size = Some(blob.size));
     let (mut feed, body) = mpsc::channel::<io::Result<Bytes>>(FEED_DEPTH);
@@ -215,7 +209,6 @@ async fn transfer(
         tokio::spawn(async move { storage.blob_put(&local, &digest, body.boxed()).await })
     };
     let copied = async {
-        let mut hasher = DigestHasher::new(digest.algorithm());
         let mut written = 0u64;
         let mut feeding = true;
         let mut batches = blob.stream.ready_chunks(64);
@@ -231,9 +224,6 @@ async fn transfer(
                     actual: written + len,
                 });
             }
-            for chunk in &batch {
-                hasher.update(chunk);
-            }
             write_at(&spool, batch.clone(), written).await?;
             written += len;
             telemetry::fetched(len);
@@ -245,30 +235,18 @@ async fn transfer(
                 }
             }
         }
-        if let Some(expected) = blob.size
-            && written != expected
-        {
-            return Err(ProxyError::SizeMismatch {
+        match blob.size {
+            Some(expected) if written != expected => Err(ProxyError::SizeMismatch {
                 digest: digest.to_string(),
                 expected,
                 actual: written,
-            });
+            }),
+            _ => Ok(written),
         }
-        let actual = hasher.finalize();
-        if &actual != digest {
-            return Err(ProxyError::DigestMismatch {
-                expected: digest.to_string(),
-                actual: actual.to_string(),
-            });
-        }
-        Ok(())
     }
     .await;
-    match copied {
-        Ok(()) => {
-            drop(feed);
-            Ok(stored)
-        }
+    let written = match copied {
+        Ok(written) => written,
         Err(e) => {
             // The upload must not complete: end its body with an error.
             let _ = feed
@@ -276,8 +254,50 @@ async fn transfer(
                 .await;
             drop(feed);
             let _ = stored.await;
-            Err(e)
+            return Err(e);
         }
+    };
+    drop(feed);
+    let failed = match stored.await {
+        Ok(Ok(_)) => return Ok(()),
+        Ok(Err(StorageError::DigestMismatch { expected, actual })) => {
+            return Err(ProxyError::DigestMismatch {
+                expected: expected.to_string(),
+                actual: actual.to_string(),
+            });
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(error = %failed, blob = %digest, repository = %job.local, "caching a fetched blob failed; it is fetched again next time");
+    verify_spool(&spool, digest, written).await
+}
+
+/// Hashes the first `len` bytes of the spool against `digest`.
+async fn verify_spool(spool: &Arc<std::fs::File>, digest: &Digest, len: u64) -> Result<()> {
+    let (spool, expected) = (Arc::clone(spool), digest.clone());
+    let actual = tokio::task::spawn_blocking(move || {
+        let mut hasher = DigestHasher::new(expected.algorithm());
+        let mut buf = vec![0; READ_CHUNK as usize];
+        let mut at = 0;
+        while at < len {
+            let n = (len - at).min(READ_CHUNK) as usize;
+            spool.read_exact_at(&mut buf[..n], at)?;
+            hasher.update(&buf[..n]);
+            at += n as u64;
+        }
+        Ok::<_, io::Error>(hasher.finalize())
+    })
+    .await
+    .map_err(|e| ProxyError::Spool(e.to_string()))?
+    .map_err(|e| ProxyError::Spool(e.to_string()))?;
+    if &actual == digest {
+        Ok(())
+    } else {
+        Err(ProxyError::DigestMismatch {
+            expected: digest.to_string(),
+            actual: actual.to_string(),
+        })
     }
 }
 

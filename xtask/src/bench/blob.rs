@@ -246,6 +246,27 @@ pub async fn pull(
     blob: &Blob,
     range: Option<u64>,
 ) -> Result<Duration, Error> {
+    pull_timed(target, repo, blob, range).await.map(|p| p.took)
+}
+
+/// The times of one [`pull_timed`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pulled {
+    /// From starting curl to its exit.
+    pub took: Duration,
+    /// From starting curl to the first byte of the first response (curl's
+    /// `time_starttransfer`: the connection, the request and the server's
+    /// wait for its answer).
+    pub first_byte: Duration,
+}
+
+/// [`pull`], also giving the time to the first byte.
+pub async fn pull_timed(
+    target: &Target,
+    repo: &str,
+    blob: &Blob,
+    range: Option<u64>,
+) -> Result<Pulled, Error> {
     let url = format!("{}/v2/{repo}/blobs/{}", target.base, blob.digest);
     let len = blob.len();
     let ranges: Vec<Option<(u64, u64)>> = match range {
@@ -264,7 +285,7 @@ pub async fn pull(
             "-o",
             "/dev/null",
             "-w",
-            "%{http_code} %{size_download}\\n",
+            "%{http_code} %{size_download} %{time_starttransfer}\\n",
         ]);
         if let Some((start, end)) = r {
             cmd.args(["-r", &format!("{start}-{}", end - 1)]);
@@ -282,19 +303,30 @@ pub async fn pull(
     if !output.status.success() || lines.len() != ranges.len() {
         return Err(format!("curl GET {url}: {} {report}", output.status).into());
     }
+    let mut first_byte = None;
     for (line, r) in lines.iter().zip(&ranges) {
         let (status, expected) = match r {
             None => ("200", len),
             Some((start, end)) => ("206", end - start),
         };
-        if *line != format!("{status} {expected}") {
+        let (counts, starttransfer) = line.rsplit_once(' ').unwrap_or((line, ""));
+        if counts != format!("{status} {expected}") {
             return Err(format!(
                 "curl GET {url} {r:?}: got {line:?}, expected {status} {expected}"
             )
             .into());
         }
+        if first_byte.is_none() {
+            let seconds: f64 = starttransfer
+                .parse()
+                .map_err(|e| format!("curl GET {url}: time_starttransfer {line:?}: {e}"))?;
+            first_byte = Some(Duration::from_secs_f64(seconds));
+        }
     }
-    Ok(elapsed)
+    Ok(Pulled {
+        took: elapsed,
+        first_byte: first_byte.unwrap_or_default(),
+    })
 }
 
 /// Pulls the whole blob through this process's client and checks it

@@ -17,13 +17,21 @@
 //!   manifest bomb, small GETs on one keep-alive connection ([`mod@hostile`]);
 //! - garbage collection of stores of `--gc-blobs` blobs, half of them
 //!   unreferenced, by `oci-registry gc` next to the running server ([`gc`];
-//!   ours only, not in the default set).
+//!   ours only, not in the default set);
+//! - the pull-through cache: a second instance of the release binary with
+//!   ours as the upstream of its `[[proxy]]` prefix `up`; a fresh
+//!   `--size-mib` blob each round pulled cold through it (MB/s, time to
+//!   the first byte, server CPU) against a direct pull from ours, then
+//!   warm against the same bytes in a local repository of the cache (MB/s,
+//!   server CPU), and the cache's peak RSS ([`proxy`]; the peer column of
+//!   its rows is the direct or local pull; not in the default set).
 
 mod auth;
 mod blob;
 mod gc;
 mod hostile;
 mod load;
+mod proxy;
 mod report;
 mod seed;
 mod target;
@@ -112,7 +120,10 @@ pub struct Args {
     /// workload only.
     #[arg(long, value_enum)]
     auth: Option<AuthMode>,
-    /// Workloads to run (default: all).
+    /// Workloads to run: startup, blobs, requests, lists, hostile (the
+    /// default), gc (`oci-registry gc`, ours only) and proxy (a
+    /// pull-through cache with ours as its upstream: cold, warm and local
+    /// pulls through it against direct pulls from ours).
     #[arg(
         long,
         value_delimiter = ',',
@@ -167,6 +178,11 @@ enum Workload {
     Hostile,
     /// `oci-registry gc` over `--gc-blobs` blobs (ours only).
     Gc,
+    /// A pull-through cache (a second instance, started by the bench) with
+    /// ours as its upstream: `--size-mib` blobs pulled cold through it
+    /// against directly from ours, and warm through it against from a
+    /// local repository of it; its peak RSS.
+    Proxy,
 }
 
 /// Size of each ranged GET of the pull-by-range workload.
@@ -464,6 +480,19 @@ pub async fn run(args: Args) -> Result<(), Error> {
         .await?;
     }
 
+    if runs(Workload::Proxy) {
+        proxy::run(
+            &client,
+            &binary,
+            dir.path(),
+            &registries.ours,
+            &mut samples,
+            rounds,
+            args.size_mib.max(2) << 20,
+        )
+        .await?;
+    }
+
     if runs(Workload::Gc) {
         let collector = gc::Collector {
             binary: &binary,
@@ -487,13 +516,20 @@ pub async fn run(args: Args) -> Result<(), Error> {
         data_dir: dir.path().display().to_string(),
         blob_mib: args.size_mib.max(2),
         rounds,
-        peer: peer_label,
+        peer: match (peer_label, runs(Workload::Proxy)) {
+            (Some(label), true) => Some(format!("{label}; {}", proxy::PEER_NOTE)),
+            (None, true) => Some(format!("none; {}", proxy::PEER_NOTE)),
+            (label, false) => label,
+        },
         load_generator,
         loadgen_cores,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         rows: samples.into_rows(),
     };
     println!("\n{}", report.table());
+    if runs(Workload::Proxy) {
+        println!("{}", proxy::PEER_NOTE);
+    }
     if let Some(cores) = report.loadgen_cores {
         println!(
             "load generator: {} used at most {cores:.2} of {} cores in a request-rate run",

@@ -97,6 +97,16 @@ impl Target {
         })
     }
 
+    /// The same registry under another label (its figures go in that
+    /// column), not managed: for workloads that compare two ways of using
+    /// one registry.
+    pub fn view(&self, label: &'static str) -> Self {
+        Self {
+            authorization: self.authorization.clone(),
+            ..Self::remote(label, self.base.clone(), self.pid)
+        }
+    }
+
     /// `request` with this registry's `Authorization` header, if it has
     /// one.
     pub fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
