@@ -167,21 +167,6 @@ async fn cold_warm_and_upstream_down(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn cold_warm_and_upstream_down_memory() {
-    cold_warm_and_upstream_down(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn cold_warm_and_upstream_down_filesystem() {
-    cold_warm_and_upstream_down(Backend::Filesystem).await;
-}
-
-#[tokio::test]
-async fn cold_warm_and_upstream_down_s3() {
-    cold_warm_and_upstream_down(Backend::S3).await;
-}
-
 /// A multi-arch index: the index by tag, then each child and its blobs by
 /// digest, fetched on demand.
 #[tokio::test]
@@ -473,21 +458,6 @@ async fn one_fetch_streamed_to_all(backend: Backend) {
     srv.stop().await;
 }
 
-#[tokio::test]
-async fn one_fetch_streamed_to_all_filesystem() {
-    one_fetch_streamed_to_all(Backend::Filesystem).await;
-}
-
-#[tokio::test]
-async fn one_fetch_streamed_to_all_s3() {
-    one_fetch_streamed_to_all(Backend::S3).await;
-}
-
-#[tokio::test]
-async fn one_fetch_streamed_to_all_memory() {
-    one_fetch_streamed_to_all(Backend::Memory).await;
-}
-
 /// A lying upstream: the client streaming its bytes is cut off before the
 /// end, a later client gets an error, and nothing is stored.
 async fn lying_upstream(backend: Backend) {
@@ -518,21 +488,6 @@ async fn lying_upstream(backend: Backend) {
     let resp = srv.head(&path).await;
     assert_ne!(resp.status(), StatusCode::OK);
     srv.stop().await;
-}
-
-#[tokio::test]
-async fn lying_upstream_memory() {
-    lying_upstream(Backend::Memory).await;
-}
-
-#[tokio::test]
-async fn lying_upstream_filesystem() {
-    lying_upstream(Backend::Filesystem).await;
-}
-
-#[tokio::test]
-async fn lying_upstream_s3() {
-    lying_upstream(Backend::S3).await;
 }
 
 /// 429 from upstream with nothing cached: 429 with `Retry-After` to the
@@ -772,3 +727,9 @@ async fn storage_refusing_the_copy_still_serves_verified_bytes() {
     );
     srv.stop().await;
 }
+
+backend_tests!(
+    cold_warm_and_upstream_down,
+    one_fetch_streamed_to_all,
+    lying_upstream
+);

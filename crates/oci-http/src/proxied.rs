@@ -8,13 +8,11 @@
 //! when upstream cannot answer.
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::response::IntoResponse;
 use oci_proxy::{CacheResult, ProxyError, PullThrough, Routed};
 use oci_storage::{Storage, StorageError};
-use oci_types::{Digest, ErrorCode, Reference, media_type};
+use oci_types::{Digest, ErrorCode, Reference};
 
 use crate::error::ApiError;
-use crate::headers::OCI_FILTERS_APPLIED;
 use crate::params::Params;
 use crate::{ApiResult, Endpoint, blobs, listing, manifests, referrers};
 
@@ -112,22 +110,7 @@ async fn referrers(request: &Request<'_>, digest: &Digest) -> ApiResult {
         )
         .await;
     };
-    let mut response = (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(media_type::OCI_INDEX),
-        )],
-        body,
-    )
-        .into_response();
-    if filtered {
-        response.headers_mut().insert(
-            OCI_FILTERS_APPLIED,
-            HeaderValue::from_static("artifactType"),
-        );
-    }
-    Ok(response)
+    Ok(referrers::index(body, filtered))
 }
 
 /// The answer to a failure of the cache: `not_found` (the manifest or

@@ -1,7 +1,7 @@
 //! The referrers API (distribution-spec "Listing Referrers").
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use oci_storage::Storage;
 use oci_types::{Digest, RepositoryName, media_type};
 use serde_json::json;
@@ -65,23 +65,30 @@ pub async fn list(
         )
         .with_status(StatusCode::INTERNAL_SERVER_ERROR)
     })?;
+    let mut response = index(body, artifact_type.is_some());
+    if let Some(link) = link {
+        response.headers_mut().insert(header::LINK, value(link)?);
+    }
+    Ok(response)
+}
+
+/// A 200 with the referrers index `body`, saying whether the
+/// `artifactType` filter was applied.
+pub(crate) fn index(body: impl Into<axum::body::Body>, filtered: bool) -> Response {
     let mut response = (
         StatusCode::OK,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static(media_type::OCI_INDEX),
         )],
-        body,
+        body.into(),
     )
         .into_response();
-    if artifact_type.is_some() {
+    if filtered {
         response.headers_mut().insert(
             OCI_FILTERS_APPLIED,
             HeaderValue::from_static("artifactType"),
         );
     }
-    if let Some(link) = link {
-        response.headers_mut().insert(header::LINK, value(link)?);
-    }
-    Ok(response)
+    response
 }
