@@ -300,6 +300,27 @@ impl TestServer {
         }
     }
 
+    /// A server on the storage at `url` (with `backend` options, e.g. a
+    /// shared S3 server's, kept alive by the caller) serving a
+    /// configuration text as [`TestServer::start_with_config`] does: a
+    /// replica next to another one on the same store.
+    pub async fn start_at_with_config(
+        url: &str,
+        backend: &[(String, String)],
+        text: &str,
+    ) -> TestServer {
+        let config: oci_registry_bin::config::Config =
+            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut options = config.storage_options();
+        options.backend.extend(backend.iter().cloned());
+        let setup = Setup {
+            proxy: config.proxy.clone(),
+            config: Some(config),
+            ..Setup::default()
+        };
+        Self::start_at_configured(url, options, setup).await
+    }
+
     /// Starts a server on the storage at `url` (`memory://`,
     /// `file:///abs/path` or a plain path), e.g. to reopen a directory a
     /// previous server wrote to. The caller keeps any directory alive.

@@ -728,6 +728,49 @@ async fn storage_refusing_the_copy_still_serves_verified_bytes() {
     srv.stop().await;
 }
 
+/// Two replicas on one S3 store, four concurrent cold pulls of one blob
+/// on each: at most one upstream fetch per replica, every client gets the
+/// right bytes, and later pulls on either replica are served from the
+/// shared cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_fetch_at_most_once_each() {
+    let fake = FakeUpstream::start().await;
+    let blob = random_blob(8 << 20, 15);
+    let digest = sha256_digest(&blob);
+    fake.add_blob(&digest, blob.clone());
+    let s3 = oci_test_s3::S3Server::start().await.unwrap();
+    let url = s3.url("registry");
+    let config = format!("[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\n", fake.url());
+    let a = TestServer::start_at_with_config(&url, &s3.options(), &config).await;
+    let b = TestServer::start_at_with_config(&url, &s3.options(), &config).await;
+    let path = format!("/v2/fake/shared/blobs/{digest}");
+    let pulls: Vec<_> = (0..8)
+        .map(|i| {
+            let srv = if i % 2 == 0 { &a } else { &b };
+            let (http, url) = (srv.http().clone(), srv.url(&path));
+            tokio::spawn(async move {
+                let resp = http.get(url).send().await.unwrap();
+                assert_eq!(resp.status(), StatusCode::OK);
+                resp.bytes().await.unwrap().to_vec()
+            })
+        })
+        .collect();
+    for pull in pulls {
+        assert!(pull.await.unwrap() == blob, "a client's bytes differ");
+    }
+    let fetched = fake.blob_gets();
+    assert!((1..=2).contains(&fetched), "{fetched} upstream fetches");
+    assert!(eventually_stored(&a, &digest).await);
+    for srv in [&a, &b] {
+        let (status, body) = get_bytes(srv, &path).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body == blob);
+    }
+    assert_eq!(fake.blob_gets(), fetched, "a cached blob was fetched again");
+    a.stop().await;
+    b.stop().await;
+}
+
 backend_tests!(
     cold_warm_and_upstream_down,
     one_fetch_streamed_to_all,
