@@ -190,6 +190,15 @@ async fn multi_arch_index_and_children() {
     assert_eq!(header(&resp, "content-type").as_deref(), Some(OCI_INDEX));
     assert_eq!(header(&resp, "docker-content-digest"), Some(index_digest));
     assert_eq!(resp.bytes().await.unwrap().to_vec(), index);
+    // A cached index whose children are not fetched yet is not a broken
+    // image to fsck: they are fetched when asked for (pushed manifests
+    // missing references are reported, see the fsck tests).
+    let report = srv
+        .storage()
+        .fsck(&oci_storage::FsckOptions::default())
+        .await
+        .unwrap();
+    assert!(report.findings.is_empty(), "{:?}", report.findings);
     for child in [&amd, &arm] {
         let (status, body) = get_bytes(
             &srv,

@@ -3,7 +3,9 @@
 //!
 //! Found, per repository:
 //! - manifests whose config, layers or child manifests are gone (broken
-//!   images: reported, never "repaired" by deleting the manifest);
+//!   images: reported, never "repaired" by deleting the manifest), except
+//!   a pull-through cache's copies, whose references are fetched when
+//!   asked for;
 //! - manifest links whose manifest bytes are gone (dangling);
 //! - blob links whose blob bytes are gone (dangling);
 //! - tags naming a manifest the repository does not hold, or whose bytes
@@ -183,7 +185,13 @@ impl Storage {
                     continue;
                 }
                 Contents::Unreadable => continue,
-                Contents::References(refs) => refs,
+                Contents::References { refs, fetched } => {
+                    referenced.extend(refs.iter().cloned());
+                    if *fetched {
+                        continue;
+                    }
+                    refs
+                }
             };
             for missing in refs.iter().filter(|r| !stored.contains(*r)) {
                 report.findings.push(Finding::MissingReference {
@@ -192,7 +200,6 @@ impl Storage {
                     missing: missing.clone(),
                 });
             }
-            referenced.extend(refs.iter().cloned());
         }
         for tag in self.all_tags(name).await? {
             if let Some(digest) = self.read_tag(name, &tag).await?

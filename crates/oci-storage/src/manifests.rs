@@ -17,10 +17,16 @@ const CHECK_CONCURRENCY: usize = 16;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct ManifestLink {
-    media_type: String,
+    pub(crate) media_type: String,
     size: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     subject: Option<Digest>,
+    /// A cached copy of another registry's manifest
+    /// ([`Storage::manifest_cache`]): its references are fetched when
+    /// asked for, so missing ones are expected (`fsck` does not report
+    /// them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) fetched: bool,
 }
 
 /// Whether a stored manifest's references must already be stored.
@@ -130,6 +136,7 @@ impl Storage {
             media_type: meta.media_type.clone(),
             size: meta.size,
             subject: meta.subject.clone(),
+            fetched: references == References::Fetched,
         };
         self.write_small(&layout::blob_data(&digest), body).await?;
         let link = serde_json::to_vec(&link).map_err(std::io::Error::other)?;
@@ -269,27 +276,35 @@ impl Storage {
         }
     }
 
-    /// The link record of a manifest, if `name` holds it.
+    /// The metadata of a manifest, if `name` holds it.
     pub(crate) async fn manifest_meta(
         &self,
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ManifestMeta>> {
-        let path = layout::manifest_link(name, digest);
-        let Some(bytes) = self.read_small(&path).await? else {
-            return Ok(None);
-        };
-        let link: ManifestLink =
-            serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
-                path: path.to_string(),
-                reason: e.to_string(),
-            })?;
-        Ok(Some(ManifestMeta {
+        Ok(self.manifest_link(name, digest).await?.map(|link| ManifestMeta {
             digest: digest.clone(),
             media_type: link.media_type,
             size: link.size,
             subject: link.subject,
         }))
+    }
+
+    /// The link record of a manifest, if `name` holds it.
+    pub(crate) async fn manifest_link(
+        &self,
+        name: &RepositoryName,
+        digest: &Digest,
+    ) -> Result<Option<ManifestLink>> {
+        let path = layout::manifest_link(name, digest);
+        let Some(bytes) = self.read_small(&path).await? else {
+            return Ok(None);
+        };
+        let link = serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(Some(link))
     }
 
     /// `err`, or [`StorageError::NameUnknown`] when the whole repository is

@@ -134,7 +134,7 @@ impl Storage {
         let held = self.held_manifests(name).await?;
         let mut digests = HashSet::new();
         for (digest, contents) in &held {
-            if let Contents::References(refs) = contents {
+            if let Contents::References { refs, .. } = contents {
                 digests.extend(refs.iter().cloned());
             }
             digests.insert(digest.clone());
@@ -153,20 +153,20 @@ impl Storage {
             .await?;
         let mut held = Vec::with_capacity(links.len());
         for digest in links {
-            let media_type = self
-                .manifest_meta(name, &digest)
-                .await?
-                .map(|m| m.media_type);
+            let link = self.manifest_link(name, &digest).await?;
+            let media_type = link.as_ref().map(|l| l.media_type.as_str());
+            let fetched = link.as_ref().is_some_and(|l| l.fetched);
             let contents = match self.read_small(&layout::blob_data(&digest)).await? {
                 None => Contents::Missing,
-                Some(body) => match ParsedManifest::parse(&body, media_type.as_deref()) {
-                    Ok(parsed) => Contents::References(
-                        parsed
+                Some(body) => match ParsedManifest::parse(&body, media_type) {
+                    Ok(parsed) => Contents::References {
+                        refs: parsed
                             .required_blobs()
                             .chain(parsed.required_manifests())
                             .cloned()
                             .collect(),
-                    ),
+                        fetched,
+                    },
                     Err(_) => Contents::Unreadable,
                 },
             };
@@ -194,5 +194,11 @@ pub(crate) enum Contents {
     /// Its bytes do not parse as the manifest it was pushed as.
     Unreadable,
     /// The blobs and child manifests it refers to.
-    References(Vec<Digest>),
+    References {
+        /// Their digests.
+        refs: Vec<Digest>,
+        /// A cached copy of another registry's manifest, whose references
+        /// are fetched when asked for.
+        fetched: bool,
+    },
 }
