@@ -282,12 +282,15 @@ impl Storage {
         name: &RepositoryName,
         digest: &Digest,
     ) -> Result<Option<ManifestMeta>> {
-        Ok(self.manifest_link(name, digest).await?.map(|link| ManifestMeta {
-            digest: digest.clone(),
-            media_type: link.media_type,
-            size: link.size,
-            subject: link.subject,
-        }))
+        Ok(self
+            .manifest_link(name, digest)
+            .await?
+            .map(|link| ManifestMeta {
+                digest: digest.clone(),
+                media_type: link.media_type,
+                size: link.size,
+                subject: link.subject,
+            }))
     }
 
     /// The link record of a manifest, if `name` holds it.
