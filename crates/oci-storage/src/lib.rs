@@ -20,7 +20,9 @@
 //!                                                 (layers, configs and manifests alike)
 //! repositories/<name>/_layers/<alg>/<hex>         link: <name> holds this blob (text: digest)
 //! repositories/<name>/_manifests/<alg>/<hex>      link: <name> holds this manifest
-//!                                                 (JSON: mediaType, size, subject)
+//!                                                 (JSON: mediaType, size, subject;
+//!                                                 fetched: true for a pull-through
+//!                                                 cache's copy)
 //! repositories/<name>/_tags/<tag>                 text: the digest the tag points to
 //!                                                 (S3, memory: empty once deleted by
 //!                                                 digest, a tombstone; see `tags`)
@@ -29,7 +31,9 @@
 //!                                                 tag; may be stale, never missing).
 //!                                                 Text: the digest, then on a second
 //!                                                 line when that push happened (Unix
-//!                                                 ms; entries written before lack it)
+//!                                                 ms; entries written before lack it;
+//!                                                 for a cached tag, when upstream last
+//!                                                 confirmed it)
 //! repositories/<name>/_tagged/_complete           marker: every tag has its index entry
 //!                                                 (older stores lack it until their first
 //!                                                 delete by digest builds the index)
