@@ -26,7 +26,17 @@ pub async fn tags(storage: &Storage, name: &RepositoryName, params: &Params) -> 
     }
     let (tags, more) = storage.tags_list(name, &page).await?;
     let tags: Vec<&str> = tags.iter().map(|t| t.as_str()).collect();
-    let link = more.then(|| next_link(&format!("/v2/{name}/tags/list"), &page, tags.last()));
+    tags_page(name, tags, &page, more)
+}
+
+/// One page of `name`'s tags, with a `Link` to the next when `more`.
+pub(crate) fn tags_page(
+    name: &RepositoryName,
+    tags: Vec<&str>,
+    page: &Pagination,
+    more: bool,
+) -> ApiResult {
+    let link = more.then(|| next_link(&format!("/v2/{name}/tags/list"), page, tags.last()));
     with_link(
         TagList {
             name: name.as_str(),

@@ -3,14 +3,13 @@
 //! refused.
 //!
 //! A warm blob is served exactly as a local one (the storage read comes
-//! first); only a miss goes to the cache. Tags are listed from what is
-//! cached; referrers are asked of upstream, and the cached ones listed
-//! when upstream cannot answer.
+//! first); only a miss goes to the cache. Tags and referrers are asked
+//! of upstream, and the cached ones listed when upstream cannot answer.
 
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use oci_proxy::{CacheResult, ProxyError, PullThrough, Routed};
 use oci_storage::{Storage, StorageError};
-use oci_types::{Digest, ErrorCode, Reference};
+use oci_types::{Digest, ErrorCode, Reference, RepositoryName};
 
 use crate::error::ApiError;
 use crate::params::Params;
@@ -33,9 +32,7 @@ pub(crate) async fn dispatch(request: Request<'_>, endpoint: Endpoint) -> ApiRes
     match endpoint {
         Endpoint::Manifest { reference, .. } if reads => manifest(&request, &reference, head).await,
         Endpoint::Blob { digest, .. } if reads => blob(&request, &digest, head).await,
-        Endpoint::Tags { .. } => {
-            listing::tags(request.storage, &request.routed.local, request.params).await
-        }
+        Endpoint::Tags { name } => tags(&request, &name).await,
         Endpoint::Referrers { digest, .. } => referrers(&request, &digest).await,
         _ => Err(denied(&request.routed)),
     }
@@ -91,6 +88,24 @@ async fn blob(request: &Request<'_>, digest: &Digest, head: bool) -> ApiResult {
             fetched.range.as_ref(),
             fetched.stream,
         ),
+    }
+}
+
+/// Tags as upstream lists them (paged as the client asked); the cached
+/// ones when upstream cannot answer.
+async fn tags(request: &Request<'_>, name: &RepositoryName) -> ApiResult {
+    let page = request.params.pagination()?;
+    let upstream = request
+        .proxy
+        .tags(&request.routed, page.n, page.last.as_deref())
+        .await
+        .map_err(|e| upstream_error(e, ErrorCode::NameUnknown))?;
+    match upstream {
+        Some((tags, more)) => {
+            let tags = tags.iter().map(String::as_str).collect();
+            listing::tags_page(name, tags, &page, more)
+        }
+        None => listing::tags(request.storage, &request.routed.local, request.params).await,
     }
 }
 

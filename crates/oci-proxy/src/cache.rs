@@ -296,6 +296,26 @@ impl PullThrough {
         }))
     }
 
+    /// A page of the repository's tags as upstream lists them (`n` at most
+    /// after `last`) and whether more follow; `None` when upstream cannot
+    /// answer (down, throttling, or without the repository), so the cached
+    /// tags are listed instead.
+    pub async fn tags(
+        &self,
+        routed: &Routed,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<Option<(Vec<String>, bool)>> {
+        match routed.mirror.upstream().tags(&routed.remote, n, last).await {
+            Ok(page) => Ok(Some(page)),
+            Err(e) if e.is_transient() || matches!(e, ProxyError::NotFound(_)) => {
+                tracing::debug!(error = %e, "upstream tags unavailable: listing the cached ones");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The referrers index of `digest` upstream, and whether upstream
     /// applied the `artifact_type` filter; `None` when upstream cannot
     /// answer (down, or without the referrers API), so the cached

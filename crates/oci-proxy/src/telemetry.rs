@@ -14,7 +14,7 @@ use crate::error::ProxyError;
 /// (served from the cache because upstream failed).
 pub const CACHE_REQUESTS: &str = "oci_registry_proxy_cache_requests_total";
 /// Counter: requests to upstream registries, by `kind` (`manifest`,
-/// `blob`, `token`, `referrers`) and `outcome` (`ok`, `not_found`,
+/// `blob`, `token`, `referrers`, `tags`) and `outcome` (`ok`, `not_found`,
 /// `denied`, `throttled`, `error`).
 pub const UPSTREAM_REQUESTS: &str = "oci_registry_proxy_upstream_requests_total";
 /// Histogram: time until an upstream answered (its head), by `kind`.
@@ -31,10 +31,17 @@ pub(crate) enum Kind {
     Blob,
     Token,
     Referrers,
+    Tags,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [Kind::Manifest, Kind::Blob, Kind::Token, Kind::Referrers];
+    const ALL: [Kind; 5] = [
+        Kind::Manifest,
+        Kind::Blob,
+        Kind::Token,
+        Kind::Referrers,
+        Kind::Tags,
+    ];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +49,7 @@ impl Kind {
             Kind::Blob => "blob",
             Kind::Token => "token",
             Kind::Referrers => "referrers",
+            Kind::Tags => "tags",
         }
     }
 }

@@ -289,6 +289,45 @@ impl Upstream {
         Ok((read_bounded(response, MANIFEST_LIMIT).await?, filtered))
     }
 
+    /// A page of `name`'s tags (distribution-spec "Listing Tags": at most
+    /// `n` after `last`; every tag upstream returns at once without `n`),
+    /// and whether upstream links a next page.
+    pub async fn tags(
+        &self,
+        name: &RepositoryName,
+        n: Option<usize>,
+        last: Option<&str>,
+    ) -> Result<(Vec<String>, bool)> {
+        #[derive(Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let path = format!("/v2/{name}/tags/list");
+        let response = self
+            .send(Kind::Tags, Method::GET, &path, name, |r| {
+                let r = match n {
+                    Some(n) => r.query(&[("n", n.to_string())]),
+                    None => r,
+                };
+                match last {
+                    Some(last) => r.query(&[("last", last)]),
+                    None => r,
+                }
+            })
+            .await?;
+        let more = response
+            .headers()
+            .get_all(reqwest::header::LINK)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("rel=\"next\""));
+        let body = read_bounded(response, MANIFEST_LIMIT).await?;
+        let list: TagList = serde_json::from_slice(&body)
+            .map_err(|e| ProxyError::BadAuth(format!("tags of {name} upstream: {e}")))?;
+        Ok((list.tags.unwrap_or_default(), more))
+    }
+
     /// The upstream's host name.
     pub fn host(&self) -> Option<String> {
         self.inner.base.host_str().map(str::to_owned)
