@@ -37,6 +37,8 @@ struct Shared {
     lie: AtomicBool,
     /// Answer everything 429.
     throttle: AtomicBool,
+    /// Leave `Docker-Content-Digest` out of manifest answers.
+    omit_digest: AtomicBool,
     /// While set, blob bodies stop after their first half until notified.
     stall: Mutex<Option<Arc<Notify>>>,
     /// Whether a stalled body reached its stall point.
@@ -91,6 +93,12 @@ impl FakeUpstream {
     /// Sends other bytes (of the same length) for every blob.
     pub fn lie(&self, on: bool) {
         self.state.lie.store(on, Ordering::SeqCst);
+    }
+
+    /// Leaves `Docker-Content-Digest` out of manifest answers (HEADs then
+    /// say nothing of the digest).
+    pub fn omit_digest(&self, on: bool) {
+        self.state.omit_digest.store(on, Ordering::SeqCst);
     }
 
     /// Answers every request 429 with `Retry-After: 7`.
@@ -156,16 +164,15 @@ async fn answer(
         let Some((media_type, bytes)) = found else {
             return StatusCode::NOT_FOUND.into_response();
         };
-        let headers = [
-            (header::CONTENT_TYPE, media_type),
-            (
-                header::HeaderName::from_static("docker-content-digest"),
-                crate::sha256_digest(&bytes),
-            ),
-            (header::CONTENT_LENGTH, bytes.len().to_string()),
-        ];
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, media_type.parse().unwrap());
+        headers.insert(header::CONTENT_LENGTH, bytes.len().into());
+        if !state.omit_digest.load(Ordering::SeqCst) {
+            let digest = crate::sha256_digest(&bytes).parse().unwrap();
+            headers.insert("docker-content-digest", digest);
+        }
         return match method {
-            Method::HEAD => (headers).into_response(),
+            Method::HEAD => headers.into_response(),
             _ => (headers, bytes).into_response(),
         };
     }

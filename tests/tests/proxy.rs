@@ -563,6 +563,33 @@ async fn throttling_is_passed_on_and_honoured() {
     srv.stop().await;
 }
 
+/// An upstream whose HEAD says nothing of the digest: a stale tag is
+/// checked with a GET instead.
+#[tokio::test]
+async fn a_head_without_digest_falls_back_to_a_get() {
+    let fake = FakeUpstream::start().await;
+    let first = image_manifest(&Descriptor::of(OCI_CONFIG, b"{}"), &[], None, None, None);
+    fake.add_manifest("team/app", "v1", OCI_MANIFEST, &first);
+    let srv = TestServer::start_with_config(
+        Backend::Memory,
+        &format!(
+            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntag_ttl = \"0s\"\n",
+            fake.url()
+        ),
+    )
+    .await;
+    let (status, body) = get_bytes(&srv, "/v2/fake/team/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, first);
+    fake.omit_digest(true);
+    let second = image_manifest(&Descriptor::of(OCI_CONFIG, b"{ }"), &[], None, None, None);
+    fake.add_manifest("team/app", "v1", OCI_MANIFEST, &second);
+    let (status, body) = get_bytes(&srv, "/v2/fake/team/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body, second, "the moved tag was not followed");
+    srv.stop().await;
+}
+
 /// Ranges and HEADs of cold blobs.
 #[tokio::test]
 async fn ranges_and_heads_of_cold_blobs() {
