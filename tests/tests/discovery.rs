@@ -926,12 +926,9 @@ backend_tests!(
     many_tags_paginate_over_http,
     referrers_paginated_with_link,
     list_tags,
-    list_tags_paginated,
     list_tags_of_unknown_repository,
     list_tags_of_untagged_repository,
-    catalog,
     empty_catalog,
-    list_referrers,
     list_referrers_filtered,
     referrers_of_unknown_digest,
     referrers_with_invalid_digest,
@@ -940,3 +937,5 @@ backend_tests!(
     referrers_are_per_repository,
     referrer_listed_once_across_tags,
 );
+
+backend_tests_and_azure!(list_tags_paginated, catalog, list_referrers);

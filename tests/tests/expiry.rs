@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use oci_e2e::{
-    Backend, TestServer, assert_error, backend_tests, channel_body, header, location, random_blob,
-    sha256_digest, walk, with_query,
+    Backend, TestServer, assert_error, backend_tests, backend_tests_and_azure, channel_body,
+    header, location, random_blob, sha256_digest, walk, with_query,
 };
 use reqwest::{Method, StatusCode};
 
@@ -221,8 +221,6 @@ async fn replicas_take_turns_sweeping() {
     b.stop().await;
 }
 
-backend_tests!(
-    abandoned_sessions_expire_with_their_bytes,
-    sessions_in_use_are_kept,
-    open_sessions_are_capped
-);
+backend_tests!(sessions_in_use_are_kept, open_sessions_are_capped);
+
+backend_tests_and_azure!(abandoned_sessions_expire_with_their_bytes);

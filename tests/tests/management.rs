@@ -305,10 +305,13 @@ async fn delete_by_digest_racing_retag_keeps_retag(backend: Backend) {
 
 backend_tests!(
     delete_tag,
-    delete_by_digest_racing_retag_keeps_retag,
-    delete_manifest_by_digest,
     delete_tag_then_manifest,
     delete_blob,
     delete_blob_is_per_repository,
     delete_unknown_is_404,
+);
+
+backend_tests_and_azure!(
+    delete_by_digest_racing_retag_keeps_retag,
+    delete_manifest_by_digest,
 );

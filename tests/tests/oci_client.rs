@@ -182,7 +182,8 @@ async fn oci_client_referrers_and_blob_exists(backend: Backend) {
 }
 
 backend_tests!(
-    oci_client_chunked_push_and_pull,
     oci_client_monolithic_push_and_pull,
     oci_client_referrers_and_blob_exists,
 );
+
+backend_tests_and_azure!(oci_client_chunked_push_and_pull);

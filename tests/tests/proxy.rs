@@ -830,8 +830,6 @@ async fn replicas_fetch_at_most_once_each() {
     b.stop().await;
 }
 
-backend_tests!(
-    cold_warm_and_upstream_down,
-    one_fetch_streamed_to_all,
-    lying_upstream
-);
+backend_tests!(one_fetch_streamed_to_all, lying_upstream);
+
+backend_tests_and_azure!(cold_warm_and_upstream_down);

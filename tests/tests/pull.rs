@@ -595,13 +595,11 @@ async fn names_that_look_like_endpoints(backend: Backend) {
 
 backend_tests!(
     api_version_check,
-    get_manifest_by_tag_and_digest,
     head_manifest_by_tag_and_digest,
     manifest_pushed_by_digest_is_pullable,
     content_type_is_the_pushed_media_type,
     manifest_without_media_type_field,
     get_and_head_blob,
-    range_requests_on_blobs,
     unknown_manifest_is_404,
     conformance_nonexistent_manifest_reference_is_404,
     unknown_blob_is_404,
@@ -611,3 +609,5 @@ backend_tests!(
     range_header_edge_cases,
     names_that_look_like_endpoints,
 );
+
+backend_tests_and_azure!(get_manifest_by_tag_and_digest, range_requests_on_blobs);

@@ -136,8 +136,9 @@ pub struct TlsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// `file:///abs/path`, a plain path, `memory://` or
-    /// `s3://bucket/prefix`. Default `./registry-data`.
+    /// `file:///abs/path`, a plain path, `memory://`,
+    /// `s3://bucket/prefix`, `az://container/prefix` or
+    /// `gs://bucket/prefix`. Default `./registry-data`.
     pub url: String,
     /// Filesystem: fsync every write before acknowledging it. Default
     /// `true`.

@@ -66,7 +66,8 @@ pub struct StoreArgs {
     #[arg(long, env = config::ENV_CONFIG)]
     pub config: Option<PathBuf>,
     /// The storage to read, overriding the file (`./registry-data`,
-    /// `file:///abs/path`, `s3://bucket/prefix`).
+    /// `file:///abs/path`, `s3://bucket/prefix`, `az://container/prefix`,
+    /// `gs://bucket/prefix`).
     #[arg(long)]
     pub storage: Option<String>,
 }
@@ -341,9 +342,9 @@ pub struct ServeArgs {
     /// default 127.0.0.1:5000].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
-    /// Storage: `file:///abs/path`, a plain path, `memory://`, or
-    /// `s3://bucket/prefix` [storage.url; env OCI_REGISTRY_STORAGE; default
-    /// ./registry-data].
+    /// Storage: `file:///abs/path`, a plain path, `memory://`,
+    /// `s3://bucket/prefix`, `az://container/prefix` or `gs://bucket/prefix`
+    /// [storage.url; env OCI_REGISTRY_STORAGE; default ./registry-data].
     #[arg(long, value_name = "URL")]
     pub storage: Option<String>,
     /// Log filter: `error`, `warn`, `info`, `debug`, `trace`, or a

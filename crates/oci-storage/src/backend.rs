@@ -5,8 +5,11 @@ use std::sync::Arc;
 
 use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 
@@ -34,10 +37,11 @@ fn instrumented(store: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
 }
 
 /// Parses a storage URL: `memory://`, `file:///abs/path`, a plain path
-/// (relative paths are resolved against the current directory), or
-/// `s3://bucket/prefix`. `options.backend` are object_store configuration
-/// keys (`aws_endpoint`, `aws_region`, ...), applied over the `AWS_*`
-/// environment variables; only S3 takes any.
+/// (relative paths are resolved against the current directory),
+/// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
+/// `options.backend` are object_store configuration keys (`aws_endpoint`,
+/// `google_base_url`, `azure_storage_account_name`, ...), applied over the
+/// cloud's environment variables; only the clouds take any.
 pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
     let invalid = |reason: &str| StorageError::InvalidUrl {
         url: url.to_owned(),
@@ -52,12 +56,12 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
             local: None,
         });
     }
-    if url.starts_with("s3://") {
-        return open_s3(url, options);
+    if let Some(cloud) = Cloud::of(url) {
+        return open_cloud(url, cloud, options);
     }
     if let Some((key, _)) = options.backend.first() {
         return Err(invalid(&format!(
-            "option {key:?} applies to s3:// URLs only"
+            "option {key:?} applies to s3://, gs:// and az:// URLs only"
         )));
     }
     let path = if url.starts_with("file:") {
@@ -67,7 +71,8 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
             .map_err(|()| invalid("file URLs must hold an absolute local path"))?
     } else if url.contains("://") {
         return Err(invalid(
-            "unsupported scheme: use memory://, file:///abs/path, s3://bucket/prefix or a plain path",
+            "unsupported scheme: use memory://, file:///abs/path, s3://bucket/prefix, \
+             gs://bucket/prefix, az://container/prefix or a plain path",
         ));
     } else if url.is_empty() {
         return Err(invalid("empty"));
@@ -85,9 +90,90 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
     })
 }
 
-/// `s3://bucket/prefix`: configuration from `AWS_*` variables, then
-/// `options`; the prefix is applied with a [`PrefixStore`].
-fn open_s3(url: &str, options: &StorageOptions) -> Result<Backend> {
+/// An object store with multipart uploads: which one a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cloud {
+    /// `s3://bucket/prefix`, configured by `AWS_*` variables and `aws_*`
+    /// options.
+    S3,
+    /// `gs://bucket/prefix`, configured by `GOOGLE_*` variables and
+    /// `google_*` options.
+    Gcs,
+    /// `az://container/prefix`, configured by `AZURE_*` variables and
+    /// `azure_*` options.
+    Azure,
+}
+
+impl Cloud {
+    fn of(url: &str) -> Option<Cloud> {
+        [
+            ("s3://", Cloud::S3),
+            ("gs://", Cloud::Gcs),
+            ("az://", Cloud::Azure),
+        ]
+        .into_iter()
+        .find_map(|(scheme, cloud)| url.starts_with(scheme).then_some(cloud))
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            Cloud::S3 => "s3",
+            Cloud::Gcs => "gs",
+            Cloud::Azure => "az",
+        }
+    }
+}
+
+/// One cloud client, seen as a store and as the multipart uploads of
+/// upload sessions.
+type CloudClient = (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>);
+
+/// The client of `cloud`'s `bucket`, from its environment variables, then
+/// `options` (object_store configuration keys).
+fn cloud_client(
+    cloud: Cloud,
+    bucket: &str,
+    options: &[(String, String)],
+) -> std::result::Result<CloudClient, String> {
+    let unknown = |key: &str| format!("unknown {} option {key:?}", cloud.scheme());
+    fn both<T: ObjectStore + MultipartStore>(store: T) -> CloudClient {
+        let store = Arc::new(store);
+        (store.clone(), store)
+    }
+    Ok(match cloud {
+        Cloud::S3 => {
+            let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let key: AmazonS3ConfigKey = key.parse().map_err(|_| unknown(key))?;
+                builder = builder.with_config(key, value);
+            }
+            both(builder.build().map_err(|e| e.to_string())?)
+        }
+        Cloud::Gcs => {
+            let mut builder = GoogleCloudStorageBuilder::from_env().with_bucket_name(bucket);
+            for (key, value) in options {
+                let key: GoogleConfigKey = key.parse().map_err(|_| unknown(key))?;
+                builder = builder.with_config(key, value);
+            }
+            both(builder.build().map_err(|e| e.to_string())?)
+        }
+        Cloud::Azure => {
+            let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(bucket);
+            for (key, value) in options {
+                let key: AzureConfigKey = key.parse().map_err(|_| unknown(key))?;
+                builder = builder.with_config(key, value);
+            }
+            both(builder.build().map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`:
+/// configuration from the cloud's environment variables, then `options`;
+/// the prefix is applied with a [`PrefixStore`]. Uploads are the cloud's
+/// multipart uploads, sessions are locked with lease objects written
+/// conditionally.
+fn open_cloud(url: &str, cloud: Cloud, options: &StorageOptions) -> Result<Backend> {
     let invalid = |reason: String| StorageError::InvalidUrl {
         url: url.to_owned(),
         reason,
@@ -98,26 +184,19 @@ fn open_s3(url: &str, options: &StorageOptions) -> Result<Backend> {
         .filter(|b| !b.is_empty())
         .ok_or_else(|| invalid("no bucket".into()))?;
     let prefix = Path::from(parsed.path().trim_matches('/'));
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    for (key, value) in &options.backend {
-        let key: AmazonS3ConfigKey = key
-            .parse()
-            .map_err(|_| invalid(format!("unknown S3 option {key:?}")))?;
-        builder = builder.with_config(key, value);
-    }
-    let s3 = Arc::new(builder.build()?);
+    let (client, multipart) = cloud_client(cloud, bucket, &options.backend).map_err(invalid)?;
     let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
-        s3.clone()
+        client
     } else {
-        Arc::new(PrefixStore::new(Arc::clone(&s3), prefix.clone()))
+        Arc::new(PrefixStore::new(client, prefix.clone()))
     };
     let store = instrumented(store);
     let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl);
-    let area = MultipartUploadArea::new(Arc::clone(&store), s3, prefix.clone(), locks);
+    let area = MultipartUploadArea::new(Arc::clone(&store), multipart, prefix.clone(), locks);
     Ok(Backend {
         uploads: Arc::new(area),
         store,
-        description: format!("s3://{bucket}/{prefix}"),
+        description: format!("{}://{bucket}/{prefix}", cloud.scheme()),
         local: None,
     })
 }

@@ -232,7 +232,11 @@ pub async fn head_then_reference_race(f: Fixture) {
             }
         })
     };
-    let rounds = if f.backend == "s3" { 60 } else { 150 };
+    let rounds = if matches!(f.backend, "s3" | "azure") {
+        60
+    } else {
+        150
+    };
     let (mut accepted, mut refused) = (0, 0);
     let mut images: Vec<(Digest, Vec<Digest>)> = Vec::new();
     for round in 0..rounds {

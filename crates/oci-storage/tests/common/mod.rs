@@ -25,6 +25,7 @@ macro_rules! for_each_backend {
         $callback!(memory, $($args)*);
         $callback!(filesystem, $($args)*);
         $callback!(s3, $($args)*);
+        $callback!(azure, $($args)*);
     };
 }
 
@@ -39,6 +40,9 @@ macro_rules! backend_module {
                     $(
                         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                         async fn $test() {
+                            if stringify!($backend) == "azure" && !oci_test_azurite::available() {
+                                return oci_test_azurite::skip_note();
+                            }
                             let fixture = crate::common::Fixture::$backend().await;
                             crate::$module::$test(fixture).await;
                         }
@@ -145,6 +149,29 @@ impl Fixture {
             reopen_options: options,
             _dir: None,
             _s3: Some(server),
+        }
+    }
+
+    /// `az://<container>/registry` on a fresh container of the machine's
+    /// Azurite (see `oci-test-azurite`), through the Azure Blob protocol.
+    /// Without Azurite installed the test panics saying so.
+    pub async fn azure() -> Self {
+        let azurite = oci_test_azurite::Azurite::start()
+            .await
+            .unwrap_or_else(|e| panic!("Azure backend: {e}"));
+        let url = azurite.url("registry");
+        let options = azurite.options();
+        let storage = Storage::open_with(&url, &options)
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e:?}"));
+        Self {
+            storage,
+            backend: "azure",
+            root: None,
+            reopen_url: Some(url),
+            reopen_options: options,
+            _dir: None,
+            _s3: None,
         }
     }
 
