@@ -93,8 +93,8 @@ async fn pages_escape_hostile_content_and_send_security_headers() {
     let list = r.text().await.unwrap();
     assert!(list.contains("href=\"/ui/r/team/app\""), "{list}");
     // The manifest page shows the hostile strings as text only.
-    let path = format!("/ui/r/team/app/-/manifest/v1");
-    let (status, _, page) = get(&srv, &path, "").await;
+    let path = "/ui/r/team/app/-/manifest/v1";
+    let (status, _, page) = get(&srv, path, "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
         !page.contains("<script>window"),

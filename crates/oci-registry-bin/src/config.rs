@@ -902,7 +902,8 @@ mod tests {
         assert_eq!(env_key("log_format"), "log.format");
         assert_eq!(env_key("auth_mode"), "auth.mode");
         assert_eq!(env_key("auth_token_signing_key"), "auth.token.signing_key");
-        assert_eq!(env_key("ui_path"), "ui_path");
+        assert_eq!(env_key("ui_path"), "ui.path");
+        assert_eq!(env_key("nope_path"), "nope_path");
         assert_eq!(legacy_key("storage"), "storage.url");
     }
 
