@@ -16,6 +16,7 @@ pub mod fake_upstream;
 
 pub use oci_test_azurite;
 pub mod tools;
+pub mod ui;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -217,6 +218,9 @@ pub struct TestServer {
     auth: Option<oci_http::auth::Auth>,
     /// `[[proxy]]` upstreams served, if any.
     proxy: Vec<oci_registry_bin::config::ProxyConfig>,
+    /// The web UI served (servers started from a configuration whose
+    /// `[ui]` is enabled, as by default).
+    ui: Option<oci_ui::Ui>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -413,7 +417,15 @@ impl TestServer {
         };
         let proxy = oci_registry_bin::config::pull_through(&setup.proxy, &storage)
             .unwrap_or_else(|e| panic!("proxy config: {e}"));
-        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth, proxy).await;
+        let ui = match (&setup.config, setup.ui) {
+            (Some(config), _) if config.ui.enabled => Some(
+                oci_registry_bin::ui(config, &storage, auth.as_ref())
+                    .await
+                    .unwrap_or_else(|e| panic!("ui config: {e}")),
+            ),
+            (_, ui) => ui,
+        };
+        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth, proxy, ui).await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
         srv.proxy = setup.proxy;
@@ -428,6 +440,7 @@ impl TestServer {
         tls: Option<TestTls>,
         auth: Option<oci_http::auth::Auth>,
         proxy: Option<oci_proxy::PullThrough>,
+        ui: Option<oci_ui::Ui>,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
@@ -439,6 +452,7 @@ impl TestServer {
                 limits: limits.clone(),
                 auth: auth.clone(),
                 proxy,
+                ui: ui.clone(),
             },
         );
         let kept = limits.clone();
@@ -480,6 +494,7 @@ impl TestServer {
             tls,
             auth,
             proxy: Vec::new(),
+            ui,
             dir: None,
             s3: None,
         }
@@ -795,6 +810,7 @@ impl TestServer {
             auth: self.auth.take(),
             config: None,
             proxy: std::mem::take(&mut self.proxy),
+            ui: self.ui.take(),
         };
         let dir = self.stop().await;
         let mut srv = Self::start_at_configured(&url, options, setup).await;
@@ -824,6 +840,8 @@ struct Setup {
     config: Option<oci_registry_bin::config::Config>,
     /// `[[proxy]]` upstreams (a restart keeps them).
     proxy: Vec<oci_registry_bin::config::ProxyConfig>,
+    /// The web UI (a restart keeps it).
+    ui: Option<oci_ui::Ui>,
 }
 
 impl Setup {

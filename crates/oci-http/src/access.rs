@@ -27,7 +27,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::body::Guarded;
-use crate::endpoint::Routed;
+use crate::endpoint::{Routed, Routes};
+use axum::extract::State;
 
 /// `X-Request-Id`.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -72,15 +73,15 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 }
 
 /// Middleware: assigns the request id, routes the request (see
-/// [`crate::endpoint::route`]), and once the response body is done
+/// [`crate::endpoint::route_in`] with `routes`), and once the response body is done
 /// records the request metrics (when the recorder is installed, see
 /// [`crate::telemetry`]) and writes the access-log line (when the
 /// `oci_http::access` target is enabled at `info`). With neither it costs
 /// next to nothing beyond the routing every request needs.
-pub async fn log(mut request: Request, next: Next) -> Response {
+pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request_id(request.headers().get(X_REQUEST_ID));
-    let routed = crate::endpoint::route(request.method(), request.uri().path());
+    let routed = crate::endpoint::route_in(&routes, request.method(), request.uri().path());
     let kind = match &routed {
         Routed::To(endpoint) => endpoint.kind(),
         Routed::Answered { kind, .. } => *kind,

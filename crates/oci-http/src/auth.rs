@@ -102,7 +102,7 @@ impl<'a> Need<'a> {
         match endpoint {
             Endpoint::Base => Some(Need::Login),
             Endpoint::Catalog => Some(Need::Catalog),
-            Endpoint::Token => None,
+            Endpoint::Token | Endpoint::Ui => None,
             Endpoint::UploadStart { name } | Endpoint::Upload { name, .. } => {
                 on(name, Action::Push)
             }
@@ -129,7 +129,12 @@ impl<'a> Need<'a> {
 
 /// Middleware: see the module docs.
 pub async fn guard(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
-    let Some(endpoint) = request.extensions().get::<Endpoint>() else {
+    let Some(endpoint) = request
+        .extensions()
+        .get::<Endpoint>()
+        .filter(|e| **e != Endpoint::Ui)
+    else {
+        // Nothing routed, or the web UI, which has its own sessions.
         return next.run(request).await;
     };
     let Some(need) = Need::of(endpoint, request.method()) else {

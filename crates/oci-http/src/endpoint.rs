@@ -64,6 +64,10 @@ pub enum Endpoint {
     /// `docs/spec/auth/token.md` and `oauth.md`), answered by the auth
     /// layer; 404 when the registry does not issue tokens.
     Token,
+    /// `GET|HEAD|POST` `/` and the web UI's pages (under its path, see
+    /// [`Routes`]): answered by [`oci_ui::Ui`], which does its own access
+    /// control (sessions), so the auth layer lets these through.
+    Ui,
 }
 
 impl Endpoint {
@@ -76,7 +80,7 @@ impl Endpoint {
             | Endpoint::Manifest { name, .. }
             | Endpoint::Tags { name }
             | Endpoint::Referrers { name, .. } => Some(name),
-            Endpoint::Base | Endpoint::Catalog | Endpoint::Token => None,
+            Endpoint::Base | Endpoint::Catalog | Endpoint::Token | Endpoint::Ui => None,
         }
     }
 
@@ -156,6 +160,7 @@ impl Endpoint {
             Self::Tags { .. } => EndpointKind::Tags,
             Self::Referrers { .. } => EndpointKind::Referrers,
             Self::Token => EndpointKind::Token,
+            Self::Ui => EndpointKind::Ui,
         }
     }
 
@@ -170,6 +175,7 @@ impl Endpoint {
             Self::Upload { .. } => &[Method::GET, Method::PATCH, Method::PUT, Method::DELETE],
             Self::Manifest { .. } => &[Method::GET, Method::HEAD, Method::PUT, Method::DELETE],
             Self::Token => &[Method::GET, Method::POST],
+            Self::Ui => &[Method::GET, Method::HEAD, Method::POST],
         }
     }
 
@@ -210,6 +216,8 @@ pub enum EndpointKind {
     Referrers,
     /// The token issuer.
     Token,
+    /// The web UI.
+    Ui,
     /// A path outside the API.
     None,
     /// An API path with malformed parts.
@@ -218,7 +226,7 @@ pub enum EndpointKind {
 
 impl EndpointKind {
     /// Every kind, in declaration order ([`EndpointKind::index`]).
-    pub const ALL: [EndpointKind; 11] = [
+    pub const ALL: [EndpointKind; 12] = [
         Self::Base,
         Self::Catalog,
         Self::Blob,
@@ -228,6 +236,7 @@ impl EndpointKind {
         Self::Tags,
         Self::Referrers,
         Self::Token,
+        Self::Ui,
         Self::None,
         Self::Invalid,
     ];
@@ -244,6 +253,7 @@ impl EndpointKind {
             Self::Tags => "tags",
             Self::Referrers => "referrers",
             Self::Token => "token",
+            Self::Ui => "ui",
             Self::None => "none",
             Self::Invalid => "invalid",
         }
@@ -261,8 +271,43 @@ impl EndpointKind {
 /// malformed parts (the spec's error) and methods the endpoint does not
 /// answer (405 with `Allow`) are answered here, with the kind to log.
 pub fn route(method: &Method, path: &str) -> Routed {
+    route_in(&Routes::default(), method, path)
+}
+
+/// What routing knows beyond the API's own paths: where the web UI is.
+#[derive(Debug, Clone, Default)]
+pub struct Routes {
+    /// The UI's path (`/ui/`), if it is served.
+    ui: Option<std::sync::Arc<str>>,
+}
+
+impl Routes {
+    /// Routes with the web UI at `path` (`/ui/`): it answers `/`, that
+    /// path without its final slash, and everything under it.
+    pub fn with_ui(path: &str) -> Self {
+        Self {
+            ui: Some(path.into()),
+        }
+    }
+
+    /// True if `path` is the UI's.
+    fn is_ui(&self, path: &str) -> bool {
+        let Some(base) = self.ui.as_deref() else {
+            return false;
+        };
+        path == "/" || path.starts_with(base) || base.strip_suffix('/') == Some(path)
+    }
+}
+
+/// [`route`], with the web UI's paths (see [`Routes`]).
+pub fn route_in(routes: &Routes, method: &Method, path: &str) -> Routed {
     let answered = |kind, response| Routed::Answered { kind, response };
-    match Endpoint::parse(method, path) {
+    let parsed = if routes.is_ui(path) {
+        Ok(Some(Endpoint::Ui))
+    } else {
+        Endpoint::parse(method, path)
+    };
+    match parsed {
         Ok(Some(endpoint)) if endpoint.allows(method) => Routed::To(endpoint),
         // RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
         Ok(Some(endpoint)) => answered(

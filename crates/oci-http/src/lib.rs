@@ -14,7 +14,9 @@
 //! here) and connections, header and keep-alive timeouts ([`server`], the
 //! connection loop the binary and the end-to-end tests serve with, over
 //! plain HTTP or [`tls`]).
-//! Authentication will come as another layer.
+//! Access control is the [`auth`] layer. The web UI ([`oci_ui`]), when
+//! [`AppOptions::ui`] is set, is routed as [`Endpoint::Ui`] (`/` and its
+//! path) and answered behind the same outer layers.
 //!
 //! Operations: [`ops::install_recorder`] installs the Prometheus recorder
 //! once per process (before serving), and [`ops::ops_router`] serves
@@ -66,6 +68,7 @@ struct AppState {
     storage: Storage,
     budgets: limits::Budgets,
     proxy: Option<oci_proxy::PullThrough>,
+    ui: Option<oci_ui::Ui>,
 }
 
 /// The whole API with the default [`Limits`], ready to serve.
@@ -82,6 +85,7 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
             limits: limits.clone(),
             auth: None,
             proxy: None,
+            ui: None,
         },
     )
 }
@@ -95,16 +99,25 @@ pub struct AppOptions {
     pub auth: Option<auth::Auth>,
     /// The pull-through cache serving the `[[proxy]]` prefixes, if any.
     pub proxy: Option<oci_proxy::PullThrough>,
+    /// The web UI, served at its path (and `/`) behind the same layers
+    /// as the API (access log with endpoint `ui`, request cap, body
+    /// timeout); `None`: not served.
+    pub ui: Option<oci_ui::Ui>,
 }
 
 /// The whole API with its limits and access control.
 pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
     let limits = &options.limits;
     let budgets = limits::Budgets::new(limits);
+    let routes = match &options.ui {
+        Some(ui) => endpoint::Routes::with_ui(ui.path()),
+        None => endpoint::Routes::default(),
+    };
     let router = Router::new().fallback(dispatch).with_state(AppState {
         storage,
         budgets: budgets.clone(),
         proxy: options.proxy,
+        ui: options.ui,
     });
     // Auth sits inside the request cap (a throttled login still holds a
     // request slot, bounded) and inside routing (it reads the Endpoint).
@@ -118,7 +131,7 @@ pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
             budgets,
             limits::request_cap,
         ))
-        .layer(axum::middleware::from_fn(access::log))
+        .layer(axum::middleware::from_fn_with_state(routes, access::log))
         .layer(SetResponseHeaderLayer::overriding(
             headers::DOCKER_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
@@ -137,6 +150,10 @@ fn request_span(request: &Request) -> tracing::Span {
 
 /// The one entry point: hand the routed request to its handler.
 async fn dispatch(State(state): State<AppState>, request: Request) -> Response {
+    if let (Some(Endpoint::Ui), Some(ui)) = (request.extensions().get::<Endpoint>(), &state.ui) {
+        let client = auth::client_address(&request);
+        return ui.handle(request, client).await;
+    }
     let (mut parts, body) = request.into_parts();
     let Some(endpoint) = parts.extensions.remove::<Endpoint>() else {
         // Only reachable if the routing layer is missing: a bug.
@@ -204,6 +221,9 @@ async fn local(
             listing::catalog(s, params, parts.extensions.get::<listing::Visibility>()).await
         }
         // Only the auth layer answers the token endpoint.
+        // Only routed when the UI is served (see `dispatch`).
+        (Endpoint::Ui, _) => Err(ApiError::new(ErrorCode::Unsupported, "no web UI here")
+            .with_status(axum::http::StatusCode::NOT_FOUND)),
         (Endpoint::Token, _) => Err(ApiError::new(
             ErrorCode::Unsupported,
             "this registry does not issue tokens",

@@ -68,6 +68,35 @@ pub struct Config {
     /// `[[proxy]]`: other registries served and cached under a prefix.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy: Vec<ProxyConfig>,
+    /// `[ui]`: the web UI.
+    pub ui: UiConfig,
+}
+
+/// `[ui]`: the web UI, served on the API's listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiConfig {
+    /// Serve it. Default `true`.
+    pub enabled: bool,
+    /// Where: `/` redirects there. Default `/ui/`.
+    pub path: String,
+    /// How long a login lasts. Default `12h`.
+    #[serde(with = "humantime_serde")]
+    pub session_ttl: Duration,
+    /// Repositories and tags per page. Default 50.
+    pub page_size: usize,
+}
+
+impl Default for UiConfig {
+    fn default() -> Self {
+        let d = oci_ui::UiOptions::default();
+        Self {
+            enabled: true,
+            path: d.path,
+            session_ttl: d.session_ttl,
+            page_size: d.page_size,
+        }
+    }
 }
 
 /// `[gc]`: the online garbage collector (see `oci-registry gc` for running
@@ -378,6 +407,22 @@ impl Config {
             });
         }
         mirrors(&self.proxy)?;
+        oci_ui::check_path(&self.ui.path).map_err(|message| ConfigError::Invalid {
+            key: "ui.path".into(),
+            message,
+        })?;
+        if !(1..=1000).contains(&self.ui.page_size) {
+            return Err(ConfigError::Invalid {
+                key: "ui.page_size".into(),
+                message: format!("{} is not between 1 and 1000", self.ui.page_size),
+            });
+        }
+        if self.ui.session_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::Invalid {
+                key: "ui.session_ttl".into(),
+                message: "must be at least 1m".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -419,6 +464,7 @@ pub const ENV_SECTIONS: &[(&str, &str)] = &[
     ("auth", "auth"),
     ("access", "access"),
     ("gc", "gc"),
+    ("ui", "ui"),
 ];
 
 /// The first environment variables and the keys they set.
@@ -857,7 +903,8 @@ mod tests {
         assert_eq!(env_key("log_format"), "log.format");
         assert_eq!(env_key("auth_mode"), "auth.mode");
         assert_eq!(env_key("auth_token_signing_key"), "auth.token.signing_key");
-        assert_eq!(env_key("ui_path"), "ui_path");
+        assert_eq!(env_key("ui_path"), "ui.path");
+        assert_eq!(env_key("nope_path"), "nope_path");
         assert_eq!(legacy_key("storage"), "storage.url");
     }
 

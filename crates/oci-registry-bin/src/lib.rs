@@ -248,7 +248,13 @@ pub async fn run_du(
         .map(str::parse::<oci_auth::RepositoryPattern>)
         .transpose()?;
     let storage = Storage::open_with_options(&config.storage.url, config.storage_options()).await?;
-    let usage = storage.usage(pattern.as_ref()).await?;
+    // Computed for every repository and recorded for the web UI; the
+    // report shows the rows asked for.
+    let mut usage = storage.usage(None).await?;
+    storage.record_usage(&usage).await?;
+    if let Some(pattern) = &pattern {
+        usage.repositories.retain(|r| pattern.matches(&r.name));
+    }
     Ok(if args.json {
         usage_json(&usage)
     } else {
@@ -599,12 +605,17 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     let _sweeper = storage.start_sweeper();
     let _collector = config.gc.schedule().map(|s| storage.start_collector(s));
     let proxy = config::pull_through(&config.proxy, &storage)?;
+    let ui = match config.ui.enabled {
+        true => Some(ui(&config, &storage, auth.as_ref()).await?),
+        false => None,
+    };
     let app = oci_http::app_with_options(
         storage,
         oci_http::AppOptions {
             limits: limits.clone(),
             auth: auth.clone(),
             proxy,
+            ui,
         },
     );
     let mut options = ServeOptions::new(limits);
@@ -616,6 +627,25 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
         task.await??;
     }
     Ok(())
+}
+
+/// The web UI `[ui]` describes, with the accounts and policy of `auth`.
+pub async fn ui(
+    config: &Config,
+    storage: &Storage,
+    auth: Option<&Auth>,
+) -> Result<oci_ui::Ui, oci_ui::UiError> {
+    oci_ui::Ui::new(
+        storage.clone(),
+        oci_ui::UiOptions {
+            path: config.ui.path.clone(),
+            authenticator: auth.map(|a| Arc::clone(&a.options().authenticator)),
+            secure_cookies: config.server.tls.is_some(),
+            session_ttl: config.ui.session_ttl,
+            page_size: config.ui.page_size,
+        },
+    )
+    .await
 }
 
 /// What `SIGHUP` and file changes reload: the TLS certificate, the

@@ -37,12 +37,15 @@ impl Storage {
 pub enum SharedKey {
     /// The token signing key (PKCS#8 PEM) of the built-in token issuer.
     TokenSigning,
+    /// The web UI's session (and CSRF) signing key: random bytes.
+    UiSession,
 }
 
 impl SharedKey {
     fn file_name(self) -> &'static str {
         match self {
             Self::TokenSigning => "token-signing-key.pem",
+            Self::UiSession => "ui-session-key",
         }
     }
 }

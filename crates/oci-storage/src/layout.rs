@@ -105,6 +105,11 @@ pub(crate) fn tag_index_entry(name: &RepositoryName, digest: &Digest, tag: &Tag)
     tag_index_dir(name, digest).join(tag.as_str())
 }
 
+/// `repositories/<name>/_tagged/`: the whole reverse tag index.
+pub(crate) fn tag_index_root(name: &RepositoryName) -> Path {
+    Path::from(format!("{}/_tagged", repo(name)))
+}
+
 /// `repositories/<name>/_tagged/_complete`: every tag of the repository has
 /// its index entry (absent in stores written before the index existed).
 pub(crate) fn tag_index_complete(name: &RepositoryName) -> Path {
@@ -139,6 +144,11 @@ pub(crate) const CATALOG_MARKER: &str = "_repository";
 /// `_catalog/<name>/_repository`: the repository exists.
 pub(crate) fn catalog_marker(name: &RepositoryName) -> Path {
     Path::from(format!("_catalog/{name}/{CATALOG_MARKER}"))
+}
+
+/// `_usage/latest.json`: the last recorded storage usage.
+pub(crate) fn usage_record() -> Path {
+    Path::from("_usage/latest.json")
 }
 
 /// `_keys/<file name>`: a key shared by every replica.

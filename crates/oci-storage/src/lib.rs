@@ -59,6 +59,9 @@
 //!                                                 it marks (see `gc`)
 //! _keys/token-signing-key.pem                     the built-in token issuer's key, when
 //!                                                 the configuration names none
+//! _keys/ui-session-key                            the web UI's session signing key
+//! _usage/latest.json                              the last recorded storage usage
+//!                                                 (`oci-registry du`), for the web UI
 //! ```
 //!
 //! # Guarantees
@@ -96,6 +99,7 @@ mod layout;
 mod local;
 mod manifests;
 mod options;
+mod overview;
 #[cfg(test)]
 mod recording_store;
 mod referrers;
@@ -128,6 +132,7 @@ pub use immutable::ImmutableRule;
 pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use overview::{RepositoryRecord, TagTime, UsageRecord};
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};

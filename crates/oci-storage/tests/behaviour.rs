@@ -19,6 +19,8 @@ mod gc;
 mod listing;
 #[path = "behaviour/manifests.rs"]
 mod manifests;
+#[path = "behaviour/overview.rs"]
+mod overview;
 #[path = "behaviour/probe.rs"]
 mod probe;
 #[path = "behaviour/retention.rs"]
@@ -89,6 +91,10 @@ behaviour_suite! {
         catalog_pages_follow_name_order,
         tags_many_paginate_by_default,
         referrers_paginated,
+    }
+    overview {
+        tag_times_newest_first,
+        usage_recorded_and_read_back,
     }
     probe {
         probe_answers_on_empty_and_used_stores,
