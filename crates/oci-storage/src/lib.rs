@@ -55,6 +55,14 @@
 //!                                                 it marks (see `gc`)
 //! _keys/token-signing-key.pem                     the built-in token issuer's key, when
 //!                                                 the configuration names none
+//! _events/<queue>/pending/<key>                   an event notification waiting for
+//!                                                 delivery to the endpoint <queue> (JSON;
+//!                                                 keys sort in order, see `outbox`)
+//! _events/<queue>/dead/<key>                      JSON: an event given up on after its
+//!                                                 attempts, and the last error
+//! _events/<queue>/failures                        JSON: failed attempts at the queue's head
+//! _events/<queue>/lock                            the delivering replica's lock (flock'ed
+//!                                                 file, or S3 lease)
 //! ```
 //!
 //! # Guarantees
@@ -92,6 +100,7 @@ mod layout;
 mod local;
 mod manifests;
 mod options;
+pub mod outbox;
 #[cfg(test)]
 mod recording_store;
 mod referrers;
@@ -124,6 +133,7 @@ pub use immutable::ImmutableRule;
 pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use outbox::{Outbox, OutboxLock, QueueName};
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};
