@@ -173,6 +173,10 @@ pub struct TestServer {
     auth: Option<oci_http::auth::Auth>,
     /// `[[proxy]]` upstreams served, if any.
     proxy: Vec<oci_registry_bin::config::ProxyConfig>,
+    /// `[notifications]` served (a restart keeps it).
+    notifications: oci_registry_bin::config::NotificationsConfig,
+    /// Delivers notifications, as the binary does.
+    delivery: Option<oci_notify::Delivery>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -239,10 +243,33 @@ impl TestServer {
         let options = config.storage_options();
         let setup = Setup {
             proxy: config.proxy.clone(),
+            notifications: config.notifications.clone(),
             config: Some(config),
             ..Setup::default()
         };
         Self::start_full(backend, options, setup).await
+    }
+
+    /// A server on the storage at `url` with `options` (e.g. another
+    /// replica on the S3 bucket of [`TestServer::s3`]) serving the parts
+    /// of a configuration file [`TestServer::start_with_config`] serves.
+    pub async fn start_at_with_config(
+        url: &str,
+        mut options: oci_storage::StorageOptions,
+        text: &str,
+    ) -> TestServer {
+        let config: oci_registry_bin::config::Config =
+            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
+        let configured = config.storage_options();
+        options.immutable = configured.immutable;
+        options.retention = configured.retention;
+        let setup = Setup {
+            proxy: config.proxy.clone(),
+            notifications: config.notifications.clone(),
+            config: Some(config),
+            ..Setup::default()
+        };
+        Self::start_at_configured(url, options, setup).await
     }
 
     /// An HTTPS server on fresh storage of `backend`, serving `tls`;
@@ -341,10 +368,19 @@ impl TestServer {
         };
         let proxy = oci_registry_bin::config::pull_through(&setup.proxy, &storage)
             .unwrap_or_else(|e| panic!("proxy config: {e}"));
-        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth, proxy).await;
+        let mut srv = Self::serve(
+            storage,
+            setup.limits,
+            setup.tls,
+            auth,
+            proxy,
+            &setup.notifications,
+        )
+        .await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
         srv.proxy = setup.proxy;
+        srv.notifications = setup.notifications;
         srv
     }
 
@@ -356,17 +392,27 @@ impl TestServer {
         tls: Option<TestTls>,
         auth: Option<oci_http::auth::Auth>,
         proxy: Option<oci_proxy::PullThrough>,
+        notifications: &oci_registry_bin::config::NotificationsConfig,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let sweeper = storage.start_sweeper();
+        let notifier = notifications
+            .notifier_options(tls.is_some(), &addr.to_string())
+            .unwrap_or_else(|e| panic!("notifications config: {e}"))
+            .map(|options| {
+                oci_notify::Notifier::new(storage.clone(), options)
+                    .unwrap_or_else(|e| panic!("notifications: {e}"))
+            });
+        let delivery = notifier.as_ref().map(oci_notify::Notifier::start_delivery);
         let app = oci_http::app_with_options(
             storage.clone(),
             oci_http::AppOptions {
                 limits: limits.clone(),
                 auth: auth.clone(),
                 proxy,
+                notifier,
             },
         );
         let kept = limits.clone();
@@ -408,6 +454,8 @@ impl TestServer {
             tls,
             auth,
             proxy: Vec::new(),
+            notifications: Default::default(),
+            delivery,
             dir: None,
             s3: None,
         }
@@ -705,6 +753,9 @@ impl TestServer {
                 .expect("server did not shut down within 20 s")
                 .expect("server task panicked");
         }
+        if let Some(delivery) = self.delivery.take() {
+            delivery.stop().await;
+        }
         self.dir.take()
     }
 
@@ -723,6 +774,7 @@ impl TestServer {
             auth: self.auth.take(),
             config: None,
             proxy: std::mem::take(&mut self.proxy),
+            notifications: std::mem::take(&mut self.notifications),
         };
         let dir = self.stop().await;
         let mut srv = Self::start_at_configured(&url, options, setup).await;
@@ -752,6 +804,8 @@ struct Setup {
     config: Option<oci_registry_bin::config::Config>,
     /// `[[proxy]]` upstreams (a restart keeps them).
     proxy: Vec<oci_registry_bin::config::ProxyConfig>,
+    /// `[notifications]` (a restart keeps it).
+    notifications: oci_registry_bin::config::NotificationsConfig,
 }
 
 impl Setup {

@@ -14,7 +14,8 @@
 //! here) and connections, header and keep-alive timeouts ([`server`], the
 //! connection loop the binary and the end-to-end tests serve with, over
 //! plain HTTP or [`tls`]).
-//! Authentication will come as another layer.
+//! Access control ([`auth`]) and event notifications ([`notify`]) are
+//! layers too.
 //!
 //! Operations: [`ops::install_recorder`] installs the Prometheus recorder
 //! once per process (before serving), and [`ops::ops_router`] serves
@@ -32,6 +33,7 @@ pub mod headers;
 pub mod limits;
 pub mod listing;
 pub mod manifests;
+pub mod notify;
 pub mod ops;
 pub mod params;
 mod proxied;
@@ -82,6 +84,7 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
             limits: limits.clone(),
             auth: None,
             proxy: None,
+            notifier: None,
         },
     )
 }
@@ -95,6 +98,8 @@ pub struct AppOptions {
     pub auth: Option<auth::Auth>,
     /// The pull-through cache serving the `[[proxy]]` prefixes, if any.
     pub proxy: Option<oci_proxy::PullThrough>,
+    /// Event notifications (`[[notifications.endpoints]]`), if any.
+    pub notifier: Option<oci_notify::Notifier>,
 }
 
 /// The whole API with its limits and access control.
@@ -110,6 +115,15 @@ pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
     // request slot, bounded) and inside routing (it reads the Endpoint).
     let router = match options.auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::guard)),
+        None => router,
+    };
+    // Notifications sit outside auth (they read the user from the
+    // response) and inside the request cap (recording is bounded like
+    // any storage write).
+    let router = match options.notifier {
+        Some(notifier) => {
+            router.layer(axum::middleware::from_fn_with_state(notifier, notify::emit))
+        }
         None => router,
     };
     router
