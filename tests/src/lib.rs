@@ -13,6 +13,7 @@
 
 pub mod certs;
 pub mod fake_upstream;
+pub mod receiver;
 pub mod tools;
 
 use std::path::{Path, PathBuf};
