@@ -67,7 +67,9 @@ impl Receiver {
 
     /// A receiver at `addr`, answering 200.
     pub async fn start_at(addr: SocketAddr) -> Receiver {
-        let listener = TcpListener::bind(addr).await.expect("bind the receiver's address");
+        let listener = TcpListener::bind(addr)
+            .await
+            .expect("bind the receiver's address");
         Self::serve(listener, Arc::default())
     }
 
@@ -151,16 +153,13 @@ impl Drop for Receiver {
     }
 }
 
-async fn receive(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
+async fn receive(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let delay = shared.delay_ms.load(Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
-    let status = StatusCode::from_u16(shared.status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
+    let status =
+        StatusCode::from_u16(shared.status.load(Ordering::Relaxed)).unwrap_or(StatusCode::OK);
     let mut headers = headers;
     if !status.is_success() {
         // Marks requests that were refused, for `delivered`.

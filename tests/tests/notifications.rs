@@ -44,7 +44,10 @@ async fn pending(srv: &TestServer, name: &str) -> usize {
 async fn drained(srv: &TestServer, name: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while pending(srv, name).await > 0 {
-        assert!(tokio::time::Instant::now() < deadline, "the outbox never drained");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the outbox never drained"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -76,12 +79,18 @@ async fn push_pull_delete(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 4, "{backend:?}: no more than 4");
     for r in &got {
-        assert_eq!(r.content_type, "application/vnd.docker.distribution.events.v2+json");
+        assert_eq!(
+            r.content_type,
+            "application/vnd.docker.distribution.events.v2+json"
+        );
         assert_eq!(r.headers["authorization"], "Bearer s3cret");
         assert_eq!(r.body["events"].as_array().unwrap().len(), 1);
     }
     let events: Vec<Value> = got.iter().flat_map(|r| r.events()).collect();
-    let actions: Vec<&str> = events.iter().map(|e| e["action"].as_str().unwrap()).collect();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
     assert_eq!(actions, ["push", "pull", "delete", "delete"], "{backend:?}");
 
     let push = &events[0];
@@ -94,11 +103,20 @@ async fn push_pull_delete(backend: Backend) {
     assert_eq!(t["tag"], "v1");
     assert_eq!(
         t["url"],
-        format!("http://{}/v2/team/app/manifests/{}", srv.host(), image.digest)
+        format!(
+            "http://{}/v2/team/app/manifests/{}",
+            srv.host(),
+            image.digest
+        )
     );
     assert_eq!(push["request"]["method"], "PUT");
     assert_eq!(push["request"]["host"], srv.host());
-    assert!(push["request"]["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        push["request"]["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
     assert!(!push["request"]["id"].as_str().unwrap().is_empty());
     assert_eq!(push["actor"], serde_json::json!({}));
     assert!(!push["source"]["instanceID"].as_str().unwrap().is_empty());
@@ -152,13 +170,24 @@ async fn cloudevents_envelope() {
     let by_digest = format!("/v2/app/manifests/{}", image.digest);
     assert_eq!(srv.delete(&by_digest).await.status(), 202);
     let got = receiver.wait_requests(3, WAIT).await;
-    let types: Vec<&str> = got.iter().map(|r| r.body["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> = got
+        .iter()
+        .map(|r| r.body["type"].as_str().unwrap())
+        .collect();
     assert_eq!(
         types,
-        ["registry.image.pushed", "registry.image.pulled", "registry.image.deleted"]
+        [
+            "registry.image.pushed",
+            "registry.image.pulled",
+            "registry.image.deleted"
+        ]
     );
     for r in &got {
-        assert!(r.content_type.starts_with("application/cloudevents+json"), "{}", r.content_type);
+        assert!(
+            r.content_type.starts_with("application/cloudevents+json"),
+            "{}",
+            r.content_type
+        );
         assert_eq!(r.body["specversion"], "1.0");
         assert_eq!(r.body["datacontenttype"], "application/json");
         assert_eq!(r.body["id"], r.body["data"]["id"]);
@@ -167,7 +196,10 @@ async fn cloudevents_envelope() {
     }
     assert_eq!(got[0].body["subject"], "app:latest");
     assert_eq!(got[2].body["subject"], format!("app@{}", image.digest));
-    assert_eq!(got[0].body["data"]["target"]["digest"], image.digest.as_str());
+    assert_eq!(
+        got[0].body["data"]["target"]["digest"],
+        image.digest.as_str()
+    );
 }
 
 /// `repositories` and `events` choose what each endpoint gets; an event
@@ -237,7 +269,10 @@ async fn mounts_and_blob_events() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    assert_eq!(srv.get(&format!("/v2/dst/blobs/{digest}")).await.status(), 200);
+    assert_eq!(
+        srv.get(&format!("/v2/dst/blobs/{digest}")).await.status(),
+        200
+    );
     let got = receiver.wait_requests(3, WAIT).await;
     let events: Vec<Value> = got.iter().flat_map(|r| r.events()).collect();
     let summary: Vec<(String, String)> = events
@@ -292,7 +327,14 @@ async fn receiver_down_then_back_in_order() {
         .collect();
     assert_eq!(tags, ["t0", "t1", "t2", "t3", "t4"]);
     drained(&srv, "hook").await;
-    assert!(srv.storage().outbox(&queue("hook")).dead_letters(10).await.unwrap().is_empty());
+    assert!(
+        srv.storage()
+            .outbox(&queue("hook"))
+            .dead_letters(10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// A receiver that keeps failing: after `max_attempts` the event goes to
@@ -320,13 +362,23 @@ async fn dead_letter_after_max_attempts() {
     let letter: Value = serde_json::from_slice(&dead[0].body).unwrap();
     assert_eq!(letter["attempts"], 3);
     assert_eq!(letter["endpoint"], "hook");
-    assert!(letter["error"].as_str().unwrap().contains("500"), "{letter}");
+    assert!(
+        letter["error"].as_str().unwrap().contains("500"),
+        "{letter}"
+    );
     assert_eq!(letter["event"]["target"]["digest"], first.digest.as_str());
-    assert_eq!(receiver.received().len(), 3, "exactly max_attempts attempts");
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "exactly max_attempts attempts"
+    );
     receiver.answer(200);
     let second = srv.push_image("dl", "second", 1).await;
     let got = receiver.wait_requests(4, WAIT).await;
-    assert_eq!(got[3].events()[0]["target"]["digest"], second.digest.as_str());
+    assert_eq!(
+        got[3].events()[0]["target"]["digest"],
+        second.digest.as_str()
+    );
     assert_eq!(receiver.delivered().len(), 1);
 }
 
@@ -346,14 +398,23 @@ async fn slow_receiver_is_cut_by_the_timeout() {
         if !dead.is_empty() {
             break dead;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "the timeout did not cut");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the timeout did not cut"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let elapsed = started.elapsed();
     assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     let letter: Value = serde_json::from_slice(&dead[0].body).unwrap();
-    assert!(letter["error"].as_str().unwrap().contains("no answer within 300ms"), "{letter}");
+    assert!(
+        letter["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within 300ms"),
+        "{letter}"
+    );
     // The push itself was not slowed down by the receiver.
     assert_eq!(srv.get("/v2/slow/manifests/v1").await.status(), 200);
 }
@@ -380,13 +441,17 @@ async fn two_replicas_deliver_each_event_once() {
     assert_eq!(events.len(), 12, "each event once: {events:#?}");
     let mut seen: HashMap<String, usize> = HashMap::new();
     for e in &events {
-        *seen.entry(e["target"]["digest"].as_str().unwrap().to_owned()).or_default() += 1;
+        *seen
+            .entry(e["target"]["digest"].as_str().unwrap().to_owned())
+            .or_default() += 1;
     }
     for d in &digests {
         assert_eq!(seen.get(d.as_str()), Some(&1), "{d}");
     }
-    let sources: std::collections::HashSet<_> =
-        events.iter().map(|e| e["source"]["instanceID"].clone()).collect();
+    let sources: std::collections::HashSet<_> = events
+        .iter()
+        .map(|e| e["source"]["instanceID"].clone())
+        .collect();
     assert_eq!(sources.len(), 2, "both replicas recorded events");
     assert_eq!(pending(&a, "hook").await, 0);
 }
