@@ -152,3 +152,64 @@ fn config_check_validates_and_redacts() {
     assert!(out.contains("<redacted>"), "{out}");
     assert!(out.contains("cloudevents"), "{out}");
 }
+
+/// The metrics: an event queued and delivered, a failed attempt, a dead
+/// letter, and the replica delivering, per endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_events_per_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = Receiver::start().await;
+    let failing = Receiver::start().await;
+    failing.answer(503);
+    let file = dir.path().join("config.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[notifications]\npoll = \"50ms\"\n\
+             [[notifications.endpoints]]\nname = \"ok\"\nurl = \"{}\"\n\
+             [[notifications.endpoints]]\nname = \"failing\"\nurl = \"{}\"\nmax_attempts = 2\nbackoff = \"10ms\"\n",
+            ok.url(),
+            failing.url()
+        ),
+    )
+    .unwrap();
+    let mut run = start(|c| {
+        c.args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--storage",
+        ])
+        .arg(dir.path().join("registry"))
+        .arg("--config")
+        .arg(&file);
+    });
+    let client = Client::new();
+    assert!(push(&client, &run.base, "m/app", "v1").await);
+    ok.wait_requests(1, Duration::from_secs(20)).await;
+    failing.wait_requests(2, Duration::from_secs(20)).await;
+    let want = [
+        "oci_registry_notifications_queued_total{endpoint=\"ok\"} 1",
+        "oci_registry_notifications_delivered_total{endpoint=\"ok\"} 1",
+        "oci_registry_notifications_queued_total{endpoint=\"failing\"} 1",
+        "oci_registry_notifications_failed_total{endpoint=\"failing\"} 2",
+        "oci_registry_notifications_dead_lettered_total{endpoint=\"failing\"} 1",
+        "oci_registry_notifications_delivering{endpoint=\"ok\"} 1",
+    ];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = scrape(&run).await;
+        let missing: Vec<_> = want.iter().filter(|w| !text.contains(*w)).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "missing {missing:?} in\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&run.child, "TERM");
+    assert!(wait_exit(&mut run.child).success());
+}
