@@ -15,6 +15,7 @@ pub mod certs;
 pub mod fake_upstream;
 
 pub use oci_test_azurite;
+pub mod receiver;
 pub mod tools;
 pub mod ui;
 
@@ -221,6 +222,10 @@ pub struct TestServer {
     /// The web UI served (servers started from a configuration whose
     /// `[ui]` is enabled, as by default).
     ui: Option<oci_ui::Ui>,
+    /// `[notifications]` served (a restart keeps it).
+    notifications: oci_registry_bin::config::NotificationsConfig,
+    /// Delivers notifications, as the binary does.
+    delivery: Option<oci_notify::Delivery>,
     /// Keeps the filesystem backend's temporary directory alive.
     dir: Option<tempfile::TempDir>,
     /// Keeps the S3 backend's server alive (declared last: dropped after
@@ -287,10 +292,33 @@ impl TestServer {
         let options = config.storage_options();
         let setup = Setup {
             proxy: config.proxy.clone(),
+            notifications: config.notifications.clone(),
             config: Some(config),
             ..Setup::default()
         };
         Self::start_full(backend, options, setup).await
+    }
+
+    /// A server on the storage at `url` with `options` (e.g. another
+    /// replica on the S3 bucket of [`TestServer::s3`]) serving the parts
+    /// of a configuration file [`TestServer::start_with_config`] serves.
+    pub async fn start_at_with_config(
+        url: &str,
+        mut options: oci_storage::StorageOptions,
+        text: &str,
+    ) -> TestServer {
+        let config: oci_registry_bin::config::Config =
+            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
+        let configured = config.storage_options();
+        options.immutable = configured.immutable;
+        options.retention = configured.retention;
+        let setup = Setup {
+            proxy: config.proxy.clone(),
+            notifications: config.notifications.clone(),
+            config: Some(config),
+            ..Setup::default()
+        };
+        Self::start_at_configured(url, options, setup).await
     }
 
     /// An HTTPS server on fresh storage of `backend`, serving `tls`;
@@ -355,27 +383,6 @@ impl TestServer {
         }
     }
 
-    /// A server on the storage at `url` (with `backend` options, e.g. a
-    /// shared S3 server's, kept alive by the caller) serving a
-    /// configuration text as [`TestServer::start_with_config`] does: a
-    /// replica next to another one on the same store.
-    pub async fn start_at_with_config(
-        url: &str,
-        backend: &[(String, String)],
-        text: &str,
-    ) -> TestServer {
-        let config: oci_registry_bin::config::Config =
-            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
-        let mut options = config.storage_options();
-        options.backend.extend(backend.iter().cloned());
-        let setup = Setup {
-            proxy: config.proxy.clone(),
-            config: Some(config),
-            ..Setup::default()
-        };
-        Self::start_at_configured(url, options, setup).await
-    }
-
     /// Starts a server on the storage at `url` (`memory://`,
     /// `file:///abs/path` or a plain path), e.g. to reopen a directory a
     /// previous server wrote to. The caller keeps any directory alive.
@@ -425,10 +432,20 @@ impl TestServer {
             ),
             (_, ui) => ui,
         };
-        let mut srv = Self::serve(storage, setup.limits, setup.tls, auth, proxy, ui).await;
+        let mut srv = Self::serve(
+            storage,
+            setup.limits,
+            setup.tls,
+            auth,
+            proxy,
+            ui,
+            &setup.notifications,
+        )
+        .await;
         srv.storage_url = url.to_owned();
         srv.storage_options = options;
         srv.proxy = setup.proxy;
+        srv.notifications = setup.notifications;
         srv
     }
 
@@ -441,11 +458,20 @@ impl TestServer {
         auth: Option<oci_http::auth::Auth>,
         proxy: Option<oci_proxy::PullThrough>,
         ui: Option<oci_ui::Ui>,
+        notifications: &oci_registry_bin::config::NotificationsConfig,
     ) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local_addr");
         let (tx, rx) = oneshot::channel::<()>();
         let sweeper = storage.start_sweeper();
+        let notifier = notifications
+            .notifier_options(tls.is_some(), &addr.to_string())
+            .unwrap_or_else(|e| panic!("notifications config: {e}"))
+            .map(|options| {
+                oci_notify::Notifier::new(storage.clone(), options)
+                    .unwrap_or_else(|e| panic!("notifications: {e}"))
+            });
+        let delivery = notifier.as_ref().map(oci_notify::Notifier::start_delivery);
         let app = oci_http::app_with_options(
             storage.clone(),
             oci_http::AppOptions {
@@ -453,6 +479,7 @@ impl TestServer {
                 auth: auth.clone(),
                 proxy,
                 ui: ui.clone(),
+                notifier,
             },
         );
         let kept = limits.clone();
@@ -495,6 +522,8 @@ impl TestServer {
             auth,
             proxy: Vec::new(),
             ui,
+            notifications: Default::default(),
+            delivery,
             dir: None,
             s3: None,
         }
@@ -792,6 +821,9 @@ impl TestServer {
                 .expect("server did not shut down within 20 s")
                 .expect("server task panicked");
         }
+        if let Some(delivery) = self.delivery.take() {
+            delivery.stop().await;
+        }
         self.dir.take()
     }
 
@@ -811,6 +843,7 @@ impl TestServer {
             config: None,
             proxy: std::mem::take(&mut self.proxy),
             ui: self.ui.take(),
+            notifications: std::mem::take(&mut self.notifications),
         };
         let dir = self.stop().await;
         let mut srv = Self::start_at_configured(&url, options, setup).await;
@@ -842,6 +875,8 @@ struct Setup {
     proxy: Vec<oci_registry_bin::config::ProxyConfig>,
     /// The web UI (a restart keeps it).
     ui: Option<oci_ui::Ui>,
+    /// `[notifications]` (a restart keeps it).
+    notifications: oci_registry_bin::config::NotificationsConfig,
 }
 
 impl Setup {

@@ -800,8 +800,9 @@ async fn replicas_fetch_at_most_once_each() {
     let s3 = oci_test_s3::S3Server::start().await.unwrap();
     let url = s3.url("registry");
     let config = format!("[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\n", fake.url());
-    let a = TestServer::start_at_with_config(&url, &s3.options(), &config).await;
-    let b = TestServer::start_at_with_config(&url, &s3.options(), &config).await;
+    let options = || oci_storage::StorageOptions::with_backend(&s3.options());
+    let a = TestServer::start_at_with_config(&url, options(), &config).await;
+    let b = TestServer::start_at_with_config(&url, options(), &config).await;
     let path = format!("/v2/fake/shared/blobs/{digest}");
     let pulls: Vec<_> = (0..8)
         .map(|i| {

@@ -14,9 +14,10 @@
 //! here) and connections, header and keep-alive timeouts ([`server`], the
 //! connection loop the binary and the end-to-end tests serve with, over
 //! plain HTTP or [`tls`]).
-//! Access control is the [`auth`] layer. The web UI ([`oci_ui`]), when
-//! [`AppOptions::ui`] is set, is routed as [`Endpoint::Ui`] (`/` and its
-//! path) and answered behind the same outer layers.
+//! Access control ([`auth`]) and event notifications ([`notify`]) are
+//! layers too. The web UI ([`oci_ui`]), when [`AppOptions::ui`] is set, is
+//! routed as [`Endpoint::Ui`] (`/` and its path) and answered behind the
+//! same outer layers.
 //!
 //! Operations: [`ops::install_recorder`] installs the Prometheus recorder
 //! once per process (before serving), and [`ops::ops_router`] serves
@@ -34,6 +35,7 @@ pub mod headers;
 pub mod limits;
 pub mod listing;
 pub mod manifests;
+pub mod notify;
 pub mod ops;
 pub mod params;
 mod proxied;
@@ -86,6 +88,7 @@ pub fn app_with(storage: Storage, limits: &Limits) -> Router {
             auth: None,
             proxy: None,
             ui: None,
+            notifier: None,
         },
     )
 }
@@ -103,6 +106,8 @@ pub struct AppOptions {
     /// as the API (access log with endpoint `ui`, request cap, body
     /// timeout); `None`: not served.
     pub ui: Option<oci_ui::Ui>,
+    /// Event notifications (`[[notifications.endpoints]]`), if any.
+    pub notifier: Option<oci_notify::Notifier>,
 }
 
 /// The whole API with its limits and access control.
@@ -123,6 +128,15 @@ pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
     // request slot, bounded) and inside routing (it reads the Endpoint).
     let router = match options.auth {
         Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::guard)),
+        None => router,
+    };
+    // Notifications sit outside auth (they read the user from the
+    // response) and inside the request cap (recording is bounded like
+    // any storage write).
+    let router = match options.notifier {
+        Some(notifier) => {
+            router.layer(axum::middleware::from_fn_with_state(notifier, notify::emit))
+        }
         None => router,
     };
     router

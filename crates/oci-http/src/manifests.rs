@@ -90,6 +90,8 @@ pub(crate) async fn put(
             .headers_mut()
             .insert(OCI_SUBJECT, value(subject.as_str())?);
     }
+    // For the event notification of the push (see `crate::notify`).
+    response.extensions_mut().insert(meta);
     Ok(response)
 }
 

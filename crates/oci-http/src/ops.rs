@@ -120,6 +120,7 @@ pub fn install_recorder() -> Result<MetricsHandle, MetricsError> {
     telemetry::enable();
     oci_storage::telemetry::enable();
     oci_proxy::telemetry::describe();
+    oci_notify::telemetry::describe();
     let handle = MetricsHandle {
         prometheus,
         process,

@@ -29,7 +29,12 @@ pub async fn start(
             .map(str::parse::<RepositoryName>)
             .transpose()?;
         if storage.blob_mount(name, &digest, from.as_ref()).await? == MountOutcome::Mounted {
-            return created(name, &digest);
+            let mut response = created(name, &digest)?;
+            // For the event notification of the mount (see `crate::notify`).
+            response
+                .extensions_mut()
+                .insert(crate::notify::Mounted { from });
+            return Ok(response);
         }
         // Spec: a registry unable to mount answers as for a new session.
         let status = storage.upload_start(name, DigestAlgorithm::Sha256).await?;

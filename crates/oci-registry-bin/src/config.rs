@@ -15,8 +15,8 @@
 //!   variables alike: a misspelt key must not silently leave a default (an
 //!   unsupported `[auth]` section would leave the registry open).
 //!
-//! Sections still to come (`[[notifications.endpoints]]`, `[ui]`) are fields added to [`Config`]
-//! and a line in [`ENV_SECTIONS`].
+//! Sections still to come (`[ui]`) are fields added to [`Config`] and a
+//! line in [`ENV_SECTIONS`].
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -32,9 +32,11 @@ use oci_storage::StorageOptions;
 use serde::{Deserialize, Serialize};
 
 mod auth;
+mod notifications;
 mod proxy;
 
 pub use auth::{AuthConfig, AuthMode, OidcConfig, TokenConfig};
+pub use notifications::{EndpointConfig, NotificationsConfig};
 pub use oci_auth::AccessConfig;
 pub use proxy::{ProxyConfig, mirrors, pull_through};
 
@@ -68,6 +70,8 @@ pub struct Config {
     /// `[[proxy]]`: other registries served and cached under a prefix.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub proxy: Vec<ProxyConfig>,
+    /// `[notifications]`: event webhooks.
+    pub notifications: NotificationsConfig,
     /// `[ui]`: the web UI.
     pub ui: UiConfig,
 }
@@ -385,6 +389,7 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut copy = self.clone();
         proxy::redact(&mut copy.proxy);
+        copy.notifications.redact();
         for (key, value) in &mut copy.storage.options {
             if is_secret(key) {
                 *value = OptionValue::Text(REDACTED.into());
@@ -407,6 +412,7 @@ impl Config {
             });
         }
         mirrors(&self.proxy)?;
+        self.notifications.notifier_options(false, "")?;
         oci_ui::check_path(&self.ui.path).map_err(|message| ConfigError::Invalid {
             key: "ui.path".into(),
             message,
@@ -464,6 +470,7 @@ pub const ENV_SECTIONS: &[(&str, &str)] = &[
     ("auth", "auth"),
     ("access", "access"),
     ("gc", "gc"),
+    ("notifications", "notifications"),
     ("ui", "ui"),
 ];
 
@@ -753,6 +760,11 @@ mod tests {
             .clone()
             .try_into()
             .unwrap();
+        full.notifications = toml::from_str::<Config>(
+            "[[notifications.endpoints]]\nname = \"ci\"\nurl = \"http://x/\"\nheaders = { A = \"b\" }\nrepositories = [\"a\"]\n",
+        )
+        .unwrap()
+        .notifications;
         let value: toml::Value = toml::from_str(&full.to_toml()).unwrap();
         let mut missing = Vec::new();
         walk(&value, &mut String::new(), &mut |table, key| {
@@ -781,7 +793,10 @@ mod tests {
                 }
                 v => v,
             };
-            if let toml::Value::Table(_) = v {
+            // A map written inline (`headers = { ... }`) is one key.
+            if let toml::Value::Table(_) = v
+                && k != "headers"
+            {
                 let len = table.len();
                 if !table.is_empty() {
                     table.push('.');

@@ -609,6 +609,8 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
         true => Some(ui(&config, &storage, auth.as_ref()).await?),
         false => None,
     };
+    let notifier = notifier(&config, &storage, addr)?;
+    let delivery = notifier.as_ref().map(oci_notify::Notifier::start_delivery);
     let app = oci_http::app_with_options(
         storage,
         oci_http::AppOptions {
@@ -616,6 +618,7 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
             auth: auth.clone(),
             proxy,
             ui,
+            notifier,
         },
     );
     let mut options = ServeOptions::new(limits);
@@ -623,6 +626,9 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
         options = options.with_tls(tls);
     }
     oci_http::server::serve_with(listener, app, &options, stopped()).await?;
+    if let Some(delivery) = delivery {
+        delivery.stop().await;
+    }
     if let Some(task) = ops_task {
         task.await??;
     }
@@ -646,6 +652,28 @@ pub async fn ui(
         },
     )
     .await
+}
+
+/// The notifier of `[[notifications.endpoints]]`, if any: events name
+/// this host (`HOSTNAME`, else `/etc/hostname`, else the listening
+/// address) and the port it listens on.
+pub fn notifier(
+    config: &Config,
+    storage: &Storage,
+    addr: std::net::SocketAddr,
+) -> Result<Option<oci_notify::Notifier>, Box<dyn std::error::Error + Send + Sync>> {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| addr.ip().to_string());
+    let source = format!("{host}:{}", addr.port());
+    let https = config.server.tls.is_some();
+    match config.notifications.notifier_options(https, &source)? {
+        Some(options) => Ok(Some(oci_notify::Notifier::new(storage.clone(), options)?)),
+        None => Ok(None),
+    }
 }
 
 /// What `SIGHUP` and file changes reload: the TLS certificate, the

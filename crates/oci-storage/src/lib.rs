@@ -62,6 +62,14 @@
 //! _keys/ui-session-key                            the web UI's session signing key
 //! _usage/latest.json                              the last recorded storage usage
 //!                                                 (`oci-registry du`), for the web UI
+//! _events/<queue>/pending/<key>                   an event notification waiting for
+//!                                                 delivery to the endpoint <queue> (JSON;
+//!                                                 keys sort in order, see `outbox`)
+//! _events/<queue>/dead/<key>                      JSON: an event given up on after its
+//!                                                 attempts, and the last error
+//! _events/<queue>/failures                        JSON: failed attempts at the queue's head
+//! _events/<queue>/lock                            the delivering replica's lock (flock'ed
+//!                                                 file, or S3 lease)
 //! ```
 //!
 //! # Guarantees
@@ -99,6 +107,7 @@ mod layout;
 mod local;
 mod manifests;
 mod options;
+pub mod outbox;
 mod overview;
 #[cfg(test)]
 mod recording_store;
@@ -132,6 +141,7 @@ pub use immutable::ImmutableRule;
 pub use keys::SharedKey;
 pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
+pub use outbox::{Outbox, OutboxLock, QueueName};
 pub use overview::{RepositoryRecord, TagTime, UsageRecord};
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;

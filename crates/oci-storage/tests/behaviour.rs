@@ -19,6 +19,8 @@ mod gc;
 mod listing;
 #[path = "behaviour/manifests.rs"]
 mod manifests;
+#[path = "behaviour/outbox.rs"]
+mod outbox;
 #[path = "behaviour/overview.rs"]
 mod overview;
 #[path = "behaviour/probe.rs"]
@@ -98,6 +100,11 @@ behaviour_suite! {
     }
     probe {
         probe_answers_on_empty_and_used_stores,
+    }
+    outbox {
+        appended_records_come_back_in_order,
+        failures_counted_and_dead_lettered,
+        one_consumer_at_a_time,
     }
     gc {
         sweeps_unreferenced_and_keeps_reachable,

@@ -200,6 +200,17 @@ impl Fixture {
         self
     }
 
+    /// Another engine on the same store, as another replica would open
+    /// it; `None` for the in-memory store (no other process can see it).
+    pub async fn other_replica(&self) -> Option<Storage> {
+        let url = self.reopen_url.as_ref()?;
+        Some(
+            Storage::open_with(url, &self.reopen_options)
+                .await
+                .expect("open a second engine"),
+        )
+    }
+
     /// The on-disk root, for backends that have one.
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
