@@ -85,6 +85,29 @@ pub(crate) fn time_attr(t: SystemTime) -> String {
 }
 
 /// A digest shortened for tables: `sha256:0123456789ab`.
+/// A media type that wraps only after `/`, `.` and `+`
+/// (`application/vnd.oci.image.manifest.v1+json`), never inside a word:
+/// its pieces, escaped, with a `<wbr>` after each separator.
+pub(crate) fn media_type(mt: &str) -> maud::Markup {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    for (i, c) in mt.char_indices() {
+        if matches!(c, '/' | '.' | '+') {
+            pieces.push(&mt[start..=i]);
+            start = i + 1;
+        }
+    }
+    pieces.push(&mt[start..]);
+    maud::html! {
+        code class="mt" {
+            @for (i, piece) in pieces.iter().enumerate() {
+                @if i > 0 { wbr; }
+                (piece)
+            }
+        }
+    }
+}
+
 pub(crate) fn short(digest: &str) -> String {
     match digest.split_once(':') {
         Some((alg, hex)) => format!("{alg}:{}", &hex[..hex.len().min(12)]),

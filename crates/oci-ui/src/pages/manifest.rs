@@ -152,7 +152,7 @@ pub(crate) async fn page(
                         tr {
                             th scope="row" { (c.get("platform").map_or_else(|| "-".to_owned(), platform)) }
                             td { @if d.parse::<Digest>().is_ok() { a href=(paths::manifest(base, name, d)) { code { (view::short(d)) } } } @else { code { (d) } } }
-                            td { code class="mt" { (str_of(c, "mediaType").unwrap_or("")) } }
+                            td { (view::media_type(str_of(c, "mediaType").unwrap_or(""))) }
                             td class="num" { (c.get("size").and_then(Value::as_u64).map_or("-".into(), view::size)) }
                         }
                     } }
@@ -172,7 +172,7 @@ pub(crate) async fn page(
                                 Ok(d) => a href=(paths::blob(base, name, &d)) title=(d) { code { (view::short(d.as_str())) } },
                                 Err(_) => code { (d) },
                             } }
-                            td { code class="mt" { (str_of(l, "mediaType").unwrap_or("")) } }
+                            td { (view::media_type(str_of(l, "mediaType").unwrap_or(""))) }
                             td class="num" { (l.get("size").and_then(Value::as_u64).map_or("-".into(), view::size)) }
                         }
                     } }
@@ -183,7 +183,7 @@ pub(crate) async fn page(
             section aria-labelledby="config" {
                 h2 id="config" { "Config" }
                 p {
-                    code class="mt" { (str_of(d, "mediaType").unwrap_or("")) } " · "
+                    (view::media_type(str_of(d, "mediaType").unwrap_or(""))) " · "
                     @match str_of(d, "digest").and_then(|d| d.parse::<Digest>().ok()) {
                         Some(d) => a href=(paths::blob(base, name, &d)) { code { (view::short(d.as_str())) } },
                         None => "no digest",

@@ -146,7 +146,7 @@ pub(crate) async fn page(
                                 td { a href=(paths::manifest(base, name, r.digest.as_str())) title=(r.digest) { code { (view::short(r.digest.as_str())) } } }
                                 td { time datetime=(view::time_attr(r.pushed)) { (view::time(r.pushed)) } }
                                 td class="num" { (r.size.map_or("-".into(), view::size)) }
-                                td { code class="mt" { (r.media_type) } }
+                                td { (view::media_type(&r.media_type)) }
                                 td { (r.platforms.join(", ")) }
                                 @if may_delete {
                                     td { a class="danger" href=(paths::delete(base, name, r.tag.as_str())) { "Delete" span class="visually-hidden" { " tag " (r.tag) } } }
