@@ -6,7 +6,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use oci_storage::Storage;
 use oci_types::{Digest, Reference, RepositoryName};
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
+use crate::TestServer;
 
 /// A string that runs script wherever a page fails to escape it: it sets
 /// `window.pwned` and adds an element with id `pwned`.
@@ -191,4 +194,63 @@ actions = ["pull"]
 
 fn bcrypt_hash(password: &str) -> String {
     bcrypt::hash(password, 4).unwrap()
+}
+
+/// The session cookie (`name=value`) a response sets.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("oci_ui_session="))
+        .map(|v| v.split(';').next().unwrap().to_owned())
+}
+
+/// The CSRF token of the first form of a page.
+pub fn csrf_of(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &html[at + 19..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// GETs `path` with `cookie`: status, session cookie set, body.
+pub async fn get(
+    srv: &TestServer,
+    path: &str,
+    cookie: &str,
+) -> (StatusCode, Option<String>, String) {
+    let r = srv
+        .req(Method::GET, path)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let set = session_cookie(&r);
+    (status, set, r.text().await.unwrap())
+}
+
+/// POSTs a form.
+pub async fn post(
+    srv: &TestServer,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    srv.req(Method::POST, path)
+        .header("cookie", cookie)
+        .form(form)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A visitor's first page: the anonymous session it is given.
+pub async fn visit(srv: &TestServer) -> String {
+    let r = srv.req(Method::GET, "/ui/").send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    session_cookie(&r).expect("a session cookie")
 }

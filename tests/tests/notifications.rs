@@ -455,3 +455,29 @@ async fn two_replicas_deliver_each_event_once() {
     assert_eq!(sources.len(), 2, "both replicas recorded events");
     assert_eq!(pending(&a, "hook").await, 0);
 }
+
+/// A delete through the web UI's form is a `delete` event too, naming
+/// the repository and the tag (the UI answers 303, not 202).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_through_the_web_ui_is_an_event() {
+    use oci_e2e::ui::{csrf_of, get, post, visit};
+    let receiver = Receiver::start().await;
+    let srv = TestServer::start_with_config(Backend::Memory, &config(&receiver.url(), "")).await;
+    srv.push_image("team/app", "v1", 1).await;
+    let got = receiver.wait_requests(1, WAIT).await;
+    assert_eq!(got[0].events()[0]["action"], "push");
+    let cookie = visit(&srv).await;
+    let path = "/ui/r/team/app/-/delete?ref=v1";
+    let (status, _, page) = get(&srv, path, &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let token = csrf_of(&page);
+    let r = post(&srv, path, &cookie, &[("csrf", &token), ("ref", "v1")]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let got = receiver.wait_requests(2, WAIT).await;
+    let event = &got[1].events()[0];
+    assert_eq!(event["action"], "delete");
+    assert_eq!(event["target"]["repository"], "team/app");
+    assert_eq!(event["target"]["tag"], "v1");
+    assert_eq!(event["request"]["method"], "POST");
+    drained(&srv, "hook").await;
+}

@@ -6,61 +6,6 @@ use oci_e2e::ui::*;
 use oci_e2e::*;
 use reqwest::{Method, StatusCode};
 
-/// The session cookie (`name=value`) a response sets.
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("oci_ui_session="))
-        .map(|v| v.split(';').next().unwrap().to_owned())
-}
-
-/// The CSRF token of the first form of a page.
-fn csrf_of(html: &str) -> String {
-    let at = html
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token");
-    let rest = &html[at + 19..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-/// GETs `path` with `cookie`: status, session cookie set, body.
-async fn get(srv: &TestServer, path: &str, cookie: &str) -> (StatusCode, Option<String>, String) {
-    let r = srv
-        .req(Method::GET, path)
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let set = session_cookie(&r);
-    (status, set, r.text().await.unwrap())
-}
-
-/// POSTs a form.
-async fn post(
-    srv: &TestServer,
-    path: &str,
-    cookie: &str,
-    form: &[(&str, &str)],
-) -> reqwest::Response {
-    srv.req(Method::POST, path)
-        .header("cookie", cookie)
-        .form(form)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// A visitor's first page: the anonymous session it is given.
-async fn visit(srv: &TestServer) -> String {
-    let r = srv.req(Method::GET, "/ui/").send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    session_cookie(&r).expect("a session cookie")
-}
-
 #[tokio::test]
 async fn pages_escape_hostile_content_and_send_security_headers() {
     let srv = TestServer::start_with_config(Backend::Memory, "").await;

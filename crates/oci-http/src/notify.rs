@@ -13,6 +13,7 @@
 //! | `POST /v2/<name>/blobs/uploads/?mount=` | 201 | `mount` |
 //! | `PUT` of an upload, `POST ?digest=` | 201 | `push` of a blob |
 //! | `GET /v2/<name>/blobs/<digest>` | 200 | `pull` of a blob |
+//! | a delete through the web UI (its form's `POST`) | 303 | `delete` |
 //!
 //! `HEAD` requests are not events. A request no endpoint wants costs one
 //! bit test (no storage access); when recording fails the client gets a
@@ -47,6 +48,9 @@ enum Candidate {
     ManifestDelete(RepositoryName, Reference),
     ManifestPull(RepositoryName, Reference),
     BlobPull(RepositoryName, Digest),
+    /// A form posted to the web UI, which may be a delete (the answer
+    /// says: [`oci_ui::Deleted`]).
+    UiPost,
     /// An upload's end or a mount: `mount` and `push` say which events are
     /// wanted.
     BlobStored {
@@ -87,6 +91,10 @@ impl Candidate {
                     push,
                 })
             }
+            (Endpoint::Ui, &Method::POST) => notifier
+                .endpoints()
+                .any(|e| e.events.contains(&Action::Delete))
+                .then_some(Self::UiPost),
             _ => None,
         }
     }
@@ -160,6 +168,7 @@ struct Answer {
     size: Option<u64>,
     pushed: Option<ManifestMeta>,
     mounted: Option<Mounted>,
+    deleted: Option<oci_ui::Deleted>,
     user: Option<String>,
 }
 
@@ -174,6 +183,7 @@ impl Answer {
             size: text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
             pushed: response.extensions().get::<ManifestMeta>().cloned(),
             mounted: response.extensions().get::<Mounted>().cloned(),
+            deleted: response.extensions().get::<oci_ui::Deleted>().cloned(),
             user: user_of(response).map(|u| u.to_string()),
         }
     }
@@ -204,17 +214,15 @@ async fn event(
             (Action::Push, name, target)
         }
         Candidate::ManifestDelete(name, reference) if status == StatusCode::ACCEPTED => {
-            let target = match &reference {
-                Reference::Tag(t) => Target {
-                    tag: Some(t.to_string()),
-                    ..Target::default()
-                },
-                Reference::Digest(d) => Target {
-                    digest: Some(d.to_string()),
-                    ..Target::default()
-                },
-            };
-            (Action::Delete, name, target)
+            (Action::Delete, name, delete_target(&reference))
+        }
+        Candidate::UiPost => {
+            let deleted = answer.deleted.clone()?;
+            if !notifier.wants(Action::Delete, &deleted.repository, false) {
+                return None;
+            }
+            let target = delete_target(&deleted.reference);
+            (Action::Delete, deleted.repository, target)
         }
         Candidate::ManifestPull(name, reference) if status == StatusCode::OK => {
             let target = Target {
@@ -272,14 +280,29 @@ async fn event(
             request.host
         ));
     }
+    let user = answer.user.or_else(|| answer.deleted.and_then(|d| d.user));
     let event = Event {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp: oci_notify::event::now(),
         action,
         target,
         request,
-        actor: Actor { name: answer.user },
+        actor: Actor { name: user },
         source: notifier.source().clone(),
     };
     Some((name, event))
+}
+
+/// The target of a delete: the tag, or the manifest's digest.
+fn delete_target(reference: &Reference) -> Target {
+    match reference {
+        Reference::Tag(t) => Target {
+            tag: Some(t.to_string()),
+            ..Target::default()
+        },
+        Reference::Digest(d) => Target {
+            digest: Some(d.to_string()),
+            ..Target::default()
+        },
+    }
 }

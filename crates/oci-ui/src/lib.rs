@@ -44,6 +44,19 @@ use oci_types::RepositoryName;
 
 pub use error::UiError;
 
+/// In the answer to a delete made through the UI: what was deleted and by
+/// whom, for the layers around the UI (event notifications turn it into a
+/// `delete` event, as for `DELETE /v2/<name>/manifests/<reference>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// The repository.
+    pub repository: oci_types::RepositoryName,
+    /// The tag or manifest deleted.
+    pub reference: oci_types::Reference,
+    /// Who was logged in, if anyone.
+    pub user: Option<String>,
+}
+
 use session::{Keys, Session};
 
 /// The default path of the UI.

@@ -79,5 +79,11 @@ pub(crate) async fn submit(
         paths::repo(ctx.base(), name),
         paths::query(&[("deleted", &reference.to_string())])
     );
-    Ok(redirect(&to))
+    let mut response = redirect(&to);
+    response.extensions_mut().insert(crate::Deleted {
+        repository: name.clone(),
+        reference,
+        user: ctx.user().map(str::to_owned),
+    });
+    Ok(response)
 }
