@@ -71,6 +71,15 @@ impl FakeUpstream {
         blobs.insert(digest.to_owned(), bytes.into());
     }
 
+    /// Serves `len` random bytes (from `seed`) as a blob: them and their
+    /// digest.
+    pub fn add_random_blob(&self, len: usize, seed: u64) -> (Vec<u8>, String) {
+        let blob = crate::random_blob(len, seed);
+        let digest = crate::sha256_digest(&blob);
+        self.add_blob(&digest, blob.clone());
+        (blob, digest)
+    }
+
     /// Serves the manifest `bytes` as `name:reference` and by its digest.
     pub fn add_manifest(&self, name: &str, reference: &str, media_type: &str, bytes: &[u8]) {
         let digest = crate::sha256_digest(bytes);

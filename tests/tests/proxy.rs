@@ -410,14 +410,24 @@ async fn mirror_mode_answers_docker_style_requests() {
 
 /// A cache of the fake upstream under `fake`.
 async fn fake_cache(backend: Backend, fake: &FakeUpstream) -> TestServer {
-    TestServer::start_with_config(
-        backend,
-        &format!(
-            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntimeout = \"10s\"\n",
-            fake.url()
-        ),
-    )
-    .await
+    fake_cache_with(backend, fake, "timeout = \"10s\"").await
+}
+
+/// A cache of the fake upstream under `fake`, with `proxy` keys added to
+/// its `[[proxy]]` and `before` (other sections) ahead of it.
+async fn fake_cache_with(backend: Backend, fake: &FakeUpstream, proxy: &str) -> TestServer {
+    fake_cache_after(backend, "", fake, proxy).await
+}
+
+async fn fake_cache_after(
+    backend: Backend,
+    before: &str,
+    fake: &FakeUpstream,
+    proxy: &str,
+) -> TestServer {
+    let url = fake.url();
+    let text = format!("{before}\n[[proxy]]\nprefix = \"fake\"\nurl = \"{url}\"\n{proxy}\n");
+    TestServer::start_with_config(backend, &text).await
 }
 
 /// 8 concurrent cold pulls of one 64 MiB blob: one upstream fetch, every
@@ -425,9 +435,7 @@ async fn fake_cache(backend: Backend, fake: &FakeUpstream) -> TestServer {
 /// upstream is still sending (stalled half-way until the test sees them).
 async fn one_fetch_streamed_to_all(backend: Backend) {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(64 << 20, 64);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (blob, digest) = fake.add_random_blob(64 << 20, 64);
     let srv = fake_cache(backend, &fake).await;
     let release = fake.stall();
     let path = format!("/v2/fake/big/blobs/{digest}");
@@ -494,9 +502,7 @@ async fn one_fetch_streamed_to_all(backend: Backend) {
 /// end, a later client gets an error, and nothing is stored.
 async fn lying_upstream(backend: Backend) {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(3 << 20, 7);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (blob, digest) = fake.add_random_blob(3 << 20, 7);
     fake.lie(true);
     let srv = fake_cache(backend, &fake).await;
     let path = format!("/v2/fake/liar/blobs/{digest}");
@@ -528,12 +534,8 @@ async fn lying_upstream(backend: Backend) {
 #[tokio::test]
 async fn throttling_is_passed_on_and_honoured() {
     let fake = FakeUpstream::start().await;
-    let cached = random_blob(1 << 16, 8);
-    let cached_digest = sha256_digest(&cached);
-    fake.add_blob(&cached_digest, cached.clone());
-    let blob = random_blob(1 << 20, 9);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (cached, cached_digest) = fake.add_random_blob(1 << 16, 8);
+    let (_, digest) = fake.add_random_blob(1 << 20, 9);
     let srv = fake_cache(Backend::Filesystem, &fake).await;
     let (status, _) = get_bytes(&srv, &format!("/v2/fake/x/blobs/{cached_digest}")).await;
     assert_eq!(status, StatusCode::OK);
@@ -570,14 +572,7 @@ async fn a_head_without_digest_falls_back_to_a_get() {
     let fake = FakeUpstream::start().await;
     let first = image_manifest(&Descriptor::of(OCI_CONFIG, b"{}"), &[], None, None, None);
     fake.add_manifest("team/app", "v1", OCI_MANIFEST, &first);
-    let srv = TestServer::start_with_config(
-        Backend::Memory,
-        &format!(
-            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntag_ttl = \"0s\"\n",
-            fake.url()
-        ),
-    )
-    .await;
+    let srv = fake_cache_with(Backend::Memory, &fake, "tag_ttl = \"0s\"").await;
     let (status, body) = get_bytes(&srv, "/v2/fake/team/app/manifests/v1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, first);
@@ -594,9 +589,7 @@ async fn a_head_without_digest_falls_back_to_a_get() {
 #[tokio::test]
 async fn ranges_and_heads_of_cold_blobs() {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(1 << 20, 9);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (blob, digest) = fake.add_random_blob(1 << 20, 9);
     let srv = fake_cache(Backend::Filesystem, &fake).await;
     let path = format!("/v2/fake/x/blobs/{digest}");
 
@@ -694,17 +687,8 @@ password = "secret"
 #[tokio::test]
 async fn a_stalled_upstream_times_out_and_is_fetched_again() {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(2 << 20, 11);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
-    let srv = TestServer::start_with_config(
-        Backend::Filesystem,
-        &format!(
-            "[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\ntimeout = \"1s\"\n",
-            fake.url()
-        ),
-    )
-    .await;
+    let (blob, digest) = fake.add_random_blob(2 << 20, 11);
+    let srv = fake_cache_with(Backend::Filesystem, &fake, "timeout = \"1s\"").await;
     let path = format!("/v2/fake/slow/blobs/{digest}");
     let _never = fake.stall();
     let resp = srv.get(&path).await;
@@ -730,9 +714,7 @@ async fn a_stalled_upstream_times_out_and_is_fetched_again() {
 #[tokio::test]
 async fn a_client_leaving_does_not_stop_the_fetch() {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(8 << 20, 12);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (blob, digest) = fake.add_random_blob(8 << 20, 12);
     let srv = fake_cache(Backend::Filesystem, &fake).await;
     let path = format!("/v2/fake/left/blobs/{digest}");
     let release = fake.stall();
@@ -757,26 +739,15 @@ async fn a_client_leaving_does_not_stop_the_fetch() {
 #[tokio::test]
 async fn storage_refusing_the_copy_still_serves_verified_bytes() {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(1 << 20, 13);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
-    let srv = TestServer::start_with_config(
-        Backend::Filesystem,
-        &format!(
-            "[limits]\nmax_uploads = 0\n[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\n",
-            fake.url()
-        ),
-    )
-    .await;
+    let (blob, digest) = fake.add_random_blob(1 << 20, 13);
+    let srv = fake_cache_after(Backend::Filesystem, "[limits]\nmax_uploads = 0", &fake, "").await;
     let (status, body) = get_bytes(&srv, &format!("/v2/fake/x/blobs/{digest}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body == blob);
     let stored = srv.storage().blob_stored(&digest.parse().unwrap()).await;
     assert!(!stored.unwrap());
 
-    let other = random_blob(1 << 20, 14);
-    let other_digest = sha256_digest(&other);
-    fake.add_blob(&other_digest, other.clone());
+    let (other, other_digest) = fake.add_random_blob(1 << 20, 14);
     fake.lie(true);
     let resp = srv.get(&format!("/v2/fake/x/blobs/{other_digest}")).await;
     let read = resp.bytes().await;
@@ -794,9 +765,7 @@ async fn storage_refusing_the_copy_still_serves_verified_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_fetch_at_most_once_each() {
     let fake = FakeUpstream::start().await;
-    let blob = random_blob(8 << 20, 15);
-    let digest = sha256_digest(&blob);
-    fake.add_blob(&digest, blob.clone());
+    let (blob, digest) = fake.add_random_blob(8 << 20, 15);
     let s3 = oci_test_s3::S3Server::start().await.unwrap();
     let url = s3.url("registry");
     let config = format!("[[proxy]]\nprefix = \"fake\"\nurl = \"{}\"\n", fake.url());
