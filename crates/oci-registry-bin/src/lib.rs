@@ -558,6 +558,14 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     let auth = auth::build(&config, Some(&storage)).await?;
     let listener = TcpListener::bind(config.server.listen).await?;
     let addr = listener.local_addr()?;
+    // Everything that reads storage or can fail is built before the
+    // startup line, which tells operators and tests the registry serves.
+    let proxy = config::pull_through(&config.proxy, &storage)?;
+    let ui = match config.ui.enabled {
+        true => Some(ui(&config, &storage, auth.as_ref()).await?),
+        false => None,
+    };
+    let notifier = notifier(&config, &storage, addr)?;
     let ops = match config.metrics.listen {
         Some(at) => Some(TcpListener::bind(at).await?),
         None => None,
@@ -604,12 +612,6 @@ pub async fn run_serve(config: Config) -> Result<(), Box<dyn std::error::Error +
     let limits = config.http_limits();
     let _sweeper = storage.start_sweeper();
     let _collector = config.gc.schedule().map(|s| storage.start_collector(s));
-    let proxy = config::pull_through(&config.proxy, &storage)?;
-    let ui = match config.ui.enabled {
-        true => Some(ui(&config, &storage, auth.as_ref()).await?),
-        false => None,
-    };
-    let notifier = notifier(&config, &storage, addr)?;
     let delivery = notifier.as_ref().map(oci_notify::Notifier::start_delivery);
     let app = oci_http::app_with_options(
         storage,

@@ -328,8 +328,10 @@ async fn metrics_count_a_push_and_a_pull() {
 }
 
 /// `/readyz` turns 503 within seconds of the store going away (the
-/// in-process S3 server stopped), while `/healthz` stays 200.
-#[tokio::test]
+/// in-process S3 server stopped), while `/healthz` stays 200. Two worker
+/// threads: the S3 server answers the registry's startup reads while
+/// this test waits for the startup line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_follows_the_store() {
     let s3 = oci_test_s3::S3Server::start().await.unwrap();
     let mut run = start(|cmd| {
