@@ -99,10 +99,29 @@ async fn click_link(c: &Client, text: &str) {
         .unwrap();
 }
 
+/// The page's `h1` once it is the one `expected` accepts (at most 10 s:
+/// a click returns before the next page may have loaded), or the last one
+/// seen.
+async fn heading(c: &Client, expected: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let h = text_of(c, "h1").await;
+        if expected(&h) || std::time::Instant::now() > deadline {
+            return h;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The text of the first element `css` selects, waiting (at most 10 s)
+/// for it to appear: a click that submits a form returns before the next
+/// page has loaded.
 async fn text_of(c: &Client, css: &str) -> String {
-    c.find(Locator::Css(css))
+    c.wait()
+        .at_most(std::time::Duration::from_secs(10))
+        .for_element(Locator::Css(css))
         .await
-        .unwrap()
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
         .text()
         .await
         .unwrap()
@@ -139,7 +158,7 @@ async fn browse_click_through_delete_and_hostile_content() {
     // `/` lands on the repository list.
     c.goto(&srv.url("/")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/ui/"));
-    assert_eq!(text_of(&c, "h1").await, "Repositories");
+    assert_eq!(heading(&c, |h| h == "Repositories").await, "Repositories");
     screenshot(&c, "repositories").await;
     // The search box filters the shown rows as one types.
     let q = c.find(Locator::Id("q")).await.unwrap();
@@ -152,10 +171,10 @@ async fn browse_click_through_delete_and_hostile_content() {
     c.refresh().await.unwrap();
     // Repository -> tag -> layer.
     click_link(&c, "team/app").await;
-    assert_eq!(text_of(&c, "h1").await, "team/app");
+    assert_eq!(heading(&c, |h| h == "team/app").await, "team/app");
     screenshot(&c, "repository").await;
     click_link(&c, "v1").await;
-    assert_eq!(text_of(&c, "h1").await, "team/app:v1");
+    assert_eq!(heading(&c, |h| h == "team/app:v1").await, "team/app:v1");
     assert_not_pwned(&c).await;
     // The hostile annotation is shown as text.
     let annotations = text_of(&c, "section[aria-labelledby=annotations]").await;
@@ -168,7 +187,11 @@ async fn browse_click_through_delete_and_hostile_content() {
     let layer = seeded.layer.to_string();
     let short = format!("sha256:{}", &layer[7..19]);
     click_link(&c, &short).await;
-    assert!(text_of(&c, "h1").await.starts_with("Blob sha256:"));
+    assert!(
+        heading(&c, |h| h.starts_with("Blob sha256:"))
+            .await
+            .starts_with("Blob sha256:")
+    );
     assert!(text_of(&c, "dl.facts").await.contains(&layer));
     screenshot(&c, "blob").await;
     // Back, then the referrer.
@@ -200,7 +223,10 @@ async fn browse_click_through_delete_and_hostile_content() {
         .await
         .unwrap();
     click_link(&c, "Delete tag v1").await;
-    assert_eq!(text_of(&c, "h1").await, "Delete the tag v1?");
+    assert_eq!(
+        heading(&c, |h| h == "Delete the tag v1?").await,
+        "Delete the tag v1?"
+    );
     screenshot(&c, "delete-confirm").await;
     c.find(Locator::Css("form button.danger"))
         .await
@@ -310,7 +336,7 @@ async fn login_logout_and_a_refused_delete() {
     c.goto(&srv.url("/ui/r/team/app/-/delete?ref=v1"))
         .await
         .unwrap();
-    assert_eq!(text_of(&c, "h1").await, "Refused");
+    assert_eq!(heading(&c, |h| h == "Refused").await, "Refused");
     assert!(
         text_of(&c, "main")
             .await
