@@ -283,3 +283,51 @@ mod open {
         assert!(!upload.join("data").exists());
     }
 }
+
+// Azure, on Azurite (one Node.js process every test shares), runs the
+// tests of what differs between object stores: conditional writes,
+// multipart uploads, listings, locks. The volume tests (thousands of
+// objects, many racing writers) overwhelm the emulator, not the backend.
+backend_module!(azure,
+    blobs {
+        put_then_stat_and_get,
+        get_byte_ranges,
+        delete_unlinks,
+        mount_from_source,
+    }
+    uploads {
+        chunked_with_range,
+        out_of_order_range_is_refused,
+        complete_with_wrong_digest,
+        complete_after_failed_append_ignores_garbage,
+        cancel_forgets_session,
+        session_survives_restart,
+        large_blob_streamed,
+    }
+    manifests {
+        put_by_tag_then_get_and_head,
+        missing_blob_is_refused_and_nothing_written,
+        delete_by_digest_removes_tags_and_referrer,
+        retag_moves_tag,
+    }
+    listing {
+        tags_paginated,
+        catalog_paginated,
+        referrers_listed,
+    }
+    outbox {
+        appended_records_come_back_in_order,
+        one_consumer_at_a_time,
+    }
+    gc {
+        sweeps_unreferenced_and_keeps_reachable,
+        one_collection_at_a_time,
+    }
+    retention {
+        keeps_expected_tags_and_manifests,
+    }
+    concurrency {
+        same_tag_put_twice_at_once,
+        delete_by_digest_racing_retag_keeps_retag,
+    }
+);
