@@ -170,13 +170,13 @@ impl PullThrough {
                 );
                 Ok((meta, body, CacheResult::Stale))
             }
-            Err(e @ (ProxyError::NotFound(_) | ProxyError::Unauthorized(_))) => Err(e),
             // A HEAD upstream cannot answer usefully (no digest): a GET.
-            Err(e) => {
+            Err(e @ ProxyError::BadAnswer(_)) => {
                 tracing::debug!(error = %e, "upstream HEAD unusable: fetching the tag");
                 let (meta, body) = self.fetch_manifest(routed, &reference).await?;
                 Ok((meta, body, CacheResult::Miss))
             }
+            Err(e) => Err(e),
         }
     }
 

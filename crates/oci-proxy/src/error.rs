@@ -43,6 +43,10 @@ pub enum ProxyError {
         /// What was asked.
         url: String,
     },
+    /// An answer that is not what was asked for: a HEAD without the
+    /// digest, a tag list that is not one.
+    #[error("upstream answer unusable: {0}")]
+    BadAnswer(String),
     /// A challenge or token answer that makes no sense.
     #[error("upstream auth: {0}")]
     BadAuth(String),

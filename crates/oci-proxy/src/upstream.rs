@@ -237,7 +237,7 @@ impl Upstream {
             (None, Reference::Digest(asked), _) => asked.clone(),
             (None, _, Some(announced)) => announced,
             (None, _, None) => {
-                return Err(ProxyError::BadAuth(format!(
+                return Err(ProxyError::BadAnswer(format!(
                     "{path}: a HEAD without Docker-Content-Digest"
                 )));
             }
@@ -324,7 +324,7 @@ impl Upstream {
             .any(|v| v.contains("rel=\"next\""));
         let body = read_bounded(response, MANIFEST_LIMIT).await?;
         let list: TagList = serde_json::from_slice(&body)
-            .map_err(|e| ProxyError::BadAuth(format!("tags of {name} upstream: {e}")))?;
+            .map_err(|e| ProxyError::BadAnswer(format!("tags of {name} upstream: {e}")))?;
         Ok((list.tags.unwrap_or_default(), more))
     }
 
