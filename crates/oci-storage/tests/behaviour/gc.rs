@@ -266,7 +266,11 @@ pub async fn head_then_reference_race(f: Fixture) {
                 images.push((meta.digest, vec![config_digest, orphan]));
             }
             Err(StorageError::ManifestBlobUnknown(d)) => {
-                assert!(d == orphan || d == config_digest, "{d}");
+                // With no grace period the manifest's own bytes, written
+                // just before a run listed the store but linked after it
+                // read the links, can be a candidate too: also refused.
+                let own = Digest::of(&body);
+                assert!(d == orphan || d == config_digest || d == own, "{d}");
                 refused += 1;
             }
             Err(e) => panic!("round {round}: {e}"),
