@@ -301,6 +301,7 @@ impl TestServer {
         let configured = config.storage_options();
         options.immutable = configured.immutable;
         options.retention = configured.retention;
+        options.cache = configured.cache;
         let setup = Setup {
             proxy: config.proxy.clone(),
             notifications: config.notifications.clone(),

@@ -353,3 +353,55 @@ async fn without_a_handle_metrics_are_not_served() {
     let resp = reqwest::get(format!("{base}/readyz")).await.unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 }
+
+const CACHE_LOOKUPS: &str = "oci_registry_storage_cache_lookups_total";
+
+/// Hot pulls are served from the in-memory read cache (`[cache]`, on by
+/// default): after the image's files settle, every manifest GET by tag
+/// finds its tag and link validated in memory and its bytes there, and
+/// every small blob GET its link and bytes, byte-exact; the cache's size
+/// is exported.
+async fn hot_pulls_hit_the_read_cache(backend: Backend) {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start(backend).await;
+    let ops = serve_ops(&srv, &OpsOptions::default()).await;
+    let image = srv.push_image("cached/app", "v1", 2).await;
+    // The filesystem caches a file once it is 2 s old (see `read_cache`).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = Scrape::of(&ops).await;
+    const ROUNDS: usize = 5;
+    for _ in 0..ROUNDS {
+        let resp = srv.get("/v2/cached/app/manifests/v1").await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.bytes().await.unwrap(), image.manifest);
+        for (desc, data) in image.layer_descs.iter().zip(&image.layers) {
+            let path = format!("/v2/cached/app/blobs/{}", desc.digest);
+            let resp = srv.get(&path).await;
+            assert_eq!(resp.status(), StatusCode::OK);
+            assert_eq!(resp.bytes().await.unwrap(), data.as_slice());
+        }
+    }
+    let hits = |s: &Scrape, kind: &str| {
+        s.sum(
+            CACHE_LOOKUPS,
+            &[&format!("kind=\"{kind}\""), r#"result="hit""#],
+        )
+    };
+    let layers = image.layers.len();
+    // Per round: tag + manifest link, then a link per blob; the first
+    // round may miss each once.
+    let metadata = hits(&Scrape::of(&ops).await, "metadata") - hits(&before, "metadata");
+    let want = ((ROUNDS - 1) * (2 + layers)) as f64;
+    assert!(metadata >= want, "{metadata} metadata hits, want {want}");
+    let content = hits(&Scrape::of(&ops).await, "content") - hits(&before, "content");
+    let want = ((ROUNDS - 1) * (1 + layers)) as f64;
+    assert!(content >= want, "{content} content hits, want {want}");
+    let after = Scrape::of(&ops).await;
+    assert!(
+        after.sum("oci_registry_storage_cache_bytes", &[]) > 0.0,
+        "{}",
+        after.text
+    );
+}
+
+oci_e2e::backend_tests!(hot_pulls_hit_the_read_cache);

@@ -55,6 +55,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// `[limits]`: what clients can make the registry hold.
     pub limits: LimitsConfig,
+    /// `[cache]`: hot manifests, small blobs and tags in memory.
+    pub cache: CacheConfig,
     /// `[auth]`: how callers prove who they are.
     pub auth: AuthConfig,
     /// `[access]`: who may do what (with `[auth]` on).
@@ -74,6 +76,36 @@ pub struct Config {
     pub notifications: NotificationsConfig,
     /// `[ui]`: the web UI.
     pub ui: UiConfig,
+}
+
+/// `[cache]`: the in-memory read cache (see [`oci_storage::CacheOptions`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Memory for cached manifests, small blobs, tags and links; `0`
+    /// turns the cache off. Default `32MiB`.
+    #[serde(serialize_with = "exact_size")]
+    pub size: ByteSize,
+    /// Blobs and manifests larger than this are not cached. Default
+    /// `1MiB`.
+    #[serde(serialize_with = "exact_size")]
+    pub max_blob: ByteSize,
+    /// Object stores: how long a validated tag or link is served without
+    /// asking the store again (a change made through another replica is
+    /// seen this late). Default `0s`: every read asks.
+    #[serde(with = "humantime_serde")]
+    pub tag_cache_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        let d = oci_storage::CacheOptions::default();
+        Self {
+            size: ByteSize::b(d.size),
+            max_blob: ByteSize::b(d.max_blob),
+            tag_cache_ttl: d.tag_ttl,
+        }
+    }
 }
 
 /// `[ui]`: the web UI, served on the API's listener.
@@ -381,6 +413,9 @@ impl Config {
         options.lock_wait = self.limits.lock_wait;
         options.immutable = self.immutable.clone();
         options.retention = self.retention.clone();
+        options.cache.size = self.cache.size.as_u64();
+        options.cache.max_blob = self.cache.max_blob.as_u64();
+        options.cache.tag_ttl = self.cache.tag_cache_ttl;
         options
     }
 
@@ -466,6 +501,7 @@ pub const ENV_SECTIONS: &[(&str, &str)] = &[
     ("log", "log"),
     ("metrics", "metrics"),
     ("limits", "limits"),
+    ("cache", "cache"),
     ("auth_token", "auth.token"),
     ("auth", "auth"),
     ("access", "access"),

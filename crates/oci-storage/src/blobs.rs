@@ -10,7 +10,6 @@ use object_store::{GetOptions, ObjectStoreExt};
 use oci_types::{ByteRange, Digest, RepositoryName};
 
 use crate::error::{Result, StorageError, is_not_found};
-use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
 /// What is known of a stored blob.
@@ -30,6 +29,30 @@ pub struct BlobRead {
     pub range: Option<Range<u64>>,
     /// The bytes.
     pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+impl BlobRead {
+    /// A read of a blob held in memory, or of the part `range` selects.
+    fn of_bytes(bytes: Bytes, range: Option<ByteRange>) -> Result<Self> {
+        let size = bytes.len() as u64;
+        let range = match range {
+            None => None,
+            Some(r) => Some(
+                r.resolve(size)
+                    .ok_or(StorageError::RangeNotSatisfiable { size })?,
+            ),
+        };
+        let part = match &range {
+            // A resolved range lies within the blob, whose length fits in usize.
+            Some(r) => bytes.slice(r.start as usize..r.end as usize),
+            None => bytes,
+        };
+        Ok(Self {
+            size,
+            range,
+            stream: futures::stream::once(async move { Ok(part) }).boxed(),
+        })
+    }
 }
 
 impl std::fmt::Debug for BlobRead {
@@ -54,9 +77,13 @@ impl Storage {
     /// Size of the blob, if `name` holds it.
     pub async fn blob_stat(&self, name: &RepositoryName, digest: &Digest) -> Result<BlobMeta> {
         self.require_linked(name, digest).await?;
+        let size = match self.cached_content(&layout::blob_data(digest)) {
+            Some(bytes) => bytes.len() as u64,
+            None => self.blob_size(digest).await?,
+        };
         Ok(BlobMeta {
             digest: digest.clone(),
-            size: self.blob_size(digest).await?,
+            size,
         })
     }
 
@@ -68,7 +95,22 @@ impl Storage {
         range: Option<ByteRange>,
     ) -> Result<BlobRead> {
         self.require_linked(name, digest).await?;
+        let data = layout::blob_data(digest);
+        if let Some(bytes) = self.cached_content(&data) {
+            return BlobRead::of_bytes(bytes, range);
+        }
         if let Some(local) = self.local() {
+            // Small enough to keep: read whole (one `stat` more than a
+            // stream; a blob too large to keep pays it once per read).
+            if range.is_none()
+                && local
+                    .size(&data)?
+                    .is_some_and(|size| size <= self.cacheable_size())
+                && let Some(bytes) = local.read(&data)?
+            {
+                self.keep_content(&data, bytes.clone());
+                return BlobRead::of_bytes(bytes, None);
+            }
             let (size, range, stream) = local
                 .stream(&layout::blob_data(digest), range)
                 .await?
@@ -92,16 +134,17 @@ impl Storage {
             }
         };
         let opts = GetOptions::new().with_range(range.clone());
-        let result = match self
-            .store()
-            .get_opts(&layout::blob_data(digest), opts)
-            .await
-        {
+        let result = match self.store().get_opts(&data, opts).await {
             Ok(r) => r,
             Err(e) if is_not_found(&e) => return Err(StorageError::BlobUnknown(digest.clone())),
             Err(e) => return Err(e.into()),
         };
         let size = result.meta.size;
+        if range.is_none() && size <= self.cacheable_size() {
+            let bytes = result.bytes().await?;
+            self.keep_content(&data, bytes.clone());
+            return BlobRead::of_bytes(bytes, None);
+        }
         let stream = result.into_stream().map_err(StorageError::from).boxed();
         Ok(BlobRead {
             size,
@@ -114,7 +157,7 @@ impl Storage {
     /// (or manifests) may use them; garbage collection reclaims them.
     pub async fn blob_delete(&self, name: &RepositoryName, digest: &Digest) -> Result<()> {
         self.require_linked(name, digest).await?;
-        delete_if_exists(self.store(), &layout::blob_link(name, digest)).await
+        self.delete_small(&layout::blob_link(name, digest)).await
     }
 
     /// Links a blob held elsewhere into `name` (distribution-spec "Mounting
@@ -167,9 +210,12 @@ impl Storage {
         self.blob_data_exists(digest).await
     }
 
-    /// True if `name` links the blob.
+    /// True if `name` links the blob (through the read cache: validated).
     pub(crate) async fn blob_linked(&self, name: &RepositoryName, digest: &Digest) -> Result<bool> {
-        self.exists(&layout::blob_link(name, digest)).await
+        Ok(self
+            .read_metadata(&layout::blob_link(name, digest))
+            .await?
+            .is_some())
     }
 
     /// True if the blob's bytes are stored (for any repository).

@@ -109,6 +109,7 @@ mod manifests;
 mod options;
 pub mod outbox;
 mod overview;
+mod read_cache;
 #[cfg(test)]
 mod recording_store;
 mod referrers;
@@ -143,6 +144,7 @@ pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
 pub use outbox::{Outbox, OutboxLock, QueueName};
 pub use overview::{RepositoryRecord, TagTime, UsageRecord};
+pub use read_cache::CacheOptions;
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};
@@ -176,6 +178,8 @@ struct Inner {
     fenced_state: bool,
     /// The estimate of open upload sessions behind `max_uploads`.
     open_uploads: sweeper::OpenUploads,
+    /// Hot small objects in memory (`None`: off).
+    cache: Option<read_cache::ReadCache>,
     /// Taken before the store's collector lock: one collection per process.
     collector: Arc<tokio::sync::Mutex<()>>,
 }
@@ -208,6 +212,7 @@ impl Storage {
                 description: b.description,
                 fenced_state: b.local.is_none(),
                 local: b.local,
+                cache: read_cache::ReadCache::new(&options.cache),
                 options,
                 session_locks: upload_area::ProcessLocks::default(),
                 open_uploads: sweeper::OpenUploads::default(),
@@ -320,6 +325,9 @@ impl Storage {
         if paths.is_empty() {
             return Ok(());
         }
+        for path in &paths {
+            self.forget_cached(path);
+        }
         if let Some(local) = self.local() {
             return local.remove_files(paths, prune).await;
         }
@@ -415,6 +423,7 @@ impl Storage {
         /// Rounds before giving up on an object that keeps changing (it
         /// is then left as it is).
         const ATTEMPTS: usize = 8;
+        let _forget = Forget(self, path);
         if let Some(local) = self.local() {
             return local
                 .remove_if(path, Bytes::copy_from_slice(expected))
@@ -496,9 +505,16 @@ impl Storage {
         Ok(kept)
     }
 
+    /// Deletes a small object (a tag or a link); missing is no error.
+    async fn delete_small(&self, path: &Path) -> Result<()> {
+        let _forget = Forget(self, path);
+        upload_area::delete_if_exists(self.store(), path).await
+    }
+
     /// Writes a small object whole, replacing any previous one atomically;
     /// on the filesystem, durably (see [`StorageOptions::fsync`]).
     async fn write_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<()> {
+        let _forget = Forget(self, path);
         if let Some(local) = self.local() {
             local
                 .write(path, bytes.into(), local::WriteMode::Overwrite)
@@ -514,6 +530,7 @@ impl Storage {
     /// Writes a small object only if none exists at `path` (one atomic
     /// conditional write). Returns false if one existed.
     async fn create_small(&self, path: &Path, bytes: impl Into<Bytes>) -> Result<bool> {
+        let _forget = Forget(self, path);
         if let Some(local) = self.local() {
             return local
                 .write(path, bytes.into(), local::WriteMode::Create)
@@ -534,5 +551,16 @@ impl Storage {
             }
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// Forgets the cached copy of an object this process changes when
+/// dropped: after the change, whether it succeeded, failed or was
+/// cancelled half-way.
+struct Forget<'a>(&'a Storage, &'a Path);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget_cached(self.1);
     }
 }

@@ -42,6 +42,7 @@ use object_store::path::Path;
 use oci_types::ByteRange;
 
 use crate::error::{Result, StorageError};
+use crate::read_cache::FileVersion;
 use crate::telemetry::{Op, Outcome, Timer};
 
 /// Size of each read when streaming a blob file.
@@ -186,6 +187,41 @@ impl LocalFiles {
             Err(e) => return Err(StorageError::Io(e)),
         };
         Ok(self.read(path)?.map(|bytes| (bytes, date)))
+    }
+
+    /// The object's version for the read cache (one `stat` on the calling
+    /// task); `None` if absent.
+    pub(crate) fn version(&self, path: &Path) -> Result<Option<FileVersion>> {
+        let timer = Timer::start(Op::Head);
+        let result = match std::fs::metadata(self.path(path)?) {
+            Ok(m) if m.is_file() => Ok(Some(FileVersion::of(&m))),
+            Ok(_) => Ok(None),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(StorageError::Io(e)),
+        };
+        timer.done(Outcome::of_option(&result));
+        result
+    }
+
+    /// The whole object and the version read (its `fstat` after opening,
+    /// so the bytes are that version's); `None` if absent.
+    pub(crate) fn read_versioned(&self, path: &Path) -> Result<Option<(Bytes, FileVersion)>> {
+        let file = self.path(path)?;
+        let timer = Timer::start(Op::Get);
+        let read = || -> std::io::Result<(Bytes, FileVersion)> {
+            let mut file = std::fs::File::open(&file)?;
+            let meta = file.metadata()?;
+            let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            file.read_to_end(&mut bytes)?;
+            Ok((Bytes::from(bytes), FileVersion::of(&meta)))
+        };
+        let result = match read() {
+            Ok(read) => Ok(Some(read)),
+            Err(e) if is_absent(&e) => Ok(None),
+            Err(e) => Err(StorageError::Io(e)),
+        };
+        timer.done(Outcome::of_option(&result));
+        result
     }
 
     /// The object's size, stat'ed on the calling task; `None` if absent.

@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
-use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
 /// Reference checks in flight for one manifest push.
@@ -220,7 +219,7 @@ impl Storage {
     ) -> Result<StoredManifest> {
         let meta = self.manifest_head(name, reference).await?;
         let body = self
-            .read_small(&layout::blob_data(&meta.digest))
+            .read_content(&layout::blob_data(&meta.digest))
             .await?
             .ok_or_else(|| StorageError::ManifestUnknown(reference.to_string()))?;
         Ok(StoredManifest { meta, body })
@@ -243,7 +242,7 @@ impl Storage {
                     return Err(self.unknown_in(name, unknown()).await);
                 }
                 self.check_immutable_delete(name, tag)?;
-                delete_if_exists(self.store(), &layout::tag(name, tag)).await
+                self.delete_small(&layout::tag(name, tag)).await
             }
             Reference::Digest(digest) => {
                 let Some(meta) = self.manifest_meta(name, digest).await? else {
@@ -258,7 +257,8 @@ impl Storage {
                 if let Some(subject) = &meta.subject {
                     self.remove_referrer(name, subject, digest).await?;
                 }
-                delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await
+                self.delete_small(&layout::manifest_link(name, digest))
+                    .await
             }
         }
     }
@@ -300,7 +300,7 @@ impl Storage {
         digest: &Digest,
     ) -> Result<Option<ManifestLink>> {
         let path = layout::manifest_link(name, digest);
-        let Some(bytes) = self.read_small(&path).await? else {
+        let Some(bytes) = self.read_metadata(&path).await? else {
             return Ok(None);
         };
         let link = serde_json::from_slice(&bytes).map_err(|e| StorageError::Corrupt {

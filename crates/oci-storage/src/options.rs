@@ -48,6 +48,9 @@ pub struct StorageOptions {
     /// follows the first rule that matches it. Default none: everything is
     /// kept.
     pub retention: Vec<crate::RetentionRule>,
+    /// The in-memory read cache of hot manifests, small blobs, tags and
+    /// links (`[cache]`, see [`crate::CacheOptions`]).
+    pub cache: crate::CacheOptions,
 }
 
 impl Default for StorageOptions {
@@ -61,6 +64,7 @@ impl Default for StorageOptions {
             lease_ttl: Duration::from_secs(30),
             immutable: Vec::new(),
             retention: Vec::new(),
+            cache: crate::CacheOptions::default(),
         }
     }
 }

@@ -115,7 +115,7 @@ impl Storage {
         tag: &Tag,
     ) -> Result<Option<Digest>> {
         let path = layout::tag(name, tag);
-        let Some(bytes) = self.read_small(&path).await? else {
+        let Some(bytes) = self.read_metadata(&path).await? else {
             return Ok(None);
         };
         if bytes.is_empty() {

@@ -18,6 +18,8 @@
 //! | [`GC_LAST_DURATION`] | gauge (seconds) | |
 //! | [`GC_BLOBS_SWEPT`] | counter | |
 //! | [`GC_BYTES_SWEPT`] | counter | |
+//! | [`CACHE_LOOKUPS`] | counter | `kind`: content, metadata; `result`: hit, miss |
+//! | [`CACHE_BYTES`] | gauge | |
 //! | [`STORED_BLOBS`], [`STORED_BYTES`], [`UNREFERENCED_BYTES`] | gauge | |
 //! | [`REPOSITORY_REFERENCED_BYTES`], [`REPOSITORY_EXCLUSIVE_BYTES`], [`REPOSITORY_MANIFESTS`] | gauge | `repository` (only with [`per_repository`]) |
 //!
@@ -59,6 +61,13 @@ pub const UPLOADS_CLOSED: &str = "oci_registry_upload_sessions_closed_total";
 /// last sweep's count of sessions in the store, plus those this replica
 /// opened since, less those it closed). Per replica.
 pub const UPLOADS_IN_PROGRESS: &str = "oci_registry_uploads_in_progress";
+
+/// Counter of in-memory read cache lookups (`[cache]`), by `kind`
+/// (content by digest; metadata: tags and links) and `result` (a hit is
+/// served from memory, after validation where the object can change).
+pub const CACHE_LOOKUPS: &str = "oci_registry_storage_cache_lookups_total";
+/// Gauge: bytes the in-memory read cache holds, as its budget counts them.
+pub const CACHE_BYTES: &str = "oci_registry_storage_cache_bytes";
 
 /// Counter of garbage collections this replica ran, by `result`.
 pub const GC_RUNS: &str = "oci_registry_gc_runs_total";
@@ -221,6 +230,16 @@ pub fn enable() {
         "Storage backend operations, by kind of operation and result"
     );
     ::metrics::describe_counter!(UPLOADS_OPENED, Unit::Count, "Upload sessions opened");
+    ::metrics::describe_counter!(
+        CACHE_LOOKUPS,
+        Unit::Count,
+        "In-memory read cache lookups, by kind (content, metadata) and result (hit, miss)"
+    );
+    ::metrics::describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Bytes the in-memory read cache holds"
+    );
     ::metrics::describe_counter!(
         UPLOADS_CLOSED,
         Unit::Count,
@@ -451,6 +470,42 @@ impl Timer {
             })
             .increment(1);
         DURATIONS[op].record(started.elapsed());
+    }
+}
+
+/// What a read cache lookup was for (the `kind` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cached {
+    /// Content by digest.
+    Content,
+    /// A tag or a link.
+    Metadata,
+}
+
+const CACHE_KINDS: [&str; 2] = ["content", "metadata"];
+const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
+static CACHE_COUNTERS: [OnceLock<Counter>; 4] = [const { OnceLock::new() }; 4];
+static CACHE_WEIGHT: OnceLock<Gauge> = OnceLock::new();
+
+/// Counts a read cache lookup; after a miss, sets the cache's size.
+pub(crate) fn cache_lookup(
+    kind: Cached,
+    result: crate::read_cache::Lookup,
+    weight: impl Fn() -> u64,
+) {
+    if !enabled() {
+        return;
+    }
+    let (k, r) = (kind as usize, result as usize);
+    CACHE_COUNTERS[k * CACHE_RESULTS.len() + r]
+        .get_or_init(|| {
+            ::metrics::counter!(CACHE_LOOKUPS, "kind" => CACHE_KINDS[k], "result" => CACHE_RESULTS[r])
+        })
+        .increment(1);
+    if result == crate::read_cache::Lookup::Miss {
+        CACHE_WEIGHT
+            .get_or_init(|| ::metrics::gauge!(CACHE_BYTES))
+            .set(weight() as f64);
     }
 }
 

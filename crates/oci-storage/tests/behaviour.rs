@@ -25,6 +25,8 @@ mod outbox;
 mod overview;
 #[path = "behaviour/probe.rs"]
 mod probe;
+#[path = "behaviour/read_cache.rs"]
+mod read_cache;
 #[path = "behaviour/retention.rs"]
 mod retention;
 #[path = "behaviour/uploads.rs"]
@@ -119,6 +121,11 @@ behaviour_suite! {
         keep_within_by_push_time,
         index_children_of_kept_stay,
         racing_pushes_leave_no_broken_image,
+    }
+    read_cache {
+        other_replicas_changes_are_seen_at_once,
+        tag_cache_ttl_bounds_staleness,
+        small_blobs_whole_and_ranged,
     }
     concurrency {
         same_blob_pushed_twice_at_once,
@@ -325,6 +332,10 @@ backend_module!(azure,
     }
     retention {
         keeps_expected_tags_and_manifests,
+    }
+    read_cache {
+        other_replicas_changes_are_seen_at_once,
+        tag_cache_ttl_bounds_staleness,
     }
     concurrency {
         same_tag_put_twice_at_once,

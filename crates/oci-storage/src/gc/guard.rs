@@ -7,7 +7,6 @@ use oci_types::{Digest, RepositoryName};
 use super::state::{CONCURRENCY, GcState, Phase};
 use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
-use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
 impl Storage {
@@ -33,7 +32,7 @@ impl Storage {
                 // (a manifest the repository held before stays).
                 if created {
                     let link = layout::manifest_link(name, digest);
-                    if let Err(undo) = delete_if_exists(self.store(), &link).await {
+                    if let Err(undo) = self.delete_small(&link).await {
                         tracing::warn!(error = %undo, manifest = %digest, "removing the link of a failed push");
                     }
                 }
@@ -50,7 +49,8 @@ impl Storage {
                     "manifest push refused: a blob it references is being garbage collected"
                 );
                 if created {
-                    delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await?;
+                    self.delete_small(&layout::manifest_link(name, digest))
+                        .await?;
                 }
                 Err(StorageError::ManifestBlobUnknown(missing))
             }

@@ -110,7 +110,7 @@ use tokio::time::Instant;
 
 use crate::concurrent::concurrently;
 use crate::error::{Result, StorageError};
-use crate::upload_area::{SessionLock, delete_if_exists};
+use crate::upload_area::SessionLock;
 use crate::{BlobMeta, Storage, Usage, layout, telemetry};
 use retain::Parsed;
 
@@ -586,7 +586,7 @@ impl Storage {
         if self.blob_data_exists(digest).await? {
             return Ok(false);
         }
-        delete_if_exists(self.store(), &layout::blob_link(repo, digest)).await?;
+        self.delete_small(&layout::blob_link(repo, digest)).await?;
         Ok(true)
     }
 }

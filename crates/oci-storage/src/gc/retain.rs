@@ -11,7 +11,6 @@ use oci_types::{Digest, RepositoryName, Tag};
 use super::state::CONCURRENCY;
 use crate::concurrent::concurrently;
 use crate::error::Result;
-use crate::upload_area::delete_if_exists;
 use crate::{RetentionRule, Storage, layout};
 
 /// What a linked manifest's bytes say, for marking.
@@ -166,6 +165,7 @@ impl Storage {
         if let Some(subject) = &meta.subject {
             self.remove_referrer(name, subject, digest).await?;
         }
-        delete_if_exists(self.store(), &layout::manifest_link(name, digest)).await
+        self.delete_small(&layout::manifest_link(name, digest))
+            .await
     }
 }

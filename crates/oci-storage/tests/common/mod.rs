@@ -211,6 +211,21 @@ impl Fixture {
         )
     }
 
+    /// Another engine on the same store opened with `options` (its
+    /// backend options added); `None` for the in-memory store.
+    pub async fn other_replica_with(
+        &self,
+        mut options: oci_storage::StorageOptions,
+    ) -> Option<Storage> {
+        let url = self.reopen_url.as_ref()?;
+        options.backend.extend(self.reopen_options.iter().cloned());
+        Some(
+            Storage::open_with_options(url, options)
+                .await
+                .expect("open a second engine"),
+        )
+    }
+
     /// The on-disk root, for backends that have one.
     pub fn root(&self) -> Option<&Path> {
         self.root.as_deref()
