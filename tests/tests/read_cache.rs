@@ -23,7 +23,11 @@ async fn served(srv: &TestServer, reference: &str) -> String {
     assert_eq!(resp.status(), StatusCode::OK, "{reference}");
     let digest = oci_e2e::header(&resp, "docker-content-digest").unwrap();
     let body = resp.bytes().await.unwrap();
-    assert_eq!(oci_e2e::sha256_digest(&body), digest, "bytes of {reference}");
+    assert_eq!(
+        oci_e2e::sha256_digest(&body),
+        digest,
+        "bytes of {reference}"
+    );
     digest
 }
 
@@ -82,7 +86,11 @@ async fn tag_cache_ttl_bounds_how_late_a_moved_tag_is_seen() {
 }
 
 mod replicas_see_each_others_changes_at_once {
-    oci_e2e::backend_test!(replicas_see_each_others_changes_at_once, filesystem, Filesystem);
+    oci_e2e::backend_test!(
+        replicas_see_each_others_changes_at_once,
+        filesystem,
+        Filesystem
+    );
     oci_e2e::backend_test!(replicas_see_each_others_changes_at_once, s3, S3);
     oci_e2e::backend_test!(replicas_see_each_others_changes_at_once, azure, Azure);
 }

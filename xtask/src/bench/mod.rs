@@ -7,8 +7,8 @@
 //! - push a large incompressible blob: monolithic PUT, one streamed PATCH,
 //!   chunked PATCHes of 5 MiB and 16 MiB ([`blob`]);
 //! - pull it whole and by 16 MiB ranges;
-//! - manifest GET by tag and blob HEAD at several concurrencies, driven by
-//!   oha ([`load`]);
+//! - manifest GET by tag, blob HEAD and GET of a small blob (the 2-byte
+//!   `{}`) at several concurrencies, driven by oha ([`load`]);
 //! - page through 10,000 tags and a catalog of 10,000 repositories
 //!   ([`seed`]);
 //! - peak (`VmHWM`) and idle RSS, and startup time to the first `/v2/` 200
@@ -170,7 +170,8 @@ enum Workload {
     Startup,
     /// Large-blob pushes and pulls, and peak RSS.
     Blobs,
-    /// Manifest GET and blob HEAD request rates and latencies.
+    /// Manifest GET, blob HEAD and small blob GET request rates and
+    /// latencies.
     Requests,
     /// Tags list and catalog paging.
     Lists,
@@ -698,8 +699,9 @@ fn cpu_per_gb(
     }
 }
 
-/// Manifest GET by tag and blob HEAD under oha at each concurrency;
-/// returns the most CPU the load generator used in a run, in cores.
+/// Manifest GET by tag, blob HEAD and small blob GET under oha at each
+/// concurrency; returns the most CPU the load generator used in a run, in
+/// cores.
 async fn requests(
     oha: &std::path::Path,
     args: &Args,
@@ -721,10 +723,16 @@ async fn requests(
         format!("/v2/bench/blobs/{}", image.blob),
         vec![],
     );
+    let get = (
+        "small blob GET",
+        "GET",
+        format!("/v2/bench/blobs/{}", image.blob),
+        vec![],
+    );
     let mut loadgen_cores: f64 = 0.0;
     for round in 0..rounds {
         for &c in &args.concurrency {
-            for (group, method, path, headers) in [&manifest, &head] {
+            for (group, method, path, headers) in [&manifest, &head, &get] {
                 for t in registries.order(round) {
                     let cpu_before = t.cpu_time();
                     let started = Instant::now();
@@ -841,6 +849,27 @@ async fn lists(
             let name = format!("page a catalog of {} repositories", args.repos);
             samples.add(t, "lists", &name, "ms", Better::Lower, ms);
             println!("  {:<5} catalog: {} pages", t.label, paged.pages);
+            // One page of 100 at the start, the middle and the end of each
+            // list: a page must cost the same wherever it is and however
+            // long the list (compare runs with --tags/--repos 10000 and
+            // 100000).
+            for at in ["start", "middle", "end"] {
+                // The page's `last`: none, the middle entry, or the one
+                // 101 before the end (so the page is full).
+                let last = |count: usize, name: fn(usize) -> String| match at {
+                    "start" => None,
+                    "middle" => Some(name(count / 2)),
+                    _ => Some(name(count.saturating_sub(101))),
+                };
+                let path = "/v2/bench-tags/tags/list";
+                let ms = seed::one_page(client, t, path, last(args.tags, seed::tag_name)).await?;
+                let name = format!("a page of 100 of {} tags at the {at}", args.tags);
+                samples.add(t, "lists: one page", &name, "ms", Better::Lower, ms);
+                let last = last(args.repos, seed::repo_name);
+                let ms = seed::one_page(client, t, "/v2/_catalog", last).await?;
+                let name = format!("a page of 100 of {} repositories at the {at}", args.repos);
+                samples.add(t, "lists: one page", &name, "ms", Better::Lower, ms);
+            }
         }
     }
     Ok(())
@@ -906,7 +935,7 @@ mod tests {
 
         let image = Image::new();
         image.push(&client, &ours, "bench", "latest").await.unwrap();
-        seed::seed_tags(&client, &ours, &image, "bench-tags", 30)
+        seed::seed_tags(&client, &ours, &image, "bench-tags", 250)
             .await
             .unwrap();
         seed::seed_repos(&client, &ours, &image, "bench", 25)
@@ -915,7 +944,15 @@ mod tests {
         let tags = seed::page(&client, &ours, "/v2/bench-tags/tags/list", "tags")
             .await
             .unwrap();
-        assert_eq!(tags.entries, 30);
+        assert_eq!(tags.entries, 250);
+        for last in [None, Some(seed::tag_name(149))] {
+            let path = "/v2/bench-tags/tags/list";
+            let ms = seed::one_page(&client, &ours, path, last).await.unwrap();
+            assert!(ms > 0.0);
+        }
+        let last = Some(seed::tag_name(150));
+        let short = seed::one_page(&client, &ours, "/v2/bench-tags/tags/list", last).await;
+        assert!(short.is_err(), "99 entries after t00150 are no page of 100");
         let catalog = seed::page(&client, &ours, "/v2/_catalog?n=10", "repositories")
             .await
             .unwrap();

@@ -216,6 +216,43 @@ pub async fn page(
     })
 }
 
+/// Times of [`one_page`]'s requests, of which it reports the median.
+const ONE_PAGE_REQUESTS: usize = 21;
+
+/// The median time (ms) of a GET of one page of 100 entries of a list
+/// endpoint after `last` (from the start without one), over
+/// [`ONE_PAGE_REQUESTS`] requests one after another.
+pub async fn one_page(
+    client: &reqwest::Client,
+    target: &Target,
+    path: &str,
+    last: Option<String>,
+) -> Result<f64, Error> {
+    let mut url = format!("{}{path}?n=100", target.base);
+    if let Some(last) = &last {
+        // Tag and repository names need no escaping in a query.
+        url = format!("{url}&last={last}");
+    }
+    let mut times = Vec::with_capacity(ONE_PAGE_REQUESTS);
+    for _ in 0..ONE_PAGE_REQUESTS {
+        let started = Instant::now();
+        let r = client.get(&url).send().await?;
+        let r = expect(r, 200, "GET a page").await?;
+        let body = r.bytes().await?;
+        times.push(started.elapsed().as_secs_f64() * 1e3);
+        let body: serde_json::Value = serde_json::from_slice(&body)?;
+        let entries = body
+            .as_object()
+            .and_then(|o| o.values().find_map(|v| v.as_array()))
+            .map_or(0, Vec::len);
+        if entries != 100 {
+            return Err(format!("GET {url}: {entries} entries, not 100").into());
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
 /// The URL of a `Link` header's `rel="next"` entry (RFC 8288).
 fn next_link(header: &str) -> Option<String> {
     header.split(',').find_map(|entry| {

@@ -39,7 +39,10 @@ pub async fn other_replicas_changes_are_seen_at_once(f: Fixture) {
     let other = f.other_replica().await.unwrap_or_else(|| s.clone());
     let second = push_image(&other, &name, "latest", "two").await;
     let got = s.manifest_get(&name, &tag_ref("latest")).await.unwrap();
-    assert_eq!((&got.meta.digest, &got.body), (&second.digest, &second.body));
+    assert_eq!(
+        (&got.meta.digest, &got.body),
+        (&second.digest, &second.body)
+    );
     other
         .manifest_delete(&name, &digest_ref(&first.digest))
         .await
@@ -53,7 +56,10 @@ pub async fn other_replicas_changes_are_seen_at_once(f: Fixture) {
         s.blob_get(&name, &blob, None).await,
         StorageError::BlobUnknown(_)
     );
-    assert_err!(s.blob_stat(&name, &blob).await, StorageError::BlobUnknown(_));
+    assert_err!(
+        s.blob_stat(&name, &blob).await,
+        StorageError::BlobUnknown(_)
+    );
 }
 
 /// With `tag_cache_ttl`, object stores may serve another replica's moved
@@ -83,7 +89,10 @@ pub async fn tag_cache_ttl_bounds_staleness(f: Fixture) {
         assert_eq!(got.meta.digest, third.digest, "filesystem: never stale");
         return;
     }
-    assert_eq!(got.meta.digest, second.digest, "within the TTL: the cached tag");
+    assert_eq!(
+        got.meta.digest, second.digest,
+        "within the TTL: the cached tag"
+    );
     tokio::time::sleep(ttl).await;
     let got = s.manifest_get(&name, &tag_ref("t")).await.unwrap();
     assert_eq!(got.meta.digest, third.digest, "past the TTL: the store's");
@@ -126,7 +135,8 @@ pub async fn small_blobs_whole_and_ranged(f: Fixture) {
                 assert_eq!(got, data[data.len() - 10..]);
             }
             assert_err!(
-                s.blob_get(&name, &small_digest, brange("bytes=5000-")).await,
+                s.blob_get(&name, &small_digest, brange("bytes=5000-"))
+                    .await,
                 StorageError::RangeNotSatisfiable { size: 3000 }
             );
             // Cached content is still only served through a repository
