@@ -111,6 +111,7 @@ pub mod outbox;
 mod overview;
 #[cfg(test)]
 mod recording_store;
+pub mod redirect;
 mod referrers;
 mod retention;
 mod sweeper;
@@ -143,6 +144,7 @@ pub use manifests::{ManifestMeta, StoredManifest};
 pub use options::StorageOptions;
 pub use outbox::{Outbox, OutboxLock, QueueName};
 pub use overview::{RepositoryRecord, TagTime, UsageRecord};
+pub use redirect::{BlobRedirect, PresignedUrl};
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};
@@ -168,6 +170,8 @@ struct Inner {
     uploads: Arc<dyn UploadArea>,
     description: String,
     local: Option<local::LocalFiles>,
+    /// Presigns blob URLs, on the clouds (see [`redirect`]).
+    signer: Option<redirect::UrlSigner>,
     options: StorageOptions,
     /// Upload sessions' in-process mutexes, taken before the area's lock.
     session_locks: upload_area::ProcessLocks,
@@ -208,6 +212,7 @@ impl Storage {
                 description: b.description,
                 fenced_state: b.local.is_none(),
                 local: b.local,
+                signer: b.signer,
                 options,
                 session_locks: upload_area::ProcessLocks::default(),
                 open_uploads: sweeper::OpenUploads::default(),

@@ -48,6 +48,13 @@ pub struct StorageOptions {
     /// follows the first rule that matches it. Default none: everything is
     /// kept.
     pub retention: Vec<crate::RetentionRule>,
+    /// Redirects for pulls: blob `GET`s are answered with a presigned URL
+    /// of the store, valid this long ([`crate::Storage::blob_redirect`]),
+    /// so bytes flow from the store, not through the registry. Only
+    /// stores that presign URLs take it ([`crate::redirect::presigns`]);
+    /// at most [`crate::redirect::MAX_REDIRECT_EXPIRY`]. Default `None`:
+    /// blobs are streamed.
+    pub redirect: Option<Duration>,
 }
 
 impl Default for StorageOptions {
@@ -61,6 +68,7 @@ impl Default for StorageOptions {
             lease_ttl: Duration::from_secs(30),
             immutable: Vec::new(),
             retention: Vec::new(),
+            redirect: None,
         }
     }
 }
