@@ -309,3 +309,91 @@ async fn a_proxied_blob_is_redirected_once_cached() {
     assert!(resp.bytes().await.unwrap() == blob, "warm bytes differ");
     srv.stop().await;
 }
+
+/// On Azure (Azurite, with the emulator's account key): the `Location` is
+/// a service SAS URL of the blob, and oci-client pulls through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_redirects_to_a_sas_url() {
+    if !oci_test_azurite::available() {
+        return oci_test_azurite::skip_note();
+    }
+    let srv = TestServer::start_with_config(Backend::Azure, &redirecting("5m")).await;
+    let image = srv.push_image("team/app", "v1", 2).await;
+    let desc = &image.layer_descs[0];
+    let resp = srv
+        .get(&format!("/v2/team/app/blobs/{}", desc.digest))
+        .await;
+    assert_eq!(resp.status(), StatusCode::TEMPORARY_REDIRECT);
+    assert_eq!(
+        header(&resp, "docker-content-digest"),
+        Some(desc.digest.clone())
+    );
+    let location = header(&resp, "location").unwrap();
+    let hex = desc.digest.strip_prefix("sha256:").unwrap();
+    assert!(
+        location.contains(&format!("/registry/blobs/sha256/{}/{hex}/data?", &hex[..2])),
+        "{location}"
+    );
+    assert!(location.contains("sig="), "{location}");
+    let fetched = bare().get(&location).send().await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::OK);
+    assert!(fetched.bytes().await.unwrap() == image.layers[0]);
+    // Signed for that blob only.
+    let other = location.replace("/data?", "/data2?");
+    let refused = bare().get(&other).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+
+    let reference = Reference::with_tag(srv.host().to_owned(), "team/app".into(), "v1".into());
+    let pulled = Client::new(ClientConfig {
+        protocol: ClientProtocol::Http,
+        ..Default::default()
+    })
+    .pull(
+        &reference,
+        &RegistryAuth::Anonymous,
+        vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
+    )
+    .await
+    .expect("oci-client pull");
+    let mut got: Vec<Vec<u8>> = pulled.layers.iter().map(|l| l.data.to_vec()).collect();
+    let mut want = image.layers.clone();
+    got.sort();
+    want.sort();
+    assert!(got == want, "layers differ");
+    srv.stop().await;
+}
+
+/// A redirected whole-blob `GET` is a blob pull event with the blob's size
+/// (as a `200` is); a redirected ranged `GET` is none (as a `206` is not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirected_pull_is_a_pull_event() {
+    let receiver = receiver::Receiver::start().await;
+    let config = format!(
+        "{}[notifications]\npoll = \"50ms\"\n[[notifications.endpoints]]\nname = \"hook\"\n\
+         url = \"{}\"\nevents = [\"pull\"]\nblobs = true\n",
+        redirecting("5m"),
+        receiver.url()
+    );
+    let srv = TestServer::start_with_config(Backend::S3, &config).await;
+    let digest = srv.push_blob("team/app", b"layer bytes").await;
+    let path = format!("/v2/team/app/blobs/{digest}");
+    let ranged = srv
+        .req(reqwest::Method::GET, &path)
+        .header("range", "bytes=0-3")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status(), StatusCode::TEMPORARY_REDIRECT);
+    redirect_of(&srv, &path, &digest).await;
+    let got = receiver.wait_requests(1, Duration::from_secs(20)).await;
+    let events: Vec<serde_json::Value> = got.iter().flat_map(|r| r.events()).collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["action"], "pull");
+    assert_eq!(events[0]["target"]["digest"], digest.as_str());
+    assert_eq!(events[0]["target"]["size"], 11);
+    // Nothing else arrives (the ranged GET was no event).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all: usize = receiver.received().iter().map(|r| r.events().len()).sum();
+    assert_eq!(all, 1);
+    srv.stop().await;
+}

@@ -139,3 +139,50 @@ impl Storage {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StorageOptions;
+
+    #[test]
+    fn printing_a_url_hides_its_signature() {
+        let url = PresignedUrl(
+            "http://s3.test/b/blobs/data?X-Amz-Credential=k&X-Amz-Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        for printed in [format!("{url}"), format!("{url:?}")] {
+            assert!(!printed.contains("abc"), "{printed}");
+            assert!(!printed.contains("X-Amz"), "{printed}");
+            assert!(printed.contains("http://s3.test/b/blobs/data"), "{printed}");
+        }
+        assert!(url.as_str().ends_with("X-Amz-Signature=abc"));
+    }
+
+    #[tokio::test]
+    async fn only_stores_that_presign_take_redirects() {
+        let mut options = StorageOptions::default();
+        options.redirect = Some(Duration::from_secs(60));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        for url in ["memory://", path.as_str()] {
+            let e = Storage::open_with_options(url, options.clone())
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("presigns URLs"), "{e}");
+            assert!(!presigns(url));
+        }
+        assert!(presigns("s3://b/p") && presigns("gs://b") && presigns("az://c/p"));
+        // Off: nothing to redirect to, on any backend.
+        let s = Storage::open("memory://").await.unwrap();
+        let name: RepositoryName = "r".parse().unwrap();
+        let digest = Digest::of(b"x");
+        assert!(
+            s.blob_redirect(&name, &digest, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+}
