@@ -17,7 +17,7 @@ use crate::{ApiError, ApiResult};
 ///
 /// With redirects on (`[storage] redirect`), a `GET` of a blob the
 /// repository holds is answered `307` to a presigned URL of the store
-/// ([`redirect`]); a `HEAD` is always answered here.
+/// ([`Storage::blob_redirect`]); a `HEAD` is always answered here.
 pub async fn get(
     storage: &Storage,
     name: &RepositoryName,

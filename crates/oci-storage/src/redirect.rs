@@ -162,8 +162,10 @@ mod tests {
 
     #[tokio::test]
     async fn only_stores_that_presign_take_redirects() {
-        let mut options = StorageOptions::default();
-        options.redirect = Some(Duration::from_secs(60));
+        let options = StorageOptions {
+            redirect: Some(Duration::from_secs(60)),
+            ..StorageOptions::default()
+        };
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().to_str().unwrap().to_owned();
         for url in ["memory://", path.as_str()] {
