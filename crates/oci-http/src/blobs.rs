@@ -8,12 +8,16 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use oci_storage::Storage;
-use oci_types::{ByteRange, Digest, RepositoryName, media_type};
+use oci_types::{ByteRange, Digest, ErrorCode, RepositoryName, media_type};
 
 use crate::headers::{DOCKER_CONTENT_DIGEST, value};
 use crate::{ApiError, ApiResult};
 
 /// `GET`/`HEAD /v2/<name>/blobs/<digest>`, honouring a single `Range`.
+///
+/// With redirects on (`[storage] redirect`), a `GET` of a blob the
+/// repository holds is answered `307` to a presigned URL of the store
+/// ([`Storage::blob_redirect`]); a `HEAD` is always answered here.
 pub async fn get(
     storage: &Storage,
     name: &RepositoryName,
@@ -30,6 +34,9 @@ pub async fn get(
         response_headers.insert(header::CONTENT_LENGTH, meta.size.into());
         return Ok((StatusCode::OK, response_headers).into_response());
     }
+    if !head && let Some(to) = storage.blob_redirect(name, digest, range).await? {
+        return redirect(digest, &to, range.is_none());
+    }
     let read = storage.blob_get(name, digest, range).await?;
     let stream = (!head).then(|| read.stream.map_err(std::io::Error::other).boxed());
     answer(
@@ -38,6 +45,48 @@ pub async fn get(
         read.range.as_ref(),
         stream,
     )
+}
+
+/// The size of a blob whose whole `GET` (no `Range`) was redirected, in
+/// the response's extensions: the pull event's (a `307` has no body to
+/// measure; a ranged `GET` is no pull, redirected or not).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Redirected {
+    /// The blob's size in bytes.
+    pub(crate) size: u64,
+}
+
+/// `307 Temporary Redirect` to the blob's presigned URL, with its
+/// `Docker-Content-Digest`. The URL is a credential until it expires: it is
+/// written to the `Location` header only, never logged.
+///
+/// distribution-spec, "API": "Registries MAY respond to any request with a
+/// redirect per RFC 9110 (section 15.4); clients SHOULD follow such
+/// redirects, and MUST NOT forward `Authorization` headers across host
+/// boundaries unless explicitly configured to do so. The status codes
+/// documented in this specification are those returned after any
+/// redirects have been followed." Docker Registry HTTP API v2, "Pulling a
+/// Layer": "This endpoint may issue a 307 (302 for <HTTP 1.1) redirect to
+/// another service for downloading the layer and clients should be
+/// prepared to handle redirects." A client's `Range` goes along with it:
+/// the store honours it on the presigned `GET`.
+fn redirect(digest: &Digest, to: &oci_storage::BlobRedirect, whole: bool) -> ApiResult {
+    let mut headers = HeaderMap::new();
+    // Not `value`, which logs a value it refuses (a URL is ASCII anyway).
+    let location = HeaderValue::from_str(to.url.as_str())
+        .map_err(|_| ApiError::new(ErrorCode::Unknown, "presigned URL is not a header value"))?;
+    headers.insert(header::LOCATION, location);
+    headers.insert(DOCKER_CONTENT_DIGEST, value(digest.as_str())?);
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    // Each answer carries a fresh, short-lived URL: not for caches.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let mut response = (StatusCode::TEMPORARY_REDIRECT, headers).into_response();
+    if whole {
+        response
+            .extensions_mut()
+            .insert(Redirected { size: to.size });
+    }
+    Ok(response)
 }
 
 /// The `Range` a blob request asks for. RFC 9110 §14.2: one the server

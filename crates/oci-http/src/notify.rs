@@ -12,7 +12,7 @@
 //! | `GET /v2/<name>/manifests/<ref>` | 200 | `pull` |
 //! | `POST /v2/<name>/blobs/uploads/?mount=` | 201 | `mount` |
 //! | `PUT` of an upload, `POST ?digest=` | 201 | `push` of a blob |
-//! | `GET /v2/<name>/blobs/<digest>` | 200 | `pull` of a blob |
+//! | `GET /v2/<name>/blobs/<digest>` | 200, or 307 to the store for the whole blob (`[storage] redirect`) | `pull` of a blob |
 //! | a delete through the web UI (its form's `POST`) | 303 | `delete` |
 //!
 //! `HEAD` requests are not events. A request no endpoint wants costs one
@@ -166,6 +166,8 @@ struct Answer {
     digest: Option<Digest>,
     media_type: Option<String>,
     size: Option<u64>,
+    /// A whole blob's `GET` answered with a redirect to the store.
+    redirected: bool,
     pushed: Option<ManifestMeta>,
     mounted: Option<Mounted>,
     deleted: Option<oci_ui::Deleted>,
@@ -176,11 +178,16 @@ impl Answer {
     fn of(response: &Response) -> Self {
         let headers = response.headers();
         let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+        let redirected = response.extensions().get::<crate::blobs::Redirected>();
         Self {
             status: response.status(),
             digest: text(DOCKER_CONTENT_DIGEST).and_then(|v| v.parse().ok()),
             media_type: text(header::CONTENT_TYPE).map(clip),
-            size: text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            size: match redirected {
+                Some(redirected) => Some(redirected.size),
+                None => text(header::CONTENT_LENGTH).and_then(|v| v.parse().ok()),
+            },
+            redirected: redirected.is_some(),
             pushed: response.extensions().get::<ManifestMeta>().cloned(),
             mounted: response.extensions().get::<Mounted>().cloned(),
             deleted: response.extensions().get::<oci_ui::Deleted>().cloned(),
@@ -234,7 +241,7 @@ async fn event(
             };
             (Action::Pull, name, target)
         }
-        Candidate::BlobPull(name, digest) if status == StatusCode::OK => {
+        Candidate::BlobPull(name, digest) if status == StatusCode::OK || answer.redirected => {
             let target = Target {
                 media_type: Some(BLOB_MEDIA_TYPE.into()),
                 digest: Some(digest.to_string()),

@@ -212,11 +212,46 @@ pub struct StorageConfig {
     /// stopped renewing it. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// Redirects for pulls: blob `GET`s answer `307` to a presigned URL
+    /// of the store, so bytes flow from the store, not through the
+    /// registry. `s3://`, `gs://` and `az://` only. Default `false`.
+    pub redirect: bool,
+    /// How long a redirect's presigned URL is valid (from 1s to 7d).
+    /// Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub redirect_expiry: Duration,
     /// `[storage.options]`: object_store keys for the backend
     /// (`aws_region`, `aws_endpoint`, `aws_access_key_id`, ...), over the
     /// `AWS_*` variables; S3 only.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, OptionValue>,
+}
+
+impl StorageConfig {
+    /// Checks the redirect keys: only stores that presign URLs redirect,
+    /// and the expiry is one they sign for.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.redirect && !oci_storage::redirect::presigns(&self.url) {
+            return Err(ConfigError::Invalid {
+                key: "storage.redirect".into(),
+                message: format!(
+                    "{} cannot presign URLs: redirects need s3://, gs:// or az:// storage",
+                    self.url
+                ),
+            });
+        }
+        let expiry = self.redirect_expiry;
+        if expiry < Duration::from_secs(1) || expiry > oci_storage::redirect::MAX_REDIRECT_EXPIRY {
+            return Err(ConfigError::Invalid {
+                key: "storage.redirect_expiry".into(),
+                message: format!(
+                    "{} is not between 1s and 7d",
+                    humantime::format_duration(expiry)
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// A `[storage.options]` value: object_store takes strings, TOML and
@@ -337,6 +372,11 @@ impl Default for ServerConfig {
     }
 }
 
+/// `storage.redirect_expiry` by default: long enough for a client to
+/// follow the redirect (a download that started is not cut at expiry),
+/// short enough that a leaked URL is soon useless.
+pub const DEFAULT_REDIRECT_EXPIRY: Duration = Duration::from_secs(5 * 60);
+
 impl Default for StorageConfig {
     fn default() -> Self {
         let defaults = StorageOptions::default();
@@ -344,6 +384,8 @@ impl Default for StorageConfig {
             url: "./registry-data".into(),
             fsync: defaults.fsync,
             lease_ttl: defaults.lease_ttl,
+            redirect: false,
+            redirect_expiry: DEFAULT_REDIRECT_EXPIRY,
             options: BTreeMap::new(),
         }
     }
@@ -416,6 +458,7 @@ impl Config {
         options.cache.size = self.cache.size.as_u64();
         options.cache.max_blob = self.cache.max_blob.as_u64();
         options.cache.tag_ttl = self.cache.tag_cache_ttl;
+        options.redirect = s.redirect.then_some(s.redirect_expiry);
         options
     }
 
@@ -446,6 +489,7 @@ impl Config {
                 message: e.to_string(),
             });
         }
+        self.storage.validate()?;
         mirrors(&self.proxy)?;
         self.notifications.notifier_options(false, "")?;
         oci_ui::check_path(&self.ui.path).map_err(|message| ConfigError::Invalid {
@@ -891,6 +935,21 @@ mod tests {
         assert_eq!(c.storage_options().upload_ttl, Duration::from_secs(5400));
         assert_eq!(c.http_limits().manifest_budget, 8 << 20);
         assert!(!c.storage_options().fsync);
+    }
+
+    #[test]
+    fn redirects_are_off_by_default_and_need_a_signing_store() {
+        assert_eq!(Config::default().storage_options().redirect, None);
+        let c = parse("[storage]\nurl = \"s3://b/p\"\nredirect = true\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage_options().redirect, Some(DEFAULT_REDIRECT_EXPIRY));
+        let c = parse("[storage]\nurl = \"az://c\"\nredirect = true\nredirect_expiry = \"90s\"\n")
+            .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.storage_options().redirect, Some(Duration::from_secs(90)));
+        let c = parse("[storage]\nurl = \"/srv/registry\"\nredirect = true\n").unwrap();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.starts_with("key `storage.redirect`:"), "{e}");
     }
 
     #[test]

@@ -258,6 +258,23 @@ fn config_check_names_the_key_and_line_at_fault() {
             &["line 4", "tag_tll"],
         ),
         ("[[proxy]]\nprefix = \"a\"\n", &["url"]),
+        // Redirects need a store that presigns URLs.
+        (
+            "[storage]\nurl = \"file:///srv/registry\"\nredirect = true\n",
+            &["storage.redirect", "file:///srv/registry", "s3://"],
+        ),
+        (
+            "[storage]\nurl = \"memory://\"\nredirect = true\n",
+            &["storage.redirect", "memory://"],
+        ),
+        (
+            "[storage]\nurl = \"s3://b/p\"\nredirect = true\nredirect_expiry = \"8d\"\n",
+            &["storage.redirect_expiry", "8days", "7d"],
+        ),
+        (
+            "[storage]\nredirect_expiry = \"0s\"\n",
+            &["storage.redirect_expiry", "1s"],
+        ),
     ];
     for (i, (contents, expected)) in cases.iter().enumerate() {
         let file = write(dir.path(), &format!("bad-{i}.toml"), contents);

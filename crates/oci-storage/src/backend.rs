@@ -12,10 +12,12 @@ use object_store::memory::InMemory;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path;
 use object_store::prefix::PrefixStore;
+use object_store::signer::Signer;
 
 use crate::error::{Result, StorageError};
 use crate::local::LocalFiles;
 use crate::options::StorageOptions;
+use crate::redirect::UrlSigner;
 use crate::telemetry::InstrumentedStore;
 use crate::upload_area::{
     LeaseLocks, LocalUploadArea, MultipartUploadArea, PartsUploadArea, UploadArea,
@@ -29,6 +31,8 @@ pub(crate) struct Backend {
     pub(crate) description: String,
     /// Direct file access, on the filesystem backend.
     pub(crate) local: Option<LocalFiles>,
+    /// Presigns URLs of objects, on the clouds (see [`crate::redirect`]).
+    pub(crate) signer: Option<UrlSigner>,
 }
 
 /// `store`, its requests counted and timed (see [`crate::telemetry`]).
@@ -47,6 +51,11 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
+    if options.redirect.is_some() && Cloud::of(url).is_none() {
+        return Err(invalid(
+            "redirects need a store that presigns URLs: s3://, gs:// or az://",
+        ));
+    }
     if url == "memory://" || url == "memory:" {
         let store = instrumented(Arc::new(InMemory::new()));
         return Ok(Backend {
@@ -54,6 +63,7 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
             store,
             description: "memory://".into(),
             local: None,
+            signer: None,
         });
     }
     if let Some(cloud) = Cloud::of(url) {
@@ -87,7 +97,13 @@ pub(crate) fn open(url: &str, options: &StorageOptions) -> Result<Backend> {
         store: instrumented(Arc::clone(&local) as Arc<dyn ObjectStore>),
         description: format!("file://{}", path.display()),
         local: Some(LocalFiles::new(local, path, options.fsync)),
+        signer: None,
     })
+}
+
+/// True if `url` names a cloud store (`s3://`, `gs://`, `az://`).
+pub(crate) fn is_cloud(url: &str) -> bool {
+    Cloud::of(url).is_some()
 }
 
 /// An object store with multipart uploads: which one a URL names.
@@ -124,9 +140,13 @@ impl Cloud {
     }
 }
 
-/// One cloud client, seen as a store and as the multipart uploads of
-/// upload sessions.
-type CloudClient = (Arc<dyn ObjectStore>, Arc<dyn MultipartStore>);
+/// One cloud client, seen as a store, as the multipart uploads of upload
+/// sessions and as the signer of presigned URLs.
+type CloudClient = (
+    Arc<dyn ObjectStore>,
+    Arc<dyn MultipartStore>,
+    Arc<dyn Signer>,
+);
 
 /// The client of `cloud`'s `bucket`, from its environment variables, then
 /// `options` (object_store configuration keys).
@@ -136,9 +156,9 @@ fn cloud_client(
     options: &[(String, String)],
 ) -> std::result::Result<CloudClient, String> {
     let unknown = |key: &str| format!("unknown {} option {key:?}", cloud.scheme());
-    fn both<T: ObjectStore + MultipartStore>(store: T) -> CloudClient {
+    fn both<T: ObjectStore + MultipartStore + Signer>(store: T) -> CloudClient {
         let store = Arc::new(store);
-        (store.clone(), store)
+        (store.clone(), store.clone(), store)
     }
     Ok(match cloud {
         Cloud::S3 => {
@@ -184,7 +204,8 @@ fn open_cloud(url: &str, cloud: Cloud, options: &StorageOptions) -> Result<Backe
         .filter(|b| !b.is_empty())
         .ok_or_else(|| invalid("no bucket".into()))?;
     let prefix = Path::from(parsed.path().trim_matches('/'));
-    let (client, multipart) = cloud_client(cloud, bucket, &options.backend).map_err(invalid)?;
+    let (client, multipart, signer) =
+        cloud_client(cloud, bucket, &options.backend).map_err(invalid)?;
     let store: Arc<dyn ObjectStore> = if prefix.as_ref().is_empty() {
         client
     } else {
@@ -198,5 +219,6 @@ fn open_cloud(url: &str, cloud: Cloud, options: &StorageOptions) -> Result<Backe
         store,
         description: format!("{}://{bucket}/{prefix}", cloud.scheme()),
         local: None,
+        signer: Some(UrlSigner::new(signer, prefix)),
     })
 }

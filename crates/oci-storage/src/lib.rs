@@ -112,6 +112,7 @@ mod overview;
 mod read_cache;
 #[cfg(test)]
 mod recording_store;
+pub mod redirect;
 mod referrers;
 mod retention;
 mod sweeper;
@@ -145,6 +146,7 @@ pub use options::StorageOptions;
 pub use outbox::{Outbox, OutboxLock, QueueName};
 pub use overview::{RepositoryRecord, TagTime, UsageRecord};
 pub use read_cache::CacheOptions;
+pub use redirect::{BlobRedirect, PresignedUrl};
 pub use referrers::DEFAULT_REFERRERS_PAGE;
 pub use retention::RetentionRule;
 pub use sweeper::{SweepReport, Sweeper};
@@ -170,6 +172,8 @@ struct Inner {
     uploads: Arc<dyn UploadArea>,
     description: String,
     local: Option<local::LocalFiles>,
+    /// Presigns blob URLs, on the clouds (see [`redirect`]).
+    signer: Option<redirect::UrlSigner>,
     options: StorageOptions,
     /// Upload sessions' in-process mutexes, taken before the area's lock.
     session_locks: upload_area::ProcessLocks,
@@ -213,6 +217,7 @@ impl Storage {
                 fenced_state: b.local.is_none(),
                 local: b.local,
                 cache: read_cache::ReadCache::new(&options.cache),
+                signer: b.signer,
                 options,
                 session_locks: upload_area::ProcessLocks::default(),
                 open_uploads: sweeper::OpenUploads::default(),

@@ -51,6 +51,13 @@ pub struct StorageOptions {
     /// The in-memory read cache of hot manifests, small blobs, tags and
     /// links (`[cache]`, see [`crate::CacheOptions`]).
     pub cache: crate::CacheOptions,
+    /// Redirects for pulls: blob `GET`s are answered with a presigned URL
+    /// of the store, valid this long ([`crate::Storage::blob_redirect`]),
+    /// so bytes flow from the store, not through the registry. Only
+    /// stores that presign URLs take it ([`crate::redirect::presigns`]);
+    /// at most [`crate::redirect::MAX_REDIRECT_EXPIRY`]. Default `None`:
+    /// blobs are streamed.
+    pub redirect: Option<Duration>,
 }
 
 impl Default for StorageOptions {
@@ -65,6 +72,7 @@ impl Default for StorageOptions {
             immutable: Vec::new(),
             retention: Vec::new(),
             cache: crate::CacheOptions::default(),
+            redirect: None,
         }
     }
 }

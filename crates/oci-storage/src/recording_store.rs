@@ -139,6 +139,7 @@ pub(crate) fn recorded_storage() -> (Storage, Arc<RecordingStore>) {
         store,
         description: "recorded memory://".into(),
         local: None,
+        signer: None,
     };
     let storage = Storage::from_backend(backend, crate::StorageOptions::default());
     (storage, recording)

@@ -46,6 +46,21 @@ pub struct MemoryS3 {
 struct State {
     buckets: BTreeMap<String, Bucket>,
     uploads: HashMap<String, Upload>,
+    /// `GetObject`s served, per `<bucket>/<key>` (one entry per object
+    /// read, so bounded by the objects ever stored).
+    gets: HashMap<String, ObjectGets>,
+}
+
+/// How an object was read: the `GetObject`s served for it, by how each
+/// was authenticated (see [`crate::S3Server::gets`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectGets {
+    /// Signed with an `Authorization` header: a client holding the
+    /// credentials (the registry).
+    pub signed: u64,
+    /// Through a presigned URL (`X-Amz-Signature` in the query): a client
+    /// the credential holder handed a URL to.
+    pub presigned: u64,
 }
 
 #[derive(Debug)]
@@ -175,6 +190,15 @@ impl MemoryS3 {
                 .cloned()
                 .collect()
         })
+    }
+
+    /// The `GetObject`s served for `key` of `bucket`.
+    pub fn gets(&self, bucket: &str, key: &str) -> ObjectGets {
+        self.lock()
+            .gets
+            .get(&format!("{bucket}/{key}"))
+            .copied()
+            .unwrap_or_default()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -414,8 +438,25 @@ impl S3 for MemoryS3 {
         &self,
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
+        let presigned = req
+            .uri
+            .query()
+            .is_some_and(|q| q.contains("X-Amz-Signature="));
         let input = req.input;
-        let obj = self.lock().object(&input.bucket, &input.key)?.clone();
+        let obj = {
+            let mut state = self.lock();
+            let obj = state.object(&input.bucket, &input.key)?.clone();
+            let gets = state
+                .gets
+                .entry(format!("{}/{}", input.bucket, input.key))
+                .or_default();
+            if presigned {
+                gets.presigned += 1;
+            } else {
+                gets.signed += 1;
+            }
+            obj
+        };
         check_read_conditions(
             &obj,
             input.if_match.as_ref(),
