@@ -13,7 +13,9 @@
 //!   are kept in memory, sorted, while their directory's modification time
 //!   stays the same (see [`LocalFiles::file_names`]), so a page of tags is
 //!   a binary search; the catalog is walked in key order from the page's
-//!   start (see [`LocalFiles::scan_keys`]);
+//!   start, each large directory on the way (`_catalog/<namespace>/` with
+//!   thousands of repositories) kept the same way and entered by binary
+//!   search (see [`LocalFiles::scan_keys`]);
 //! - blob data is streamed in large reads with one read ahead, each read
 //!   into the buffer that is sent (one copy from the page cache).
 //!
@@ -61,6 +63,18 @@ const DIR_CACHE_ENTRIES: usize = 64;
 /// on filesystems whose timestamps are coarse.
 const DIR_CACHE_SETTLED: Duration = Duration::from_secs(2);
 
+/// Listings kept in memory: by directory and what was listed.
+type ListingCache = Mutex<HashMap<(PathBuf, Listed), CachedNames>>;
+
+/// What a kept listing holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Listed {
+    /// The regular files' names ([`LocalFiles::file_names`]).
+    Files,
+    /// Files and directories, as [`scan_tree`] keys them.
+    Entries,
+}
+
 /// A directory listing and the modification time it was read at.
 #[derive(Debug)]
 struct CachedNames {
@@ -74,7 +88,7 @@ pub(crate) struct LocalFiles {
     store: Arc<LocalFileSystem>,
     /// The directory the store's keys are relative to (its prefix).
     root: PathBuf,
-    dir_cache: Arc<Mutex<HashMap<PathBuf, CachedNames>>>,
+    dir_cache: Arc<ListingCache>,
     /// `fsync` files and directories before a write returns.
     fsync: bool,
 }
@@ -331,39 +345,7 @@ impl LocalFiles {
         let timer = Timer::start(Op::List);
         let dir = self.path(dir)?;
         let cache = Arc::clone(&self.dir_cache);
-        let result = blocking(move || {
-            let modified = match std::fs::metadata(&dir) {
-                Ok(m) => m.modified()?,
-                Err(e) if is_absent(&e) => return Ok(Arc::default()),
-                Err(e) => return Err(StorageError::Io(e)),
-            };
-            if let Some(kept) = lock(&cache).get(&dir)
-                && kept.modified == modified
-            {
-                return Ok(Arc::clone(&kept.names));
-            }
-            let mut names = read_file_names(&dir)?;
-            names.sort_unstable();
-            let names = Arc::new(names);
-            let settled = SystemTime::now()
-                .duration_since(modified)
-                .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
-            let mut cache = lock(&cache);
-            if settled && names.len() >= DIR_CACHE_MIN_NAMES {
-                if cache.len() >= DIR_CACHE_ENTRIES
-                    && !cache.contains_key(&dir)
-                    && let Some(evict) = cache.keys().next().cloned()
-                {
-                    cache.remove(&evict);
-                }
-                let names = Arc::clone(&names);
-                cache.insert(dir, CachedNames { modified, names });
-            } else {
-                cache.remove(&dir);
-            }
-            Ok(names)
-        })
-        .await;
+        let result = blocking(move || cached_listing(&cache, &dir, Listed::Files)).await;
         timer.done(Outcome::of(&result));
         result
     }
@@ -400,7 +382,8 @@ impl LocalFiles {
     {
         let timer = Timer::start(Op::List);
         let root = self.path(dir)?;
-        let result = blocking(move || scan_tree(&root, after.as_deref(), select)).await;
+        let cache = Arc::clone(&self.dir_cache);
+        let result = blocking(move || scan_tree(&cache, &root, after.as_deref(), select)).await;
         timer.done(Outcome::of(&result));
         result
     }
@@ -605,64 +588,53 @@ pub(crate) fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The walk of [`LocalFiles::scan_keys`].
-fn scan_tree<F>(root: &std::path::Path, after: Option<&str>, mut select: F) -> Result<Vec<String>>
+/// The walk of [`LocalFiles::scan_keys`]. Each directory's entries come
+/// from [`entry_names`] (kept sorted in memory while a large directory is
+/// unchanged), and a level starts at `after` by binary search: a page of
+/// a catalog of 100,000 repositories reads no more than its page.
+fn scan_tree<F>(
+    cache: &ListingCache,
+    root: &std::path::Path,
+    after: Option<&str>,
+    mut select: F,
+) -> Result<Vec<String>>
 where
     F: FnMut(&str) -> ControlFlow<bool, bool>,
 {
-    /// A directory being walked: its entries' keys (relative to the root;
-    /// directories with a trailing `/`), sorted, and the next to visit.
+    /// A directory being walked: its path relative to the root (empty, or
+    /// ending in `/`), its entries (directories with a trailing `/`),
+    /// sorted, and the next to visit.
     struct Level {
-        keys: Vec<String>,
+        rel: String,
+        entries: Arc<Vec<String>>,
         next: usize,
     }
-    let read_level = |rel: &str| -> Result<Level> {
-        let dir = root.join(rel);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if is_absent(&e) => {
-                return Ok(Level {
-                    keys: Vec::new(),
-                    next: 0,
-                });
+    let read_level = |rel: String| -> Result<Level> {
+        let entries = cached_listing(cache, &root.join(&rel), Listed::Entries)?;
+        // Whole subtrees (and files) at or before `after` are skipped: all
+        // keys up to it but the directory on its path, which sorts last
+        // among them (no sibling lies between `d/` and `d/...`).
+        let next = after.map_or(0, |after| {
+            let key = |e: &String| format!("{rel}{e}");
+            let start = entries.partition_point(|e| key(e).as_str() <= after);
+            match start.checked_sub(1).map(|i| key(&entries[i])) {
+                Some(dir) if dir.ends_with('/') && after.starts_with(dir.as_str()) => start - 1,
+                _ => start,
             }
-            Err(e) => return Err(StorageError::Io(e)),
-        };
-        let mut keys = Vec::new();
-        for entry in entries {
-            let entry = entry?;
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            let kind = entry.file_type()?;
-            let key = if kind.is_dir() {
-                format!("{rel}{name}/")
-            } else if kind.is_file() {
-                format!("{rel}{name}")
-            } else {
-                continue;
-            };
-            // Whole subtrees (and files) at or before `after` are skipped.
-            let skip = after.is_some_and(|after| {
-                key.as_str() <= after && !(key.ends_with('/') && after.starts_with(key.as_str()))
-            });
-            if !skip {
-                keys.push(key);
-            }
-        }
-        keys.sort_unstable();
-        Ok(Level { keys, next: 0 })
+        });
+        Ok(Level { rel, entries, next })
     };
     let mut kept = Vec::new();
-    let mut stack = vec![read_level("")?];
+    let mut stack = vec![read_level(String::new())?];
     while let Some(level) = stack.last_mut() {
-        let Some(key) = level.keys.get(level.next).cloned() else {
+        let Some(entry) = level.entries.get(level.next) else {
             stack.pop();
             continue;
         };
         level.next += 1;
+        let key = format!("{}{entry}", level.rel);
         if key.ends_with('/') {
-            let child = read_level(&key)?;
+            let child = read_level(key)?;
             stack.push(child);
             continue;
         }
@@ -676,6 +648,30 @@ where
         }
     }
     Ok(kept)
+}
+
+/// The entries of `dir` as [`scan_tree`] keys them: a file's name, a
+/// directory's name and `/` (empty if `dir` does not exist).
+fn read_entry_names(dir: &std::path::Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if is_absent(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::Io(e)),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let Ok(name) = entry.file_name().into_string() else {
+            continue;
+        };
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            names.push(format!("{name}/"));
+        } else if kind.is_file() {
+            names.push(name);
+        }
+    }
+    Ok(names)
 }
 
 /// The names of the regular files in `dir` (empty if it does not exist).
@@ -697,10 +693,57 @@ fn read_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The sorted listing of `dir` (empty if it does not exist): kept in
+/// memory when it has at least [`DIR_CACHE_MIN_NAMES`] names and its
+/// directory was last modified at least [`DIR_CACHE_SETTLED`] before, and
+/// served again after one `stat` while the directory's modification time
+/// is unchanged (creating, renaming into or removing an entry changes it:
+/// POSIX), so a kept listing is never stale on a local filesystem.
+fn cached_listing(
+    cache: &ListingCache,
+    dir: &std::path::Path,
+    listed: Listed,
+) -> Result<Arc<Vec<String>>> {
+    let modified = match std::fs::metadata(dir) {
+        Ok(m) => m.modified()?,
+        Err(e) if is_absent(&e) => return Ok(Arc::default()),
+        Err(e) => return Err(StorageError::Io(e)),
+    };
+    let key = (dir.to_owned(), listed);
+    if let Some(kept) = lock(cache).get(&key)
+        && kept.modified == modified
+    {
+        return Ok(Arc::clone(&kept.names));
+    }
+    let mut names = match listed {
+        Listed::Files => read_file_names(dir)?,
+        Listed::Entries => read_entry_names(dir)?,
+    };
+    names.sort_unstable();
+    let names = Arc::new(names);
+    let settled = SystemTime::now()
+        .duration_since(modified)
+        .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
+    let mut cache = lock(cache);
+    if settled && names.len() >= DIR_CACHE_MIN_NAMES {
+        if cache.len() >= DIR_CACHE_ENTRIES
+            && !cache.contains_key(&key)
+            && let Some(evict) = cache.keys().next().cloned()
+        {
+            cache.remove(&evict);
+        }
+        let names = Arc::clone(&names);
+        cache.insert(key, CachedNames { modified, names });
+    } else {
+        cache.remove(&key);
+    }
+    Ok(names)
+}
+
 /// The listing cache, even if a holder panicked.
 fn lock(
-    cache: &Mutex<HashMap<PathBuf, CachedNames>>,
-) -> std::sync::MutexGuard<'_, HashMap<PathBuf, CachedNames>> {
+    cache: &ListingCache,
+) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Listed), CachedNames>> {
     cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -963,6 +1006,74 @@ mod tests {
         let after_remove = listed(&files).await;
         assert_eq!(kept.len(), DIR_CACHE_MIN_NAMES + 1);
         assert_eq!(after_remove.len(), DIR_CACHE_MIN_NAMES);
+    }
+
+    /// A page of a namespace of thousands of repositories starts at `after`
+    /// in the kept listing, and sees a repository created since.
+    #[tokio::test]
+    async fn scans_of_large_directories_start_at_after() {
+        let (dir, files) = files();
+        let ns = dir.path().join("_catalog/ns");
+        for i in 0..1500 {
+            let repo = ns.join(format!("r{i:04}"));
+            std::fs::create_dir_all(&repo).unwrap();
+            std::fs::write(repo.join("_repository"), "").unwrap();
+        }
+        std::fs::write(dir.path().join("_catalog/a-file"), "").unwrap();
+        let old = SystemTime::now() - DIR_CACHE_SETTLED * 2;
+        std::fs::File::open(&ns).unwrap().set_modified(old).unwrap();
+        let page = |after: &str| {
+            let files = files.clone();
+            let after = Some(after.to_owned());
+            async move {
+                let mut n = 0;
+                let select = move |_: &str| {
+                    n += 1;
+                    if n < 3 {
+                        ControlFlow::Continue(true)
+                    } else {
+                        ControlFlow::Break(true)
+                    }
+                };
+                files
+                    .scan_keys(&Path::from("_catalog"), after, select)
+                    .await
+                    .unwrap()
+            }
+        };
+        let want = [
+            "ns/r0701/_repository",
+            "ns/r0702/_repository",
+            "ns/r0703/_repository",
+        ];
+        assert_eq!(page("ns/r0700/_repository").await, want);
+        assert_eq!(
+            page("ns/r0700/_repository").await,
+            want,
+            "from the kept listing"
+        );
+        // From inside a repository's directory, and from a name that is none.
+        assert_eq!(
+            page("ns/r0700/").await,
+            ["ns/r0700/_repository", want[0], want[1]]
+        );
+        assert_eq!(page("ns/r0700x").await, want);
+        assert_eq!(
+            page("a-file").await,
+            [
+                "ns/r0000/_repository",
+                "ns/r0001/_repository",
+                "ns/r0002/_repository"
+            ]
+        );
+        let repo = ns.join("r0700a");
+        std::fs::create_dir_all(&repo).unwrap();
+        std::fs::write(repo.join("_repository"), "").unwrap();
+        assert_eq!(
+            page("ns/r0700/_repository").await,
+            ["ns/r0700a/_repository", want[0], want[1]],
+            "a new repository changes the directory"
+        );
     }
 
     #[tokio::test]
