@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -180,6 +181,9 @@ pub struct StorageConfig {
     /// stopped renewing it. Default `30s`.
     #[serde(with = "humantime_serde")]
     pub lease_ttl: Duration,
+    /// S3, Azure, GCS: parts (8 MiB each) of one upload request sent to
+    /// the store at once. Default 4.
+    pub upload_concurrency: NonZeroUsize,
     /// `[storage.options]`: object_store keys for the backend
     /// (`aws_region`, `aws_endpoint`, `aws_access_key_id`, ...), over the
     /// `AWS_*` variables; S3 only.
@@ -312,6 +316,8 @@ impl Default for StorageConfig {
             url: "./registry-data".into(),
             fsync: defaults.fsync,
             lease_ttl: defaults.lease_ttl,
+            upload_concurrency: NonZeroUsize::new(defaults.upload_concurrency)
+                .unwrap_or(NonZeroUsize::MIN),
             options: BTreeMap::new(),
         }
     }
@@ -376,6 +382,7 @@ impl Config {
             .collect();
         options.fsync = s.fsync;
         options.lease_ttl = s.lease_ttl;
+        options.upload_concurrency = s.upload_concurrency.get();
         options.upload_ttl = self.limits.upload_ttl;
         options.max_uploads = self.limits.max_uploads;
         options.lock_wait = self.limits.lock_wait;

@@ -40,6 +40,10 @@ pub struct StorageOptions {
     /// replica takes the session over once it has seen the lease unchanged
     /// for this long. Default 30 s.
     pub lease_ttl: Duration,
+    /// S3, Azure, GCS: parts of one upload request sent to the store at
+    /// once (each 8 MiB): a request's memory is about this many parts plus
+    /// the one being gathered. Default 4; at least 1.
+    pub upload_concurrency: usize,
     /// Tags that may never be moved or deleted (`[[immutable]]`, see
     /// [`crate::ImmutableRule`]). Default none.
     pub immutable: Vec<crate::ImmutableRule>,
@@ -59,6 +63,7 @@ impl Default for StorageOptions {
             max_uploads: 10_000,
             lock_wait: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
+            upload_concurrency: crate::upload_area::DEFAULT_CONCURRENCY,
             immutable: Vec::new(),
             retention: Vec::new(),
         }

@@ -5,7 +5,14 @@
 //! GiBs). So bytes are cut into parts of exactly [`MultipartUploadArea`]'s
 //! part size as they arrive; what is left over after a request, less than a
 //! part, is saved as a small *tail* object and put in front of the next
-//! request's bytes. Memory per upload is one part.
+//! request's bytes. Full parts are sent while the body is still arriving,
+//! up to [`MultipartUploadArea::with_concurrency`] of them at once (see
+//! `in_flight`), each made of the request's own frames, not copied: memory
+//! per uploading request is that many parts plus the one being gathered.
+//! A request commits the ETags of its parts in part order only once every
+//! one of them succeeded; if one fails, the request fails and the session
+//! resumes from its last committed offset (the parts already sent are
+//! overwritten by the next request, their positions being the same).
 //!
 //! The upload id, the part ETags and the tail's key are [`AreaState`] and are
 //! saved with the session, so any replica can continue or finish it. The
@@ -34,7 +41,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -44,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::in_flight::{Gathered, PartsInFlight};
 use super::{
     AreaState, BodyStream, Checkpoint, LeaseLocks, SessionLock, UploadArea, delete_if_exists,
 };
@@ -52,6 +60,9 @@ use crate::layout;
 
 /// Default part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Default number of parts of one request in flight at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Largest object S3 copies in one request.
 pub const DEFAULT_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
@@ -105,6 +116,7 @@ pub struct MultipartUploadArea {
     prefix: Path,
     part_size: usize,
     copy_limit: u64,
+    concurrency: usize,
     locks: LeaseLocks,
 }
 
@@ -115,6 +127,7 @@ impl std::fmt::Debug for MultipartUploadArea {
             .field("prefix", &self.prefix)
             .field("part_size", &self.part_size)
             .field("copy_limit", &self.copy_limit)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +147,7 @@ impl MultipartUploadArea {
             prefix,
             part_size: DEFAULT_PART_SIZE,
             copy_limit: DEFAULT_COPY_LIMIT,
+            concurrency: DEFAULT_CONCURRENCY,
             locks,
         }
     }
@@ -141,6 +155,14 @@ impl MultipartUploadArea {
     /// Sets the part size (at least 5 MiB on S3).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
         self.part_size = part_size.max(1);
+        self
+    }
+
+    /// Sets how many parts of one request are sent at once (at least 1):
+    /// memory per uploading request is about this many parts, plus the
+    /// one being gathered.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
         self
     }
 
@@ -166,9 +188,9 @@ impl MultipartUploadArea {
         id: &Uuid,
         progress: &mut Progress,
         checkpoint: &mut dyn Checkpoint,
-    ) -> Result<()> {
-        if progress.upload_id.is_some() {
-            return Ok(());
+    ) -> Result<String> {
+        if let Some(upload_id) = &progress.upload_id {
+            return Ok(upload_id.clone());
         }
         let target = self.full(&layout::upload_multipart_target(id));
         let upload_id = self.multipart.create_multipart(&target).await?;
@@ -180,7 +202,7 @@ impl MultipartUploadArea {
             }
             return Err(e);
         }
-        Ok(())
+        Ok(upload_id)
     }
 
     /// Sends `part` as the next part of the session's multipart upload.
@@ -294,23 +316,38 @@ impl UploadArea for MultipartUploadArea {
                 ),
             });
         }
-        let mut buf = BytesMut::with_capacity(self.part_size);
-        buf.extend_from_slice(&self.tail_bytes(&progress).await?);
+        let mut buf = Gathered::default();
+        buf.push(self.tail_bytes(&progress).await?);
+        let mut in_flight: Option<PartsInFlight> = None;
+        let mut next_part = progress.parts.len();
         let mut written = 0u64;
         while let Some(frame) = body.next().await {
             let mut frame = frame.map_err(StorageError::Body)?;
             hasher.update(&frame);
             written += frame.len() as u64;
-            while frame.has_remaining() {
+            while !frame.is_empty() {
                 let take = (self.part_size - buf.len()).min(frame.len());
-                buf.extend_from_slice(&frame[..take]);
-                frame.advance(take);
+                buf.push(frame.split_to(take));
                 if buf.len() == self.part_size {
-                    let part = buf.split().freeze();
-                    self.ensure_upload(id, &mut progress, checkpoint).await?;
-                    self.put_part(id, &mut progress, part).await?;
+                    let parts = match &mut in_flight {
+                        Some(parts) => parts,
+                        None => {
+                            let upload_id = self.ensure_upload(id, &mut progress, checkpoint).await?;
+                            in_flight.insert(PartsInFlight::new(
+                                Arc::clone(&self.multipart),
+                                self.full(&layout::upload_multipart_target(id)),
+                                upload_id,
+                                self.concurrency,
+                            ))
+                        }
+                    };
+                    parts.send(next_part, buf.take()).await?;
+                    next_part += 1;
                 }
             }
+        }
+        if let Some(parts) = in_flight {
+            parts.finish(&mut progress.parts).await?;
         }
         progress.tail = if buf.is_empty() {
             None
@@ -320,7 +357,7 @@ impl UploadArea for MultipartUploadArea {
             // the old one).
             let key = layout::upload_tail(id, &Uuid::new_v4());
             let len = buf.len() as u64;
-            self.store.put(&key, PutPayload::from(buf.freeze())).await?;
+            self.store.put(&key, buf.take()).await?;
             Some(Tail {
                 key: key.to_string(),
                 len,
@@ -381,7 +418,7 @@ impl UploadArea for MultipartUploadArea {
         while let Some(chunk) = bytes.next().await {
             match chunk {
                 Ok(chunk) => {
-                    writer.wait_for_capacity(2).await?;
+                    writer.wait_for_capacity(self.concurrency).await?;
                     writer.put(chunk);
                 }
                 Err(e) => {
