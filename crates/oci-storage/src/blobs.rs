@@ -10,6 +10,7 @@ use object_store::{GetOptions, ObjectStoreExt};
 use oci_types::{ByteRange, Digest, RepositoryName};
 
 use crate::error::{Result, StorageError, is_not_found};
+use crate::read_ahead::read_ahead;
 use crate::upload_area::delete_if_exists;
 use crate::{Storage, layout};
 
@@ -102,7 +103,10 @@ impl Storage {
             Err(e) => return Err(e.into()),
         };
         let size = result.meta.size;
-        let stream = result.into_stream().map_err(StorageError::from).boxed();
+        let stream = read_ahead(
+            result.into_stream().map_err(StorageError::from).boxed(),
+            self.inner.options.read_ahead,
+        );
         Ok(BlobRead {
             size,
             range,
