@@ -73,7 +73,11 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    fn frames(n: usize, size: usize, pulled: Arc<AtomicUsize>) -> BoxStream<'static, Result<Bytes>> {
+    fn frames(
+        n: usize,
+        size: usize,
+        pulled: Arc<AtomicUsize>,
+    ) -> BoxStream<'static, Result<Bytes>> {
         futures::stream::iter((0..n).map(move |i| {
             pulled.fetch_add(1, Ordering::SeqCst);
             Ok(Bytes::from(vec![i as u8; size]))

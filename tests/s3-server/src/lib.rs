@@ -424,9 +424,18 @@ mod tests {
         // The object keeps its parts' buffers: ranges within one, across
         // two and three of them, and copies, read the right bytes.
         let n = all.len() as u64;
-        for range in [0..1, 5..9, 5 * MIB as u64 - 3..5 * MIB as u64 + 4, 1..n - 1, n - 2..n] {
+        for range in [
+            0..1,
+            5..9,
+            5 * MIB as u64 - 3..5 * MIB as u64 + 4,
+            1..n - 1,
+            n - 2..n,
+        ] {
             let got = s3.get_range(&path, range.clone()).await.unwrap();
-            assert!(got[..] == all[range.start as usize..range.end as usize], "{range:?}");
+            assert!(
+                got[..] == all[range.start as usize..range.end as usize],
+                "{range:?}"
+            );
         }
         let copy = ObjectPath::from("uploads/mp-copy");
         s3.copy(&path, &copy).await.unwrap();

@@ -893,10 +893,9 @@ impl S3 for MemoryS3 {
             input.if_none_match.as_ref(),
             input.if_match.as_ref(),
         )?;
-        bucket.objects.insert(
-            input.key.clone(),
-            Object::new(data, e_tag.clone(), attrs),
-        );
+        bucket
+            .objects
+            .insert(input.key.clone(), Object::new(data, e_tag.clone(), attrs));
         state.uploads.remove(&input.upload_id);
         Ok(S3Response::new(CompleteMultipartUploadOutput {
             bucket: Some(input.bucket),

@@ -349,7 +349,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
         Backend::Filesystem => None,
     };
     let (storage, env, blob_files): (String, Vec<(String, String)>, BlobFiles) = match &s3 {
-        Some(s3) => (s3.url("bench"), s3.env(&args.s3_option), s3.blob_files("bench")),
+        Some(s3) => (
+            s3.url("bench"),
+            s3.env(&args.s3_option),
+            s3.blob_files("bench"),
+        ),
         None => {
             let root = dir.path().join("ours");
             (root.display().to_string(), Vec::new(), BlobFiles::Dir(root))
@@ -625,7 +629,15 @@ async fn blobs(
                 let rate = megabytes_per_sec(blob.len(), took);
                 samples.add(t, "push", &kind.label(), "MB/s", Better::Higher, rate);
                 cpu_per_gb(samples, t, "push", &kind.label(), cpu_before, blob.len());
-                store_cpu_per_gb(samples, t, "push", &kind.label(), store_before, store_cpu(), blob.len());
+                store_cpu_per_gb(
+                    samples,
+                    t,
+                    "push",
+                    &kind.label(),
+                    store_before,
+                    store_cpu(),
+                    blob.len(),
+                );
                 if !keep {
                     blob::delete(client, t, "bench", &blob.digest).await?;
                     t.reclaim(&blob.digest);
@@ -655,7 +667,15 @@ async fn blobs(
             samples.add(t, "pull", "whole blob", "MB/s", Better::Higher, rate);
             cpu_per_gb(samples, t, "pull", "whole blob", cpu_before, pulled.len());
             let store_after = store_cpu();
-            store_cpu_per_gb(samples, t, "pull", "whole blob", store_before, store_after, pulled.len());
+            store_cpu_per_gb(
+                samples,
+                t,
+                "pull",
+                "whole blob",
+                store_before,
+                store_after,
+                pulled.len(),
+            );
             let took = blob::pull(t, "bench", &pulled, Some(RANGE)).await?;
             let rate = megabytes_per_sec(pulled.len(), took);
             let name = "16 MiB ranges, one after another";

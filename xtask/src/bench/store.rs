@@ -109,8 +109,8 @@ impl S3Store {
         match self {
             Self::InProcess { .. } => "the in-process S3 server".into(),
             Self::Moto { .. } => {
-                let version = Command::new("moto_server")
-                    .arg("--version")
+                let version = Command::new("python3")
+                    .args(["-c", "import moto; print(moto.__version__)"])
                     .output()
                     .ok()
                     .and_then(|o| String::from_utf8(o.stdout).ok())
@@ -147,7 +147,11 @@ impl S3Store {
             .map(|(k, v)| (k.to_owned(), v))
             .collect(),
         };
-        env.extend(extra.iter().map(|(k, v)| (k.to_ascii_uppercase(), v.clone())));
+        env.extend(
+            extra
+                .iter()
+                .map(|(k, v)| (k.to_ascii_uppercase(), v.clone())),
+        );
         env
     }
 

@@ -332,7 +332,8 @@ impl UploadArea for MultipartUploadArea {
                     let parts = match &mut in_flight {
                         Some(parts) => parts,
                         None => {
-                            let upload_id = self.ensure_upload(id, &mut progress, checkpoint).await?;
+                            let upload_id =
+                                self.ensure_upload(id, &mut progress, checkpoint).await?;
                             in_flight.insert(PartsInFlight::new(
                                 Arc::clone(&self.multipart),
                                 self.full(&layout::upload_multipart_target(id)),
@@ -499,6 +500,198 @@ mod tests {
         MultipartUploadArea::new(store, s3, prefix, locks)
             .with_part_size(5 * MIB)
             .with_copy_limit(copy_limit)
+    }
+
+    /// The in-process server's multipart API, with part `slow` held back
+    /// (so the parts after it finish first) and part `fail` failing.
+    struct Unruly {
+        inner: Arc<dyn MultipartStore>,
+        slow: Option<usize>,
+        fail: Option<usize>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most_in_flight: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MultipartStore for Unruly {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<String> {
+            self.inner.create_multipart(path).await
+        }
+
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &String,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, SeqCst);
+            if self.slow == Some(part_idx) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let sent = if self.fail == Some(part_idx) {
+                Err(object_store::Error::Generic {
+                    store: "unruly",
+                    source: "part failed".into(),
+                })
+            } else {
+                self.inner.put_part(path, id, part_idx, data).await
+            };
+            self.in_flight.fetch_sub(1, SeqCst);
+            sent
+        }
+
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &String,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete_multipart(path, id, parts).await
+        }
+
+        async fn abort_multipart(&self, path: &Path, id: &String) -> object_store::Result<()> {
+            self.inner.abort_multipart(path, id).await
+        }
+    }
+
+    /// `area`'s store with an [`Unruly`] multipart API: another replica
+    /// of the same bucket, sending `concurrency` parts at once.
+    fn unruly(
+        area: &MultipartUploadArea,
+        slow: Option<usize>,
+        fail: Option<usize>,
+        concurrency: usize,
+    ) -> (MultipartUploadArea, Arc<Unruly>) {
+        let multipart = Arc::new(Unruly {
+            inner: Arc::clone(&area.multipart),
+            slow,
+            fail,
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
+        });
+        let locks = LeaseLocks::new(Arc::clone(&area.store), Duration::from_millis(500));
+        let replica = MultipartUploadArea::new(
+            Arc::clone(&area.store),
+            Arc::clone(&multipart) as Arc<dyn MultipartStore>,
+            area.prefix.clone(),
+            locks,
+        )
+        .with_part_size(area.part_size)
+        .with_concurrency(concurrency);
+        (replica, multipart)
+    }
+
+    fn blob(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    /// Parts sent at once finish out of order (the first one last); the
+    /// committed ETags are in part order, and the published blob is right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_parts_finish_out_of_order() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let plain = area(&server, MIB as u64).await;
+        let (area, unruly) = unruly(&plain, Some(0), None, 3);
+        let data = blob(4 * 5 * MIB + 3);
+        let id = Uuid::new_v4();
+        let mut state = AreaState::Null;
+        let hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let (written, hasher) = area
+            .write(
+                &id,
+                0,
+                &mut state,
+                body(data.clone()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, data.len() as u64);
+        assert_eq!(hasher.finalize(), Digest::of(&data));
+        let most = unruly
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(most, 3, "parts in flight at once");
+        let progress = Progress::from_state(&state).unwrap();
+        assert_eq!(progress.parts.len(), 4);
+        assert_eq!(progress.committed(5 * MIB), data.len() as u64);
+        let dest = Path::from("blobs/ooo/data");
+        area.publish(&id, data.len() as u64, &mut state, &dest)
+            .await
+            .unwrap();
+        let stored = area.store.get(&dest).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == data.as_slice());
+    }
+
+    /// A part failing while others are in flight fails the request and
+    /// leaves the committed state as it was; another replica resumes the
+    /// session from its last committed offset and completes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_part_resumes_from_the_committed_offset() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let plain = area(&server, MIB as u64).await;
+        let data = blob(6 * 5 * MIB + 11);
+        let id = Uuid::new_v4();
+        let mut state = AreaState::Null;
+        // First request: 2 parts and a bit, committed.
+        let first = 2 * 5 * MIB + 100;
+        let hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let (_, hasher) = plain
+            .write(
+                &id,
+                0,
+                &mut state,
+                body(data[..first].to_vec()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        let committed = state.clone();
+        // Second request, on a replica whose part 3 (0-based) fails while
+        // parts 2 and 4 are in flight.
+        let (replica, _) = unruly(&plain, Some(2), Some(3), 3);
+        let mut attempt = committed.clone();
+        let failed = replica
+            .write(
+                &id,
+                first as u64,
+                &mut attempt,
+                body(data[first..].to_vec()),
+                hasher.clone(),
+                &mut Saved::default(),
+            )
+            .await;
+        assert!(failed.is_err(), "a failed part fails the request");
+        assert_eq!(attempt, committed, "the failed request changed the state");
+        // The session resumes from the committed offset, on the first
+        // replica, and the blob is exactly the bytes sent.
+        let (written, hasher) = plain
+            .write(
+                &id,
+                first as u64,
+                &mut state,
+                body(data[first..].to_vec()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, (data.len() - first) as u64);
+        assert_eq!(hasher.finalize(), Digest::of(&data));
+        let dest = Path::from("blobs/resumed/data");
+        plain
+            .publish(&id, data.len() as u64, &mut state, &dest)
+            .await
+            .unwrap();
+        let stored = plain.store.get(&dest).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == data.as_slice());
+        plain.remove(&id, Some(&state)).await.unwrap();
+        assert_eq!(server.open_multipart_uploads(), 0);
     }
 
     /// Records what a write commits mid-way.
