@@ -28,7 +28,7 @@ struct Cli {
 enum Task {
     /// Measure the release binary (and optionally a peer registry):
     /// throughput, latency, memory, startup.
-    Bench(bench::Args),
+    Bench(Box<bench::Args>),
     /// Run the official OCI distribution-spec v1.1.1 conformance suite
     /// against the release binary on each storage backend.
     Conformance(conformance::Args),
@@ -38,7 +38,7 @@ enum Task {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
-        Task::Bench(args) => bench::run(args).await.map(|()| 0),
+        Task::Bench(args) => bench::run(*args).await.map(|()| 0),
         Task::Conformance(args) => conformance::run(args).await,
     };
     match result {

@@ -173,7 +173,12 @@ pub fn memory_kib(pid: u32, field: &str) -> Result<u64, Error> {
 /// CPU time (user + system) a process has used so far, from
 /// `/proc/<pid>/stat`.
 pub fn cpu_time(pid: u32) -> Result<Duration, Error> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    stat_cpu_time(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// User and system time of a `/proc/<pid>/stat` (or `.../task/<tid>/stat`)
+/// line.
+pub fn stat_cpu_time(stat: &str) -> Result<Duration, Error> {
     // Fields after the command name (which may hold spaces) in parentheses.
     let rest = stat
         .rsplit_once(')')

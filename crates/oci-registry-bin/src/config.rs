@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -220,6 +221,14 @@ pub struct StorageConfig {
     /// Default `5m`.
     #[serde(with = "humantime_serde")]
     pub redirect_expiry: Duration,
+    /// S3, Azure, GCS: parts (8 MiB each) of one upload request sent to
+    /// the store at once. Default 4.
+    pub upload_concurrency: NonZeroUsize,
+    /// S3, Azure, GCS: bytes of a blob being pulled read from the store
+    /// ahead of the client (memory per pull); `0` turns it off. Default
+    /// `4MiB`.
+    #[serde(serialize_with = "exact_size")]
+    pub read_ahead: ByteSize,
     /// `[storage.options]`: object_store keys for the backend
     /// (`aws_region`, `aws_endpoint`, `aws_access_key_id`, ...), over the
     /// `AWS_*` variables; S3 only.
@@ -386,6 +395,9 @@ impl Default for StorageConfig {
             lease_ttl: defaults.lease_ttl,
             redirect: false,
             redirect_expiry: DEFAULT_REDIRECT_EXPIRY,
+            upload_concurrency: NonZeroUsize::new(defaults.upload_concurrency)
+                .unwrap_or(NonZeroUsize::MIN),
+            read_ahead: ByteSize::b(defaults.read_ahead as u64),
             options: BTreeMap::new(),
         }
     }
@@ -450,6 +462,8 @@ impl Config {
             .collect();
         options.fsync = s.fsync;
         options.lease_ttl = s.lease_ttl;
+        options.upload_concurrency = s.upload_concurrency.get();
+        options.read_ahead = usize::try_from(s.read_ahead.as_u64()).unwrap_or(usize::MAX);
         options.upload_ttl = self.limits.upload_ttl;
         options.max_uploads = self.limits.max_uploads;
         options.lock_wait = self.limits.lock_wait;

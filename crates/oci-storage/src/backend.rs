@@ -213,7 +213,8 @@ fn open_cloud(url: &str, cloud: Cloud, options: &StorageOptions) -> Result<Backe
     };
     let store = instrumented(store);
     let locks = LeaseLocks::new(Arc::clone(&store), options.lease_ttl);
-    let area = MultipartUploadArea::new(Arc::clone(&store), multipart, prefix.clone(), locks);
+    let area = MultipartUploadArea::new(Arc::clone(&store), multipart, prefix.clone(), locks)
+        .with_concurrency(options.upload_concurrency);
     Ok(Backend {
         uploads: Arc::new(area),
         store,

@@ -10,6 +10,7 @@ use object_store::{GetOptions, ObjectStoreExt};
 use oci_types::{ByteRange, Digest, RepositoryName};
 
 use crate::error::{Result, StorageError, is_not_found};
+use crate::read_ahead::read_ahead;
 use crate::{Storage, layout};
 
 /// What is known of a stored blob.
@@ -145,7 +146,10 @@ impl Storage {
             self.keep_content(&data, bytes.clone());
             return BlobRead::of_bytes(bytes, None);
         }
-        let stream = result.into_stream().map_err(StorageError::from).boxed();
+        let stream = read_ahead(
+            result.into_stream().map_err(StorageError::from).boxed(),
+            self.inner.options.read_ahead,
+        );
         Ok(BlobRead {
             size,
             range,

@@ -109,6 +109,7 @@ mod manifests;
 mod options;
 pub mod outbox;
 mod overview;
+mod read_ahead;
 mod read_cache;
 #[cfg(test)]
 mod recording_store;

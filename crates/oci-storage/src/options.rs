@@ -40,6 +40,15 @@ pub struct StorageOptions {
     /// replica takes the session over once it has seen the lease unchanged
     /// for this long. Default 30 s.
     pub lease_ttl: Duration,
+    /// S3, Azure, GCS: parts of one upload request sent to the store at
+    /// once (each 8 MiB): a request's memory is about this many parts plus
+    /// the one being gathered. Default 4; at least 1.
+    pub upload_concurrency: usize,
+    /// Object stores: bytes of a blob being read that are read from the
+    /// store ahead of the client, by a task of their own (see
+    /// `read_ahead`); 0 turns read-ahead off. Memory per blob read. Default
+    /// 4 MiB.
+    pub read_ahead: usize,
     /// Tags that may never be moved or deleted (`[[immutable]]`, see
     /// [`crate::ImmutableRule`]). Default none.
     pub immutable: Vec<crate::ImmutableRule>,
@@ -69,6 +78,8 @@ impl Default for StorageOptions {
             max_uploads: 10_000,
             lock_wait: Duration::from_secs(30),
             lease_ttl: Duration::from_secs(30),
+            upload_concurrency: crate::upload_area::DEFAULT_CONCURRENCY,
+            read_ahead: 4 << 20,
             immutable: Vec::new(),
             retention: Vec::new(),
             cache: crate::CacheOptions::default(),

@@ -34,6 +34,7 @@ mod load;
 mod proxy;
 mod report;
 mod seed;
+mod store;
 mod target;
 
 use std::path::PathBuf;
@@ -52,9 +53,19 @@ use crate::server::{Error, build_release, free_port};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Storage backend of ours: `filesystem` (a temp dir under --dir) or `s3`
-    /// (the in-process S3 test server, over loopback).
+    /// (see --s3), over loopback.
     #[arg(long, default_value = "filesystem")]
     backend: Backend,
+    /// With `--backend s3`, the S3 store: `inprocess` (the in-process S3
+    /// test server, the default) or `moto` (moto_server from `pip install
+    /// 'moto[server]'`, started by the bench; the default, and the only
+    /// choice, with --peer-distribution, whose S3 driver uses it too).
+    #[arg(long, value_enum)]
+    s3: Option<store::S3Kind>,
+    /// An object_store option for ours on S3 (`[storage.options]`), as
+    /// `key=value`, e.g. `aws_unsigned_payload=true`; repeatable.
+    #[arg(long, value_parser = key_value)]
+    s3_option: Vec<(String, String)>,
     /// Directory for the run's data (ours, and a peer the bench starts);
     /// default: the system temp dir. A tmpfs such as /dev/shm takes the disk
     /// out of the figures.
@@ -288,6 +299,14 @@ impl Registries {
     }
 }
 
+/// Parses `key=value` (an `--s3-option`).
+fn key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("{s:?} is not key=value"))
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -317,14 +336,24 @@ pub async fn run(args: Args) -> Result<(), Error> {
     let rounds = args.rounds.max(1);
 
     let s3 = match args.backend {
-        Backend::S3 => Some(Arc::new(oci_test_s3::S3Server::start().await?)),
+        Backend::S3 => {
+            let kind = match (args.s3, &args.peer_distribution) {
+                (Some(store::S3Kind::Inprocess), Some(_)) => {
+                    return Err("--peer-distribution on S3 runs on moto: --s3 moto".into());
+                }
+                (Some(kind), _) => kind,
+                (None, Some(_)) => store::S3Kind::Moto,
+                (None, None) => store::S3Kind::Inprocess,
+            };
+            Some(Arc::new(store::S3Store::start(kind, dir.path()).await?))
+        }
         Backend::Filesystem => None,
     };
     let (storage, env, blob_files): (String, Vec<(String, String)>, BlobFiles) = match &s3 {
         Some(s3) => (
             s3.url("bench"),
-            s3.env(),
-            BlobFiles::S3(Arc::clone(s3), "bench".into()),
+            s3.env(&args.s3_option),
+            s3.blob_files("bench"),
         ),
         None => {
             let root = dir.path().join("ours");
@@ -362,10 +391,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         _ if args.peer_self => {
             let port = free_port()?;
             let (storage, files) = match &s3 {
-                Some(s3) => (
-                    s3.url("bench-peer"),
-                    BlobFiles::S3(Arc::clone(s3), "bench-peer".into()),
-                ),
+                Some(s3) => (s3.url("bench-peer"), s3.blob_files("bench-peer")),
                 None => {
                     let root = dir.path().join("peer");
                     (root.display().to_string(), BlobFiles::Dir(root))
@@ -396,25 +422,32 @@ pub async fn run(args: Args) -> Result<(), Error> {
         (None, Some(bin)) => {
             let port = free_port()?;
             let peer_dir = dir.path().join("peer");
-            let command = target::distribution_command(bin.clone(), &peer_dir, port)?;
+            let storage = s3.as_ref().map(|s3| s3.distribution_storage("/peer"));
+            let command = target::distribution_command(bin.clone(), &peer_dir, port, storage)?;
+            let files = match &s3 {
+                Some(s3) => s3.blob_files("peer/docker/registry/v2"),
+                None => BlobFiles::Dir(target::distribution_blobs(&peer_dir)),
+            };
             let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
                 .await?
-                .with_blob_files(BlobFiles::Dir(target::distribution_blobs(&peer_dir)));
-            let label = format!(
-                "{} ({}), filesystem storage in {}",
-                target::version_of(bin),
-                peer.base,
-                peer_dir.display()
-            );
+                .with_blob_files(files);
+            let where_ = match &s3 {
+                Some(s3) => format!("S3 storage on {}", s3.label()),
+                None => format!("filesystem storage in {}", peer_dir.display()),
+            };
+            let label = format!("{} ({}), {where_}", target::version_of(bin), peer.base);
             (Some(peer), Some(label))
         }
         (None, None) => (None, None),
     };
     let mut registries = Registries { ours, peer };
     println!(
-        "bench: ours {} ({:?} storage, data in {}), peer: {}, load generator: {load_generator}",
+        "bench: ours {} ({:?} storage{}, data in {}), peer: {}, load generator: {load_generator}",
         registries.ours.base,
         args.backend,
+        s3.as_ref()
+            .map(|s3| format!(" on {}", s3.label()))
+            .unwrap_or_default(),
         dir.path().display(),
         peer_label.as_deref().unwrap_or("none")
     );
@@ -440,6 +473,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
             &mut samples,
             rounds,
             args.size_mib.max(2) << 20,
+            s3.as_deref(),
         )
         .await?;
     }
@@ -574,8 +608,10 @@ async fn blobs(
     samples: &mut Samples,
     rounds: usize,
     size: u64,
+    s3: Option<&store::S3Store>,
 ) -> Result<(), Error> {
     println!("bench: generating a {} MiB blob", size >> 20);
+    let store_cpu = || s3.and_then(store::S3Store::cpu_time);
     let tail = Bytes::from(blob::random_bytes(u64::MAX, size as usize - (1 << 20)));
     let kinds = [
         PushKind::Monolithic,
@@ -589,11 +625,20 @@ async fn blobs(
             let blob = Blob::new((round * kinds.len() + k) as u64, &tail);
             let keep = round + 1 == rounds && *kind == PushKind::Monolithic;
             for t in registries.order(round) {
-                let cpu_before = t.cpu_time();
+                let (cpu_before, store_before) = (t.cpu_time(), store_cpu());
                 let took = blob::push(client, t, "bench", &blob, *kind).await?;
                 let rate = megabytes_per_sec(blob.len(), took);
                 samples.add(t, "push", &kind.label(), "MB/s", Better::Higher, rate);
                 cpu_per_gb(samples, t, "push", &kind.label(), cpu_before, blob.len());
+                store_cpu_per_gb(
+                    samples,
+                    t,
+                    "push",
+                    &kind.label(),
+                    store_before,
+                    store_cpu(),
+                    blob.len(),
+                );
                 if !keep {
                     blob::delete(client, t, "bench", &blob.digest).await?;
                     t.reclaim(&blob.digest);
@@ -617,11 +662,21 @@ async fn blobs(
     }
     for round in 0..rounds {
         for t in registries.order(round) {
-            let cpu_before = t.cpu_time();
+            let (cpu_before, store_before) = (t.cpu_time(), store_cpu());
             let took = blob::pull(t, "bench", &pulled, None).await?;
             let rate = megabytes_per_sec(pulled.len(), took);
             samples.add(t, "pull", "whole blob", "MB/s", Better::Higher, rate);
             cpu_per_gb(samples, t, "pull", "whole blob", cpu_before, pulled.len());
+            let store_after = store_cpu();
+            store_cpu_per_gb(
+                samples,
+                t,
+                "pull",
+                "whole blob",
+                store_before,
+                store_after,
+                pulled.len(),
+            );
             let took = blob::pull(t, "bench", &pulled, Some(RANGE)).await?;
             let rate = megabytes_per_sec(pulled.len(), took);
             let name = "16 MiB ranges, one after another";
@@ -695,6 +750,24 @@ fn cpu_per_gb(
     if let (Some(before), Some(after)) = (before, t.cpu_time()) {
         let seconds = (after - before).as_secs_f64() / (bytes as f64 / 1e9);
         let name = format!("{what}: server CPU");
+        samples.add(t, group, &name, "core-s/GB", Better::Lower, seconds);
+    }
+}
+
+/// The S3 store's CPU time between `before` and `after` per GB moved, as
+/// a row of `t`'s column.
+fn store_cpu_per_gb(
+    samples: &mut Samples,
+    t: &Target,
+    group: &str,
+    what: &str,
+    before: Option<Duration>,
+    after: Option<Duration>,
+    bytes: u64,
+) {
+    if let (Some(before), Some(after)) = (before, after) {
+        let seconds = (after - before).as_secs_f64() / (bytes as f64 / 1e9);
+        let name = format!("{what}: S3 store CPU");
         samples.add(t, group, &name, "core-s/GB", Better::Lower, seconds);
     }
 }

@@ -26,8 +26,8 @@ pub enum BlobFiles {
     /// `<root>/blobs/<alg>/<hex[0..2]>/<hex>/data`: our filesystem layout,
     /// and distribution's under `docker/registry/v2`.
     Dir(PathBuf),
-    /// The same keys under `prefix` in the in-process S3 server.
-    S3(Arc<oci_test_s3::S3Server>, String),
+    /// The same keys under `prefix` in the bench's S3 store.
+    S3(Arc<super::store::S3Store>, String),
 }
 
 impl BlobFiles {
@@ -38,9 +38,7 @@ impl BlobFiles {
             Self::Dir(root) => {
                 let _ = std::fs::remove_file(root.join(key));
             }
-            Self::S3(server, prefix) => {
-                server.remove(&format!("{prefix}/{key}"));
-            }
+            Self::S3(store, prefix) => store.remove(&format!("{prefix}/{key}")),
         }
     }
 }
@@ -216,33 +214,45 @@ pub fn distribution_blobs(dir: &Path) -> PathBuf {
 }
 
 /// Writes a configuration for CNCF distribution (Debian's `docker-registry`)
-/// with filesystem storage in `root`, listening on `127.0.0.1:port`, deletes
-/// enabled and no auth (as ours runs), and returns the command that serves
-/// it.
+/// listening on `127.0.0.1:port`, deletes enabled and no auth (as ours
+/// runs), with `storage` (a `storage:` YAML section) or else filesystem
+/// storage under `dir`, and returns the command that serves it.
 pub fn distribution_command(
     binary: PathBuf,
     dir: &Path,
     port: u16,
+    storage: Option<String>,
 ) -> Result<impl Fn() -> Command + Send + Sync + 'static, Error> {
     let root = dir.join("storage");
     std::fs::create_dir_all(&root)?;
     let config = dir.join("config.yml");
-    std::fs::write(&config, distribution_config(&root, port))?;
+    let storage = storage.unwrap_or_else(|| filesystem_storage(&root));
+    std::fs::write(&config, distribution_config(&storage, port))?;
     Ok(move || {
         let mut cmd = Command::new(&binary);
-        cmd.arg("serve").arg(&config);
+        // The AWS SDK of distribution 2.8 refuses to start with a custom CA
+        // bundle (`LoadCustomCABundleError`); the bench's stores are plain
+        // HTTP on loopback.
+        cmd.arg("serve").arg(&config).env_remove("AWS_CA_BUNDLE");
         cmd
     })
 }
 
+/// distribution's `storage:` section for its filesystem driver in `root`.
+pub fn filesystem_storage(root: &Path) -> String {
+    format!(
+        "storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n",
+        root.display()
+    )
+}
+
 /// The distribution configuration `distribution_command` writes.
-pub fn distribution_config(root: &Path, port: u16) -> String {
+pub fn distribution_config(storage: &str, port: u16) -> String {
     format!(
         "version: 0.1\n\
          log:\n  level: error\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-         http:\n  addr: 127.0.0.1:{port}\n",
-        root.display()
+         {storage}\
+         http:\n  addr: 127.0.0.1:{port}\n"
     )
 }
 
@@ -265,7 +275,7 @@ mod tests {
 
     #[test]
     fn distribution_config_names_root_port_and_delete() {
-        let c = distribution_config(Path::new("/d/s"), 5123);
+        let c = distribution_config(&filesystem_storage(Path::new("/d/s")), 5123);
         assert!(c.contains("rootdirectory: /d/s"));
         assert!(c.contains("addr: 127.0.0.1:5123"));
         assert!(c.contains("delete:\n    enabled: true"));

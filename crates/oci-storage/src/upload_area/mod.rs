@@ -35,6 +35,7 @@
 //! its lease cannot commit at all, so no interleaving loses acknowledged
 //! bytes or publishes bytes that were not hashed.
 
+mod in_flight;
 mod lease;
 mod local;
 mod multipart;
@@ -56,7 +57,7 @@ use crate::error::{Result, is_not_found};
 
 pub use lease::LeaseLocks;
 pub use local::LocalUploadArea;
-pub use multipart::MultipartUploadArea;
+pub use multipart::{DEFAULT_CONCURRENCY, MultipartUploadArea};
 pub use parts::PartsUploadArea;
 pub(crate) use session_lock::ProcessLocks;
 pub use session_lock::SessionLock;

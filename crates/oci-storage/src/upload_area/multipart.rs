@@ -5,7 +5,14 @@
 //! GiBs). So bytes are cut into parts of exactly [`MultipartUploadArea`]'s
 //! part size as they arrive; what is left over after a request, less than a
 //! part, is saved as a small *tail* object and put in front of the next
-//! request's bytes. Memory per upload is one part.
+//! request's bytes. Full parts are sent while the body is still arriving,
+//! up to [`MultipartUploadArea::with_concurrency`] of them at once (see
+//! `in_flight`), each made of the request's own frames, not copied: memory
+//! per uploading request is that many parts plus the one being gathered.
+//! A request commits the ETags of its parts in part order only once every
+//! one of them succeeded; if one fails, the request fails and the session
+//! resumes from its last committed offset (the parts already sent are
+//! overwritten by the next request, their positions being the same).
 //!
 //! The upload id, the part ETags and the tail's key are [`AreaState`] and are
 //! saved with the session, so any replica can continue or finish it. The
@@ -34,7 +41,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -44,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use super::in_flight::{Gathered, PartsInFlight};
 use super::{
     AreaState, BodyStream, Checkpoint, LeaseLocks, SessionLock, UploadArea, delete_if_exists,
 };
@@ -52,6 +60,9 @@ use crate::layout;
 
 /// Default part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
+
+/// Default number of parts of one request in flight at once.
+pub const DEFAULT_CONCURRENCY: usize = 4;
 
 /// Largest object S3 copies in one request.
 pub const DEFAULT_COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
@@ -105,6 +116,7 @@ pub struct MultipartUploadArea {
     prefix: Path,
     part_size: usize,
     copy_limit: u64,
+    concurrency: usize,
     locks: LeaseLocks,
 }
 
@@ -115,6 +127,7 @@ impl std::fmt::Debug for MultipartUploadArea {
             .field("prefix", &self.prefix)
             .field("part_size", &self.part_size)
             .field("copy_limit", &self.copy_limit)
+            .field("concurrency", &self.concurrency)
             .finish_non_exhaustive()
     }
 }
@@ -134,6 +147,7 @@ impl MultipartUploadArea {
             prefix,
             part_size: DEFAULT_PART_SIZE,
             copy_limit: DEFAULT_COPY_LIMIT,
+            concurrency: DEFAULT_CONCURRENCY,
             locks,
         }
     }
@@ -141,6 +155,14 @@ impl MultipartUploadArea {
     /// Sets the part size (at least 5 MiB on S3).
     pub fn with_part_size(mut self, part_size: usize) -> Self {
         self.part_size = part_size.max(1);
+        self
+    }
+
+    /// Sets how many parts of one request are sent at once (at least 1):
+    /// memory per uploading request is about this many parts, plus the
+    /// one being gathered.
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
         self
     }
 
@@ -166,9 +188,9 @@ impl MultipartUploadArea {
         id: &Uuid,
         progress: &mut Progress,
         checkpoint: &mut dyn Checkpoint,
-    ) -> Result<()> {
-        if progress.upload_id.is_some() {
-            return Ok(());
+    ) -> Result<String> {
+        if let Some(upload_id) = &progress.upload_id {
+            return Ok(upload_id.clone());
         }
         let target = self.full(&layout::upload_multipart_target(id));
         let upload_id = self.multipart.create_multipart(&target).await?;
@@ -180,7 +202,7 @@ impl MultipartUploadArea {
             }
             return Err(e);
         }
-        Ok(())
+        Ok(upload_id)
     }
 
     /// Sends `part` as the next part of the session's multipart upload.
@@ -294,23 +316,39 @@ impl UploadArea for MultipartUploadArea {
                 ),
             });
         }
-        let mut buf = BytesMut::with_capacity(self.part_size);
-        buf.extend_from_slice(&self.tail_bytes(&progress).await?);
+        let mut buf = Gathered::default();
+        buf.push(self.tail_bytes(&progress).await?);
+        let mut in_flight: Option<PartsInFlight> = None;
+        let mut next_part = progress.parts.len();
         let mut written = 0u64;
         while let Some(frame) = body.next().await {
             let mut frame = frame.map_err(StorageError::Body)?;
             hasher.update(&frame);
             written += frame.len() as u64;
-            while frame.has_remaining() {
+            while !frame.is_empty() {
                 let take = (self.part_size - buf.len()).min(frame.len());
-                buf.extend_from_slice(&frame[..take]);
-                frame.advance(take);
+                buf.push(frame.split_to(take));
                 if buf.len() == self.part_size {
-                    let part = buf.split().freeze();
-                    self.ensure_upload(id, &mut progress, checkpoint).await?;
-                    self.put_part(id, &mut progress, part).await?;
+                    let parts = match &mut in_flight {
+                        Some(parts) => parts,
+                        None => {
+                            let upload_id =
+                                self.ensure_upload(id, &mut progress, checkpoint).await?;
+                            in_flight.insert(PartsInFlight::new(
+                                Arc::clone(&self.multipart),
+                                self.full(&layout::upload_multipart_target(id)),
+                                upload_id,
+                                self.concurrency,
+                            ))
+                        }
+                    };
+                    parts.send(next_part, buf.take()).await?;
+                    next_part += 1;
                 }
             }
+        }
+        if let Some(parts) = in_flight {
+            parts.finish(&mut progress.parts).await?;
         }
         progress.tail = if buf.is_empty() {
             None
@@ -320,7 +358,7 @@ impl UploadArea for MultipartUploadArea {
             // the old one).
             let key = layout::upload_tail(id, &Uuid::new_v4());
             let len = buf.len() as u64;
-            self.store.put(&key, PutPayload::from(buf.freeze())).await?;
+            self.store.put(&key, buf.take()).await?;
             Some(Tail {
                 key: key.to_string(),
                 len,
@@ -381,7 +419,7 @@ impl UploadArea for MultipartUploadArea {
         while let Some(chunk) = bytes.next().await {
             match chunk {
                 Ok(chunk) => {
-                    writer.wait_for_capacity(2).await?;
+                    writer.wait_for_capacity(self.concurrency).await?;
                     writer.put(chunk);
                 }
                 Err(e) => {
@@ -462,6 +500,198 @@ mod tests {
         MultipartUploadArea::new(store, s3, prefix, locks)
             .with_part_size(5 * MIB)
             .with_copy_limit(copy_limit)
+    }
+
+    /// The in-process server's multipart API, with part `slow` held back
+    /// (so the parts after it finish first) and part `fail` failing.
+    struct Unruly {
+        inner: Arc<dyn MultipartStore>,
+        slow: Option<usize>,
+        fail: Option<usize>,
+        in_flight: std::sync::atomic::AtomicUsize,
+        most_in_flight: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl MultipartStore for Unruly {
+        async fn create_multipart(&self, path: &Path) -> object_store::Result<String> {
+            self.inner.create_multipart(path).await
+        }
+
+        async fn put_part(
+            &self,
+            path: &Path,
+            id: &String,
+            part_idx: usize,
+            data: PutPayload,
+        ) -> object_store::Result<PartId> {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most_in_flight.fetch_max(now, SeqCst);
+            if self.slow == Some(part_idx) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            let sent = if self.fail == Some(part_idx) {
+                Err(object_store::Error::Generic {
+                    store: "unruly",
+                    source: "part failed".into(),
+                })
+            } else {
+                self.inner.put_part(path, id, part_idx, data).await
+            };
+            self.in_flight.fetch_sub(1, SeqCst);
+            sent
+        }
+
+        async fn complete_multipart(
+            &self,
+            path: &Path,
+            id: &String,
+            parts: Vec<PartId>,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.complete_multipart(path, id, parts).await
+        }
+
+        async fn abort_multipart(&self, path: &Path, id: &String) -> object_store::Result<()> {
+            self.inner.abort_multipart(path, id).await
+        }
+    }
+
+    /// `area`'s store with an [`Unruly`] multipart API: another replica
+    /// of the same bucket, sending `concurrency` parts at once.
+    fn unruly(
+        area: &MultipartUploadArea,
+        slow: Option<usize>,
+        fail: Option<usize>,
+        concurrency: usize,
+    ) -> (MultipartUploadArea, Arc<Unruly>) {
+        let multipart = Arc::new(Unruly {
+            inner: Arc::clone(&area.multipart),
+            slow,
+            fail,
+            in_flight: Default::default(),
+            most_in_flight: Default::default(),
+        });
+        let locks = LeaseLocks::new(Arc::clone(&area.store), Duration::from_millis(500));
+        let replica = MultipartUploadArea::new(
+            Arc::clone(&area.store),
+            Arc::clone(&multipart) as Arc<dyn MultipartStore>,
+            area.prefix.clone(),
+            locks,
+        )
+        .with_part_size(area.part_size)
+        .with_concurrency(concurrency);
+        (replica, multipart)
+    }
+
+    fn blob(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i * 7 % 253) as u8).collect()
+    }
+
+    /// Parts sent at once finish out of order (the first one last); the
+    /// committed ETags are in part order, and the published blob is right.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_parts_finish_out_of_order() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let plain = area(&server, MIB as u64).await;
+        let (area, unruly) = unruly(&plain, Some(0), None, 3);
+        let data = blob(4 * 5 * MIB + 3);
+        let id = Uuid::new_v4();
+        let mut state = AreaState::Null;
+        let hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let (written, hasher) = area
+            .write(
+                &id,
+                0,
+                &mut state,
+                body(data.clone()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, data.len() as u64);
+        assert_eq!(hasher.finalize(), Digest::of(&data));
+        let most = unruly
+            .most_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(most, 3, "parts in flight at once");
+        let progress = Progress::from_state(&state).unwrap();
+        assert_eq!(progress.parts.len(), 4);
+        assert_eq!(progress.committed(5 * MIB), data.len() as u64);
+        let dest = Path::from("blobs/ooo/data");
+        area.publish(&id, data.len() as u64, &mut state, &dest)
+            .await
+            .unwrap();
+        let stored = area.store.get(&dest).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == data.as_slice());
+    }
+
+    /// A part failing while others are in flight fails the request and
+    /// leaves the committed state as it was; another replica resumes the
+    /// session from its last committed offset and completes it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_part_resumes_from_the_committed_offset() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let plain = area(&server, MIB as u64).await;
+        let data = blob(6 * 5 * MIB + 11);
+        let id = Uuid::new_v4();
+        let mut state = AreaState::Null;
+        // First request: 2 parts and a bit, committed.
+        let first = 2 * 5 * MIB + 100;
+        let hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let (_, hasher) = plain
+            .write(
+                &id,
+                0,
+                &mut state,
+                body(data[..first].to_vec()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        let committed = state.clone();
+        // Second request, on a replica whose part 3 (0-based) fails while
+        // parts 2 and 4 are in flight.
+        let (replica, _) = unruly(&plain, Some(2), Some(3), 3);
+        let mut attempt = committed.clone();
+        let failed = replica
+            .write(
+                &id,
+                first as u64,
+                &mut attempt,
+                body(data[first..].to_vec()),
+                hasher.clone(),
+                &mut Saved::default(),
+            )
+            .await;
+        assert!(failed.is_err(), "a failed part fails the request");
+        assert_eq!(attempt, committed, "the failed request changed the state");
+        // The session resumes from the committed offset, on the first
+        // replica, and the blob is exactly the bytes sent.
+        let (written, hasher) = plain
+            .write(
+                &id,
+                first as u64,
+                &mut state,
+                body(data[first..].to_vec()),
+                hasher,
+                &mut Saved::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(written, (data.len() - first) as u64);
+        assert_eq!(hasher.finalize(), Digest::of(&data));
+        let dest = Path::from("blobs/resumed/data");
+        plain
+            .publish(&id, data.len() as u64, &mut state, &dest)
+            .await
+            .unwrap();
+        let stored = plain.store.get(&dest).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == data.as_slice());
+        plain.remove(&id, Some(&state)).await.unwrap();
+        assert_eq!(server.open_multipart_uploads(), 0);
     }
 
     /// Records what a write commits mid-way.
