@@ -1041,6 +1041,20 @@ pub struct Image {
     pub digest: String,
 }
 
+impl Image {
+    /// Asserts that an oci-client pull gave exactly this image: its
+    /// digest, config and layers (in any order), byte for byte.
+    pub fn assert_pulled(&self, pulled: &oci_client::client::ImageData) {
+        assert_eq!(pulled.digest.as_deref(), Some(self.digest.as_str()));
+        assert!(pulled.config.data == self.config, "config differs");
+        let mut got: Vec<Vec<u8>> = pulled.layers.iter().map(|l| l.data.to_vec()).collect();
+        let mut want = self.layers.clone();
+        got.sort();
+        want.sort();
+        assert!(got == want, "layers differ");
+    }
+}
+
 /// An OCI content descriptor (image-spec `descriptor.md`), the part the
 /// tests need.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -94,13 +94,7 @@ async fn pull_with_oci_client(srv: &TestServer, repo: &str, tag: &str, image: &I
         )
         .await
         .unwrap_or_else(|e| panic!("oci-client pull of {repo}:{tag}: {e}"));
-    assert_eq!(pulled.digest.as_deref(), Some(image.digest.as_str()));
-    assert!(pulled.config.data == image.config, "config differs");
-    let mut got: Vec<Vec<u8>> = pulled.layers.iter().map(|l| l.data.to_vec()).collect();
-    let mut want = image.layers.clone();
-    got.sort();
-    want.sort();
-    assert!(got == want, "layers differ");
+    image.assert_pulled(&pulled);
 }
 
 /// Whether the blob `digest` is stored within 10 s (a fetched blob is

@@ -182,14 +182,7 @@ impl LocalFiles {
 
     /// The whole object, read on the calling task; `None` if absent.
     pub(crate) fn read(&self, path: &Path) -> Result<Option<Bytes>> {
-        let timer = Timer::start(Op::Get);
-        let result = match std::fs::read(self.path(path)?) {
-            Ok(bytes) => Ok(Some(Bytes::from(bytes))),
-            Err(e) if is_absent(&e) => Ok(None),
-            Err(e) => Err(StorageError::Io(e)),
-        };
-        timer.done(Outcome::of_option(&result));
-        result
+        Ok(self.read_versioned(path)?.map(|(bytes, _)| bytes))
     }
 
     /// The whole object and its modification time; `None` if absent.
