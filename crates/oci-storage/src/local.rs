@@ -669,20 +669,8 @@ fn read_entry_names(dir: &std::path::Path) -> Result<Vec<String>> {
 
 /// The names of the regular files in `dir` (empty if it does not exist).
 fn read_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if is_absent(&e) => return Ok(Vec::new()),
-        Err(e) => return Err(StorageError::Io(e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        if entry.file_type()?.is_file()
-            && let Ok(name) = entry.file_name().into_string()
-        {
-            names.push(name);
-        }
-    }
+    let mut names = read_entry_names(dir)?;
+    names.retain(|name| !name.ends_with('/'));
     Ok(names)
 }
 
