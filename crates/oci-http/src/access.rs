@@ -101,7 +101,6 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         response.headers_mut().insert(X_REQUEST_ID, id);
         return response;
     }
-    let counts = Arc::new(Counts::default());
     let line = logged.then(|| Line {
         // Clones of shared bytes, not copies: the line is formatted only
         // when written.
@@ -116,7 +115,8 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         method: request.method().clone(),
         kind,
         status: StatusCode::OK,
-        counts: Arc::clone(&counts),
+        counts: None,
+        small_body: 0,
         measured,
         line,
     };
@@ -129,7 +129,8 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
             extensions.insert(endpoint);
             extensions.insert(RequestId(id.clone()));
             if has_body {
-                let received = Counter(Arc::clone(&counts), Direction::Received);
+                let counts = entry.counts.get_or_insert_default();
+                let received = Counter(Arc::clone(counts), Direction::Received);
                 let request = request.map(|b| AxumBody::new(Guarded::counted(b, (), received)));
                 next.run(request).await
             } else {
@@ -150,11 +151,14 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         .exact()
         .filter(|&len| len <= SMALL_BODY)
     {
-        counts.sent.store(len, Ordering::Relaxed);
+        entry.small_body = len;
         drop(entry);
         return response;
     }
-    let sent = Counter(counts, Direction::Sent);
+    let sent = Counter(
+        Arc::clone(entry.counts.get_or_insert_default()),
+        Direction::Sent,
+    );
     response.map(|b| AxumBody::new(Guarded::counted(b, entry, sent)))
 }
 
@@ -198,7 +202,12 @@ struct Entry {
     method: Method,
     kind: crate::EndpointKind,
     status: StatusCode,
-    counts: Arc<Counts>,
+    /// The bytes counted by the bodies, when either is wrapped (a request
+    /// without a body answered with a small one needs no allocation).
+    counts: Option<Arc<Counts>>,
+    /// The length of a small response body recorded when the response was
+    /// handed over (see [`SMALL_BODY`]).
+    small_body: u64,
     /// Record the request metrics.
     measured: bool,
     /// What only the access-log line needs, when it is written.
@@ -221,8 +230,13 @@ const MAX_USER_AGENT: usize = 256;
 impl Drop for Entry {
     fn drop(&mut self) {
         let elapsed = self.started.elapsed();
-        let received = self.counts.received.load(Ordering::Relaxed);
-        let sent = self.counts.sent.load(Ordering::Relaxed);
+        let (received, sent) = match &self.counts {
+            Some(counts) => (
+                counts.received.load(Ordering::Relaxed),
+                counts.sent.load(Ordering::Relaxed) + self.small_body,
+            ),
+            None => (0, self.small_body),
+        };
         if self.measured {
             crate::telemetry::request(
                 self.kind,

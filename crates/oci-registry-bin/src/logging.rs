@@ -79,16 +79,6 @@ impl AccessLogWriter for AccessLines {
     }
 }
 
-/// Milliseconds with three decimals, from whole microseconds.
-struct Millis(Duration);
-
-impl std::fmt::Display for Millis {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let micros = self.0.as_micros();
-        write!(f, "{}.{:03}", micros / 1000, micros % 1000)
-    }
-}
-
 /// Appends an integer.
 fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
@@ -105,7 +95,7 @@ fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
     out.extend_from_slice(digits.as_bytes());
 }
 
-/// Appends [`Millis`] without the formatting machinery.
+/// Appends milliseconds with three decimals, from whole microseconds.
 fn millis(out: &mut Vec<u8>, d: Duration) {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     int(out, micros / 1000);
@@ -165,6 +155,7 @@ fn address(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
 /// `2026-11-30T07:43:32.222305Z  INFO oci_http::access: request method=GET
 /// path=/v2/... endpoint="manifest" status=200 ...`
 fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
+    out.reserve(line_len(r));
     timestamp(out);
     out.extend_from_slice(b"  INFO oci_http::access: request method=");
     out.extend_from_slice(r.method.as_str().as_bytes());
@@ -199,40 +190,42 @@ fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
 /// the visible ASCII a header value holds).
 fn quoted(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    for b in text.bytes() {
-        if b == b'"' || b == b'\\' {
-            out.push(b'\\');
-        }
-        out.push(b);
+    let mut rest = text.as_bytes();
+    while let Some(at) = memchr::memchr2(b'"', b'\\', rest) {
+        out.extend_from_slice(&rest[..at]);
+        out.extend_from_slice(&[b'\\', rest[at]]);
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
 /// One JSON object, the fields at the top level as the JSON formatter
 /// writes them.
 fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
+    out.reserve(line_len(r));
     out.extend_from_slice(b"{\"timestamp\":\"");
     timestamp(out);
-    write!(
-        out,
-        "\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"{}\",\"path\":",
-        r.method
-    )?;
+    out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"");
+    out.extend_from_slice(r.method.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"path\":");
     serde_json::to_writer(&mut *out, r.path)?;
-    write!(
-        out,
-        ",\"endpoint\":\"{}\",\"status\":{},\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":{},\"remote\":",
-        r.endpoint,
-        r.status,
-        r.bytes_in,
-        r.bytes_out,
-        Millis(r.duration)
-    )?;
+    out.extend_from_slice(b",\"endpoint\":\"");
+    out.extend_from_slice(r.endpoint.as_bytes());
+    out.extend_from_slice(b"\",\"status\":");
+    int(out, r.status);
+    out.extend_from_slice(b",\"bytes_in\":");
+    int(out, r.bytes_in);
+    out.extend_from_slice(b",\"bytes_out\":");
+    int(out, r.bytes_out);
+    out.extend_from_slice(b",\"duration_ms\":");
+    millis(out, r.duration);
+    out.extend_from_slice(b",\"remote\":\"");
     match r.remote {
-        Some(addr) => write!(out, "\"{addr}\"")?,
-        None => out.extend_from_slice(b"\"-\""),
+        Some(addr) => address(out, addr),
+        None => out.push(b'-'),
     }
-    out.extend_from_slice(b",\"user\":");
+    out.extend_from_slice(b"\",\"user\":");
     serde_json::to_writer(&mut *out, r.user)?;
     out.extend_from_slice(b",\"user_agent\":");
     serde_json::to_writer(&mut *out, r.user_agent)?;
@@ -240,6 +233,12 @@ fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
     serde_json::to_writer(&mut *out, r.request_id)?;
     out.extend_from_slice(b",\"target\":\"oci_http::access\"}\n");
     Ok(())
+}
+
+/// Room for one line: its fixed text and numbers, and its strings (twice,
+/// for escapes), so a line is appended without growing the buffer midway.
+fn line_len(r: &AccessRecord<'_>) -> usize {
+    256 + 2 * (r.path.len() + r.user.len() + r.user_agent.len() + r.request_id.len())
 }
 
 /// Stderr behind per-thread buffers (see the module docs).
@@ -475,6 +474,10 @@ mod tests {
     }
 
     fn record(user_agent: &str) -> (Vec<u8>, Vec<u8>) {
+        record_from(user_agent, "127.0.0.1:4000")
+    }
+
+    fn record_from(user_agent: &str, remote: &str) -> (Vec<u8>, Vec<u8>) {
         let method = axum::http::Method::GET;
         let r = AccessRecord {
             method: &method,
@@ -484,7 +487,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 512,
             duration: Duration::from_micros(1_234),
-            remote: Some("127.0.0.1:4000".parse().unwrap()),
+            remote: Some(remote.parse().unwrap()),
             user: "al\"ice",
             user_agent,
             request_id: "id-1",
@@ -518,5 +521,19 @@ mod tests {
         assert_eq!(value["remote"], "127.0.0.1:4000");
         assert_eq!(value["user"], "al\"ice");
         assert!(value["timestamp"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn ipv6_remotes_and_plain_agents_are_written_whole() {
+        let (text, json) = record_from("curl/8.5.0", "[::1]:4000");
+        let text = String::from_utf8(text).unwrap();
+        assert!(
+            text.contains(r#"remote=[::1]:4000 user="al\"ice" user_agent="curl/8.5.0""#),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["remote"], "[::1]:4000");
+        assert_eq!(value["user_agent"], "curl/8.5.0");
+        assert_eq!(value["path"], "/v2/a/b/manifests/v1");
     }
 }
