@@ -258,8 +258,8 @@ fn executable() -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     on_path.or_else(|| {
-        let installed =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/tools/bin/fake-gcs-server");
+        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../target/tools/bin/fake-gcs-server");
         installed.is_file().then_some(installed)
     })
 }

@@ -90,7 +90,11 @@ async fn what_fake_gcs_server_implements() {
         .iter()
         .map(|p| p.to_string())
         .collect();
-    let objects: Vec<String> = listed.objects.iter().map(|m| m.location.to_string()).collect();
+    let objects: Vec<String> = listed
+        .objects
+        .iter()
+        .map(|m| m.location.to_string())
+        .collect();
     assert_eq!(dirs, ["p/a"]);
     assert_eq!(objects, ["p/b"]);
 
@@ -114,11 +118,7 @@ async fn what_fake_gcs_server_implements() {
     // locally with the service-account key and served by the emulator,
     // which does not check signatures.
     let signed = store
-        .signed_url(
-            http::Method::GET,
-            &one,
-            std::time::Duration::from_secs(300),
-        )
+        .signed_url(http::Method::GET, &one, std::time::Duration::from_secs(300))
         .await
         .unwrap();
     let prefix = format!("{}/{}/p/a/one?", oci_test_gcs::base_url(), gcs.bucket());
@@ -129,7 +129,10 @@ async fn what_fake_gcs_server_implements() {
     assert_eq!(fetched.bytes().await.unwrap(), Bytes::from(data.clone()));
 
     // Lacking: every XML write.
-    assert_refused(0, store.put(&Path::from("p/new"), b"x".to_vec().into()).await);
+    assert_refused(
+        0,
+        store.put(&Path::from("p/new"), b"x".to_vec().into()).await,
+    );
     let create = PutOptions {
         mode: PutMode::Create,
         ..Default::default()
@@ -155,7 +158,10 @@ async fn what_fake_gcs_server_implements() {
         .unwrap();
     let two = store.get(&Path::from("p/a/two")).await.unwrap();
     if overwrite.status() != 200 || two.bytes().await.unwrap() != "overwritten" {
-        gained(1, "a signed-URL PUT honours x-goog-if-generation-match".into());
+        gained(
+            1,
+            "a signed-URL PUT honours x-goog-if-generation-match".into(),
+        );
     }
     assert_refused(2, store.copy(&one, &Path::from("p/copy")).await);
     assert_refused(3, store.put_multipart(&Path::from("p/multi")).await);

@@ -84,9 +84,18 @@ async fn reads_a_store_copied_from_the_filesystem() {
         w.blob_stat(&app, &big_digest).await.unwrap()
     );
     assert_blob(&r, &app, &big).await;
-    for range in ["bytes=0-0", "bytes=1000-99999", "bytes=299990-", "bytes=-17"] {
-        let got = read_blob(&r, &app, &big_digest, brange(range)).await.unwrap();
-        let want = read_blob(w, &app, &big_digest, brange(range)).await.unwrap();
+    for range in [
+        "bytes=0-0",
+        "bytes=1000-99999",
+        "bytes=299990-",
+        "bytes=-17",
+    ] {
+        let got = read_blob(&r, &app, &big_digest, brange(range))
+            .await
+            .unwrap();
+        let want = read_blob(w, &app, &big_digest, brange(range))
+            .await
+            .unwrap();
         assert!(got == want, "{range}");
     }
     assert_err!(
@@ -104,7 +113,10 @@ async fn reads_a_store_copied_from_the_filesystem() {
             by_tag.meta,
             w.manifest_get(&app, &tag_ref(tag)).await.unwrap().meta
         );
-        let by_digest = r.manifest_get(&app, &digest_ref(&image.digest)).await.unwrap();
+        let by_digest = r
+            .manifest_get(&app, &digest_ref(&image.digest))
+            .await
+            .unwrap();
         assert_eq!(by_digest.body, image.body);
     }
     assert_err!(
@@ -143,9 +155,7 @@ async fn writes_fail_with_the_emulators_refusal() {
         .await
         .unwrap();
     let name = repo("r");
-    let pushed = s
-        .blob_put(&name, &Digest::of(b"data"), body(b"data"))
-        .await;
+    let pushed = s.blob_put(&name, &Digest::of(b"data"), body(b"data")).await;
     match pushed {
         Err(StorageError::Backend(e)) if e.to_string().contains("400") => {}
         other => panic!(
