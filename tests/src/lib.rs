@@ -15,6 +15,7 @@ pub mod certs;
 pub mod fake_upstream;
 
 pub use oci_test_azurite;
+pub use oci_test_gcs;
 pub mod receiver;
 pub mod tools;
 pub mod ui;
@@ -309,6 +310,42 @@ impl TestServer {
             ..Setup::default()
         };
         Self::start_at_configured(url, options, setup).await
+    }
+
+    /// A server on `gs://<fresh bucket>/registry` on fake-gcs-server
+    /// (`oci_test_gcs`) holding a copy of what `writer`, a
+    /// [`Backend::Filesystem`] server, stored, and serving the parts of the
+    /// configuration `text` that [`TestServer::start_with_config`] serves
+    /// (`[storage] redirect` included). `writer` is stopped first.
+    ///
+    /// The `gs://` backend has no [`Backend`] of its own: the emulator
+    /// implements none of the XML API's writes (`oci_test_gcs::LACKS`),
+    /// so a server on it can serve reads of a store filled by another
+    /// backend, never a push. The copy goes through the emulator's JSON
+    /// API (the object layout is the same on every backend).
+    pub async fn start_gcs_copy(
+        writer: TestServer,
+        text: &str,
+    ) -> (TestServer, oci_test_gcs::FakeGcs) {
+        let dir = writer.stop().await.expect("a filesystem server");
+        let gcs = oci_test_gcs::FakeGcs::start()
+            .await
+            .unwrap_or_else(|e| panic!("GCS backend: {e}"));
+        gcs.seed_from_dir(&dir.path().join("registry"), "registry")
+            .await
+            .unwrap_or_else(|e| panic!("copying the store into {}: {e}", gcs.bucket()));
+        let config: oci_registry_bin::config::Config =
+            toml::from_str(text).unwrap_or_else(|e| panic!("config: {e}"));
+        let mut options = config.storage_options();
+        options.backend.extend(gcs.options());
+        let setup = Setup {
+            proxy: config.proxy.clone(),
+            notifications: config.notifications.clone(),
+            config: Some(config),
+            ..Setup::default()
+        };
+        let srv = Self::start_at_configured(&gcs.url("registry"), options, setup).await;
+        (srv, gcs)
     }
 
     /// An HTTPS server on fresh storage of `backend`, serving `tls`;

@@ -4,7 +4,9 @@
 //! [`common::Fixture`]) and generated once per backend, named
 //! `<backend>::<module>::<test>`: `cargo test -p oci-storage --test behaviour
 //! memory::` runs one backend. The backend list is `for_each_backend!` in
-//! `common/mod.rs`.
+//! `common/mod.rs`. Azure runs a part of the suite (at the end); GCS, on
+//! an emulator that implements no write, runs none of it, only reads of a
+//! store copied into the emulator (`behaviour/gcs.rs`).
 
 #[macro_use]
 mod common;
@@ -15,6 +17,8 @@ mod blobs;
 mod concurrency;
 #[path = "behaviour/gc.rs"]
 mod gc;
+#[path = "behaviour/gcs.rs"]
+mod gcs;
 #[path = "behaviour/listing.rs"]
 mod listing;
 #[path = "behaviour/manifests.rs"]
