@@ -55,7 +55,7 @@ use oci_storage::Storage;
 use oci_types::ErrorCode;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::timeout::RequestBodyTimeoutLayer;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutBody};
 use tower_http::trace::TraceLayer;
 
 pub use endpoint::{Endpoint, EndpointKind};
@@ -118,42 +118,52 @@ pub fn app_with_options(storage: Storage, options: AppOptions) -> Router {
         Some(ui) => endpoint::Routes::with_ui(ui.path()),
         None => endpoint::Routes::default(),
     };
-    let router = Router::new().fallback(dispatch).with_state(AppState {
+    let handlers = Router::new().fallback(dispatch).with_state(AppState {
         storage,
         budgets: budgets.clone(),
         proxy: options.proxy,
         ui: options.ui,
     });
-    // Auth sits inside the request cap (a throttled login still holds a
-    // request slot, bounded) and inside routing (it reads the Endpoint).
-    let router = match options.auth {
-        Some(auth) => router.layer(axum::middleware::from_fn_with_state(auth, auth::guard)),
-        None => router,
-    };
-    // Notifications sit outside auth (they read the user from the
-    // response) and inside the request cap (recording is bounded like
-    // any storage write).
-    let router = match options.notifier {
-        Some(notifier) => {
-            router.layer(axum::middleware::from_fn_with_state(notifier, notify::emit))
-        }
-        None => router,
-    };
-    router
-        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
-        .layer(axum::middleware::from_fn_with_state(
-            budgets,
-            limits::request_cap,
-        ))
-        .layer(axum::middleware::from_fn_with_state(routes, access::log))
+    // One concrete stack of layers around the handlers, boxed once as the
+    // router's fallback: `Router::layer` boxes each layer's service
+    // anew, and every request clones every box (callgrind: ~9 % of a
+    // manifest GET's instructions). Listed from the outside in.
+    let stack = tower::ServiceBuilder::new()
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::new(ErrorCode::Unknown, "internal error").into_response()
+        }))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .layer(SetResponseHeaderLayer::overriding(
             headers::DOCKER_API_VERSION,
             HeaderValue::from_static("registry/2.0"),
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::new(ErrorCode::Unknown, "internal error").into_response()
-        }))
+        .layer(axum::middleware::from_fn_with_state(routes, access::log))
+        .layer(axum::middleware::from_fn_with_state(
+            budgets,
+            limits::request_cap,
+        ))
+        .layer(RequestBodyTimeoutLayer::new(limits.body_timeout))
+        .map_request(|request: Request<TimeoutBody<axum::body::Body>>| {
+            request.map(axum::body::Body::new)
+        })
+        // Notifications sit outside auth (they read the user from the
+        // response) and inside the request cap (recording is bounded like
+        // any storage write).
+        .option_layer(
+            options
+                .notifier
+                .map(|notifier| axum::middleware::from_fn_with_state(notifier, notify::emit)),
+        )
+        // Auth sits inside the request cap (a throttled login still holds
+        // a request slot, bounded) and inside routing (it reads the
+        // Endpoint).
+        .option_layer(
+            options
+                .auth
+                .map(|auth| axum::middleware::from_fn_with_state(auth, auth::guard)),
+        )
+        .service(handlers);
+    Router::new().fallback_service(stack)
 }
 
 /// The debug span of a request: method and path, never the query string
