@@ -404,4 +404,31 @@ async fn hot_pulls_hit_the_read_cache(backend: Backend) {
     );
 }
 
-oci_e2e::backend_tests!(hot_pulls_hit_the_read_cache);
+/// Blob `HEAD`s answer with the size the read cache learned by the first
+/// one, also for a blob too large to keep (after the repository's link is
+/// validated, as every time): a hit per `HEAD` after the first; a `HEAD`
+/// after the blob was deleted is 404.
+async fn blob_heads_hit_the_size_cache(backend: Backend) {
+    let _serial = SERIAL.lock().await;
+    let srv = TestServer::start(backend).await;
+    let ops = serve_ops(&srv, &OpsOptions::default()).await;
+    // Larger than `[cache] max_blob` (1 MiB): its bytes are never kept.
+    let data: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let digest = srv.push_blob("cached/heads", &data).await;
+    let path = format!("/v2/cached/heads/blobs/{digest}");
+    let size_hits = |s: &Scrape| s.sum(CACHE_LOOKUPS, &[r#"kind="size""#, r#"result="hit""#]);
+    let before = Scrape::of(&ops).await;
+    const ROUNDS: usize = 5;
+    for _ in 0..ROUNDS {
+        let resp = srv.head(&path).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(resp.headers()["content-length"], data.len().to_string());
+    }
+    let hits = size_hits(&Scrape::of(&ops).await) - size_hits(&before);
+    let want = (ROUNDS - 1) as f64;
+    assert!(hits >= want, "{hits} size hits, want {want}");
+    assert_eq!(srv.delete(&path).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(srv.head(&path).await.status(), StatusCode::NOT_FOUND);
+}
+
+oci_e2e::backend_tests!(hot_pulls_hit_the_read_cache, blob_heads_hit_the_size_cache);

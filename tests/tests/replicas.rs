@@ -16,7 +16,7 @@ use reqwest::{Client, StatusCode};
 struct Cluster {
     a: TestServer,
     b: TestServer,
-    _s3: Option<S3Server>,
+    s3: Option<S3Server>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -27,7 +27,7 @@ impl Cluster {
         Self {
             a: TestServer::start_at_with(&url, &s3.options()).await,
             b: TestServer::start_at_with(&url, &s3.options()).await,
-            _s3: Some(s3),
+            s3: Some(s3),
             _dir: None,
         }
     }
@@ -38,7 +38,7 @@ impl Cluster {
         Self {
             a: TestServer::start_at(&url).await,
             b: TestServer::start_at(&url).await,
-            _s3: None,
+            s3: None,
             _dir: Some(dir),
         }
     }
@@ -267,20 +267,7 @@ async fn awkward_chunk_sizes(cluster: Cluster) {
         .await
         .unwrap();
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let mut offset = 0;
-    for (i, size) in sizes.into_iter().enumerate() {
-        let base = &replicas[i % 2];
-        let r = c
-            .patch(format!("{base}{location}"))
-            .header("content-range", format!("{offset}-{}", offset + size - 1))
-            .body(data[offset..offset + size].to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk of {size} bytes");
-        offset += size;
-        assert_eq!(r.headers()["range"], format!("0-{}", offset - 1));
-    }
+    patch_chunks(&c, &replicas, &location, &data, 0, &sizes).await;
     let r = c
         .put(format!("{}{location}?digest={digest}", replicas[1]))
         .send()
@@ -298,6 +285,78 @@ async fn awkward_chunk_sizes(cluster: Cluster) {
     );
     let (_, body) = get_bytes(&c, format!("{}/v2/chunks/blobs/{digest}", replicas[0])).await;
     assert_eq!(Digest::of(&body), digest);
+    cluster.stop().await;
+}
+
+/// PATCHes `sizes` chunks of `data` from `offset` to `location`,
+/// alternating replicas; returns the offset after them.
+async fn patch_chunks(
+    c: &Client,
+    replicas: &[String],
+    location: &str,
+    data: &[u8],
+    mut offset: usize,
+    sizes: &[usize],
+) -> usize {
+    for (i, &size) in sizes.iter().enumerate() {
+        let base = &replicas[i % replicas.len()];
+        let r = c
+            .patch(format!("{base}{location}"))
+            .header("content-range", format!("{offset}-{}", offset + size - 1))
+            .body(data[offset..offset + size].to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "chunk of {size} bytes");
+        offset += size;
+        assert_eq!(r.headers()["range"], format!("0-{}", offset - 1));
+    }
+    offset
+}
+
+/// Tail objects (bytes short of a part, see the S3 upload area) in the
+/// cluster's bucket.
+fn tails(cluster: &Cluster) -> usize {
+    let s3 = cluster.s3.as_ref().expect("an S3 cluster");
+    let keys = s3.keys("registry/_uploads/");
+    keys.iter().filter(|k| k.contains("/tail-")).count()
+}
+
+/// Equal 5 MiB chunks (docker's and containerd's usual size), alternating
+/// replicas: on S3 each chunk is one part of the multipart upload and no
+/// tail object is written; chunks of other sizes after them still work
+/// (and do leave a tail), and the blob is exactly the bytes sent.
+async fn equal_5mib_chunks_make_no_tails(cluster: Cluster) {
+    let c = Client::new();
+    let replicas = [cluster.a.base().to_owned(), cluster.b.base().to_owned()];
+    const MIB: usize = 1024 * 1024;
+    let equal = [5 * MIB; 4];
+    let odd = [7 * MIB, 3 * MIB, 1];
+    let data = blob(equal.iter().chain(&odd).sum(), 9);
+    let digest = Digest::of(&data);
+    let r = c
+        .post(format!("{}/v2/equal/blobs/uploads/", replicas[0]))
+        .send()
+        .await
+        .unwrap();
+    let location = r.headers()["location"].to_str().unwrap().to_owned();
+    let offset = patch_chunks(&c, &replicas, &location, &data, 0, &equal).await;
+    if cluster.s3.is_some() {
+        assert_eq!(tails(&cluster), 0, "tail objects after equal 5 MiB chunks");
+    }
+    let offset = patch_chunks(&c, &replicas, &location, &data, offset, &odd).await;
+    assert_eq!(offset, data.len());
+    if cluster.s3.is_some() {
+        assert_eq!(tails(&cluster), 1, "the odd chunks leave one tail");
+    }
+    let r = c
+        .put(format!("{}{location}?digest={digest}", replicas[1]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let (_, body) = get_bytes(&c, format!("{}/v2/equal/blobs/{digest}", replicas[0])).await;
+    assert!(body == data, "the blob differs from the bytes sent");
     cluster.stop().await;
 }
 
@@ -327,4 +386,5 @@ on_both_backends!(
     concurrent_tag_pushes,
     concurrent_blob_pushes,
     awkward_chunk_sizes,
+    equal_5mib_chunks_make_no_tails,
 );

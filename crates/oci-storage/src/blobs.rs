@@ -78,8 +78,8 @@ impl Storage {
     /// Size of the blob, if `name` holds it.
     pub async fn blob_stat(&self, name: &RepositoryName, digest: &Digest) -> Result<BlobMeta> {
         self.require_linked(name, digest).await?;
-        let size = match self.cached_content(&layout::blob_data(digest)) {
-            Some(bytes) => bytes.len() as u64,
+        let size = match self.cached_size(&layout::blob_data(digest)) {
+            Some(size) => size,
             None => self.blob_size(digest).await?,
         };
         Ok(BlobMeta {
@@ -127,7 +127,10 @@ impl Storage {
         let range = match range {
             None => None,
             Some(r) => {
-                let size = self.blob_size(digest).await?;
+                let size = match self.cached_size(&data) {
+                    Some(size) => size,
+                    None => self.blob_size(digest).await?,
+                };
                 Some(
                     r.resolve(size)
                         .ok_or(StorageError::RangeNotSatisfiable { size })?,
@@ -194,18 +197,25 @@ impl Storage {
         }
     }
 
-    /// Size of the stored bytes of a blob.
+    /// Size of the stored bytes of a blob, asked of the store and kept in
+    /// the read cache.
     async fn blob_size(&self, digest: &Digest) -> Result<u64> {
-        if let Some(local) = self.local() {
-            return local
-                .size(&layout::blob_data(digest))?
-                .ok_or_else(|| StorageError::BlobUnknown(digest.clone()));
-        }
-        match self.store().head(&layout::blob_data(digest)).await {
-            Ok(meta) => Ok(meta.size),
-            Err(e) if is_not_found(&e) => Err(StorageError::BlobUnknown(digest.clone())),
-            Err(e) => Err(e.into()),
-        }
+        let data = layout::blob_data(digest);
+        let size = if let Some(local) = self.local() {
+            local
+                .size(&data)?
+                .ok_or_else(|| StorageError::BlobUnknown(digest.clone()))?
+        } else {
+            match self.store().head(&data).await {
+                Ok(meta) => meta.size,
+                Err(e) if is_not_found(&e) => {
+                    return Err(StorageError::BlobUnknown(digest.clone()));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        self.keep_size(&data, size);
+        Ok(size)
     }
 
     /// True if the blob's bytes are stored, whichever repositories link

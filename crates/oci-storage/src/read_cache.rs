@@ -1,7 +1,7 @@
 //! The in-memory read cache: the small objects a pull reads on every
 //! request, kept in a bounded amount of memory ([`CacheOptions`]).
 //!
-//! Two kinds of entries share one budget (least recently and least often
+//! Three kinds of entries share one budget (least recently and least often
 //! used go first):
 //!
 //! - **Content by digest** (`blobs/.../data` of manifests and small blobs):
@@ -9,6 +9,11 @@
 //!   after the repository's link to it was found (validated as below), and
 //!   garbage collection removes links before bytes, so a cached copy never
 //!   outlives the repository's claim to it.
+//! - **Sizes of content by digest**, of blobs of any size, learned by a
+//!   `HEAD` or a `GET` of their bytes: immutable too, and served by the same
+//!   rule (only after the repository's validated link), so a blob `HEAD`
+//!   costs one validated link read. This process forgets both when it
+//!   deletes the bytes.
 //! - **Tags and links** (`_tags/<tag>`, `_manifests/...`, `_layers/...`):
 //!   mutable, so every read validates the cached copy against the store:
 //!   - on the filesystem, with one `stat`: the file's inode, size, and
@@ -129,18 +134,38 @@ pub(crate) struct Entry {
     pub(crate) checked: Instant,
 }
 
+/// What an entry is of: an object's copy, or only the size of content by
+/// digest (keyed by its data path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Copy(Path),
+    Size(Path),
+}
+
+/// A cached copy or size.
+#[derive(Debug, Clone)]
+enum Value {
+    Copy(Entry),
+    Size(u64),
+}
+
 #[derive(Debug, Clone, Copy)]
 struct ByBytes;
 
-impl Weighter<Path, Entry> for ByBytes {
-    fn weight(&self, key: &Path, entry: &Entry) -> u64 {
-        entry.bytes.len() as u64 + key.as_ref().len() as u64 + ENTRY_OVERHEAD
+impl Weighter<Key, Value> for ByBytes {
+    fn weight(&self, key: &Key, value: &Value) -> u64 {
+        let (Key::Copy(path) | Key::Size(path)) = key;
+        let bytes = match value {
+            Value::Copy(entry) => entry.bytes.len() as u64,
+            Value::Size(_) => 0,
+        };
+        bytes + path.as_ref().len() as u64 + ENTRY_OVERHEAD
     }
 }
 
 /// The cache itself (see the module docs).
 pub(crate) struct ReadCache {
-    entries: quick_cache::sync::Cache<Path, Entry, ByBytes>,
+    entries: quick_cache::sync::Cache<Key, Value, ByBytes>,
     options: CacheOptions,
 }
 
@@ -187,7 +212,24 @@ impl ReadCache {
 
     /// The cached copy of `path`, if any (not validated).
     pub(crate) fn get(&self, path: &Path) -> Option<Entry> {
-        self.entries.get(path)
+        match self.entries.get(&Key::Copy(path.clone()))? {
+            Value::Copy(entry) => Some(entry),
+            Value::Size(_) => None,
+        }
+    }
+
+    /// The cached size of the content by digest at `path`, if any.
+    pub(crate) fn size(&self, path: &Path) -> Option<u64> {
+        match self.entries.get(&Key::Size(path.clone()))? {
+            Value::Size(size) => Some(size),
+            Value::Copy(_) => None,
+        }
+    }
+
+    /// Keeps the size of the content by digest at `path`.
+    pub(crate) fn insert_size(&self, path: &Path, size: u64) {
+        self.entries
+            .insert(Key::Size(path.clone()), Value::Size(size));
     }
 
     /// Whether an object-store copy may be served without asking the store.
@@ -206,18 +248,22 @@ impl ReadCache {
             version,
             checked: Instant::now(),
         };
-        self.entries.insert(path.clone(), entry);
+        self.entries
+            .insert(Key::Copy(path.clone()), Value::Copy(entry));
     }
 
     /// Records that the store confirmed the cached copy of `path` now.
     pub(crate) fn confirmed(&self, path: &Path, mut entry: Entry) {
         entry.checked = Instant::now();
-        self.entries.insert(path.clone(), entry);
+        self.entries
+            .insert(Key::Copy(path.clone()), Value::Copy(entry));
     }
 
-    /// Forgets `path` (written or deleted by this process).
+    /// Forgets `path`, its copy and its size (written or deleted by this
+    /// process).
     pub(crate) fn forget(&self, path: &Path) {
-        self.entries.remove(path);
+        self.entries.remove(&Key::Copy(path.clone()));
+        self.entries.remove(&Key::Size(path.clone()));
     }
 
     /// Bytes held, as the budget counts them.
@@ -333,6 +379,27 @@ impl Storage {
         if let Some(cache) = self.cache() {
             cache.insert(path, bytes, Version::Immutable);
             telemetry::cache_lookup(Cached::Content, Lookup::Miss, || cache.weight());
+        }
+    }
+
+    /// The size of content by digest (`blobs/.../data`) from the read
+    /// cache: of its cached copy, or as last learned (counted as a hit).
+    /// Callers have checked the repository's link first.
+    pub(crate) fn cached_size(&self, path: &Path) -> Option<u64> {
+        let cache = self.cache()?;
+        let size = cache
+            .size(path)
+            .or_else(|| cache.get(path).map(|entry| entry.bytes.len() as u64))?;
+        telemetry::cache_lookup(Cached::Size, Lookup::Hit, || cache.weight());
+        Some(size)
+    }
+
+    /// Keeps the size of content by digest just learned from the store
+    /// (counted as a miss).
+    pub(crate) fn keep_size(&self, path: &Path, size: u64) {
+        if let Some(cache) = self.cache() {
+            cache.insert_size(path, size);
+            telemetry::cache_lookup(Cached::Size, Lookup::Miss, || cache.weight());
         }
     }
 

@@ -18,7 +18,7 @@
 //! | [`GC_LAST_DURATION`] | gauge (seconds) | |
 //! | [`GC_BLOBS_SWEPT`] | counter | |
 //! | [`GC_BYTES_SWEPT`] | counter | |
-//! | [`CACHE_LOOKUPS`] | counter | `kind`: content, metadata; `result`: hit, miss |
+//! | [`CACHE_LOOKUPS`] | counter | `kind`: content, size, metadata; `result`: hit, miss |
 //! | [`CACHE_BYTES`] | gauge | |
 //! | [`STORED_BLOBS`], [`STORED_BYTES`], [`UNREFERENCED_BYTES`] | gauge | |
 //! | [`REPOSITORY_REFERENCED_BYTES`], [`REPOSITORY_EXCLUSIVE_BYTES`], [`REPOSITORY_MANIFESTS`] | gauge | `repository` (only with [`per_repository`]) |
@@ -480,11 +480,13 @@ pub(crate) enum Cached {
     Content,
     /// A tag or a link.
     Metadata,
+    /// The size of content by digest (a blob `HEAD`).
+    Size,
 }
 
-const CACHE_KINDS: [&str; 2] = ["content", "metadata"];
+const CACHE_KINDS: [&str; 3] = ["content", "metadata", "size"];
 const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
-static CACHE_COUNTERS: [OnceLock<Counter>; 4] = [const { OnceLock::new() }; 4];
+static CACHE_COUNTERS: [OnceLock<Counter>; 6] = [const { OnceLock::new() }; 6];
 static CACHE_WEIGHT: OnceLock<Gauge> = OnceLock::new();
 
 /// Counts a read cache lookup; after a miss, sets the cache's size.

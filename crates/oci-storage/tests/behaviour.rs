@@ -130,6 +130,7 @@ behaviour_suite! {
         other_replicas_changes_are_seen_at_once,
         tag_cache_ttl_bounds_staleness,
         small_blobs_whole_and_ranged,
+        cached_blob_size_needs_the_link,
     }
     concurrency {
         same_blob_pushed_twice_at_once,
@@ -340,6 +341,7 @@ backend_module!(azure,
     read_cache {
         other_replicas_changes_are_seen_at_once,
         tag_cache_ttl_bounds_staleness,
+        cached_blob_size_needs_the_link,
     }
     concurrency {
         same_tag_put_twice_at_once,

@@ -2,10 +2,22 @@
 //!
 //! S3 wants every part but the last to be at least 5 MiB, and R2 wants them
 //! all the same size, while clients PATCH chunks of any size (1 byte to
-//! GiBs). So bytes are cut into parts of exactly [`MultipartUploadArea`]'s
-//! part size as they arrive; what is left over after a request, less than a
-//! part, is saved as a small *tail* object and put in front of the next
-//! request's bytes. Full parts are sent while the body is still arriving,
+//! GiBs). So bytes are cut into parts of exactly the session's part size as
+//! they arrive; what is left over after a request, less than a part, is
+//! saved as a small *tail* object and put in front of the next request's
+//! bytes.
+//!
+//! The session's part size is [`MultipartUploadArea`]'s (the most a request
+//! gathers in memory) unless the first request that ends with at least
+//! [`MIN_PART_SIZE`] bytes and no part sent ends with fewer than that: then
+//! those bytes are the first part, and their length the session's part
+//! size. Clients that push in equal chunks of at least 5 MiB (docker,
+//! containerd and skopeo often send 5 MiB, distribution's minimum) so make
+//! one part of each chunk and never a tail but after the last. The part
+//! size is saved with the session (so every replica cuts the same parts)
+//! and never changes once a part was sent; a client whose chunks then vary
+//! gets tails as before, and memory stays bounded by the area's part size
+//! whatever it sends. Full parts are sent while the body is still arriving,
 //! up to [`MultipartUploadArea::with_concurrency`] of them at once (see
 //! `in_flight`), each made of the request's own frames, not copied: memory
 //! per uploading request is that many parts plus the one being gathered.
@@ -61,6 +73,9 @@ use crate::layout;
 /// Default part size: above S3's 5 MiB minimum, small enough to bound memory.
 pub const DEFAULT_PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// S3's smallest part but the last; a session's part size is never less.
+pub const MIN_PART_SIZE: usize = 5 * 1024 * 1024;
+
 /// Default number of parts of one request in flight at once.
 pub const DEFAULT_CONCURRENCY: usize = 4;
 
@@ -73,6 +88,11 @@ struct Progress {
     /// S3's id of the multipart upload, once the first part was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     upload_id: Option<String>,
+    /// The session's part size, once chosen (see the module docs); `None`
+    /// means the area's own (a state saved before sessions chose theirs, or
+    /// one with no part yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    part_size: Option<u64>,
     /// ETags of parts 1..=n, each exactly one part size long.
     #[serde(default)]
     parts: Vec<String>,
@@ -98,14 +118,30 @@ impl Progress {
         if state.is_null() {
             return Ok(Self::default());
         }
-        serde_json::from_value(state.clone()).map_err(|e| StorageError::Corrupt {
-            path: "upload state (multipart)".into(),
-            reason: e.to_string(),
-        })
+        let progress: Self =
+            serde_json::from_value(state.clone()).map_err(|e| StorageError::Corrupt {
+                path: "upload state (multipart)".into(),
+                reason: e.to_string(),
+            })?;
+        if progress.part_size == Some(0) {
+            return Err(StorageError::Corrupt {
+                path: "upload state (multipart)".into(),
+                reason: "part size 0".into(),
+            });
+        }
+        Ok(progress)
     }
 
-    fn committed(&self, part_size: usize) -> u64 {
-        self.parts.len() as u64 * part_size as u64 + self.tail.as_ref().map_or(0, |t| t.len)
+    /// The session's part size, `default` (the area's) until it chose one.
+    fn part_size(&self, default: usize) -> usize {
+        self.part_size
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(default)
+    }
+
+    fn committed(&self, default_part_size: usize) -> u64 {
+        self.parts.len() as u64 * self.part_size(default_part_size) as u64
+            + self.tail.as_ref().map_or(0, |t| t.len)
     }
 }
 
@@ -203,6 +239,23 @@ impl MultipartUploadArea {
             return Err(e);
         }
         Ok(upload_id)
+    }
+
+    /// Parts of the session's multipart upload (created and committed
+    /// first if it has none) to send from this request.
+    async fn start_parts(
+        &self,
+        id: &Uuid,
+        progress: &mut Progress,
+        checkpoint: &mut dyn Checkpoint,
+    ) -> Result<PartsInFlight> {
+        let upload_id = self.ensure_upload(id, progress, checkpoint).await?;
+        Ok(PartsInFlight::new(
+            Arc::clone(&self.multipart),
+            self.full(&layout::upload_multipart_target(id)),
+            upload_id,
+            self.concurrency,
+        ))
     }
 
     /// Sends `part` as the next part of the session's multipart upload.
@@ -316,6 +369,7 @@ impl UploadArea for MultipartUploadArea {
                 ),
             });
         }
+        let part_size = progress.part_size(self.part_size);
         let mut buf = Gathered::default();
         buf.push(self.tail_bytes(&progress).await?);
         let mut in_flight: Option<PartsInFlight> = None;
@@ -326,26 +380,29 @@ impl UploadArea for MultipartUploadArea {
             hasher.update(&frame);
             written += frame.len() as u64;
             while !frame.is_empty() {
-                let take = (self.part_size - buf.len()).min(frame.len());
+                let take = (part_size - buf.len()).min(frame.len());
                 buf.push(frame.split_to(take));
-                if buf.len() == self.part_size {
+                if buf.len() == part_size {
+                    progress.part_size = Some(part_size as u64);
                     let parts = match &mut in_flight {
                         Some(parts) => parts,
                         None => {
-                            let upload_id =
-                                self.ensure_upload(id, &mut progress, checkpoint).await?;
-                            in_flight.insert(PartsInFlight::new(
-                                Arc::clone(&self.multipart),
-                                self.full(&layout::upload_multipart_target(id)),
-                                upload_id,
-                                self.concurrency,
-                            ))
+                            in_flight.insert(self.start_parts(id, &mut progress, checkpoint).await?)
                         }
                     };
                     parts.send(next_part, buf.take()).await?;
                     next_part += 1;
                 }
             }
+        }
+        if progress.parts.is_empty() && in_flight.is_none() && buf.len() >= MIN_PART_SIZE {
+            // No part yet and a part's worth, but less than the area's part
+            // size: these bytes are the first part, and their length the
+            // session's part size (see the module docs).
+            progress.part_size = Some(buf.len() as u64);
+            let mut parts = self.start_parts(id, &mut progress, checkpoint).await?;
+            parts.send(next_part, buf.take()).await?;
+            in_flight = Some(parts);
         }
         if let Some(parts) = in_flight {
             parts.finish(&mut progress.parts).await?;
@@ -782,6 +839,133 @@ mod tests {
             .await
             .unwrap();
         assert!(left.is_empty(), "{left:?}");
+    }
+
+    /// Writes `sizes` chunks of `data` one request each, alternating
+    /// between `areas` (replicas); returns the states after each request.
+    async fn write_chunks(
+        areas: &[&MultipartUploadArea],
+        id: &Uuid,
+        data: &[u8],
+        sizes: &[usize],
+        state: &mut AreaState,
+        hasher: &mut DigestHasher,
+    ) -> Vec<Progress> {
+        let mut offset = 0;
+        let mut after = Vec::new();
+        for (i, &size) in sizes.iter().enumerate() {
+            let chunk = data[offset..offset + size].to_vec();
+            let (written, h) = areas[i % areas.len()]
+                .write(
+                    id,
+                    offset as u64,
+                    state,
+                    body(chunk),
+                    hasher.clone(),
+                    &mut Saved::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(written, size as u64);
+            *hasher = h;
+            offset += size;
+            let progress = Progress::from_state(state).unwrap();
+            assert_eq!(progress.committed(areas[0].part_size), offset as u64);
+            after.push(progress);
+        }
+        after
+    }
+
+    /// Equal 5 MiB chunks to an area of 8 MiB parts: each chunk is one
+    /// part (the session's part size is the first chunk's, saved with it,
+    /// so the other replica cuts the same parts) and no tail is written;
+    /// chunks of other sizes after that are cut into 5 MiB parts and a
+    /// tail, and the blob is exactly the bytes sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn equal_chunks_are_parts() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let a = area(&server, MIB as u64).await.with_part_size(8 * MIB);
+        let (b, _) = unruly(&a, None, None, 2);
+        let sizes = [5 * MIB, 5 * MIB, 5 * MIB, 7 * MIB, 3 * MIB, 12 * MIB, 1];
+        let data = blob(sizes.iter().sum());
+        let id = Uuid::new_v4();
+        let mut state = AreaState::Null;
+        let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+        let after = write_chunks(&[&a, &b], &id, &data, &sizes, &mut state, &mut hasher).await;
+        let tails: Vec<_> = after
+            .iter()
+            .map(|p| p.tail.as_ref().map(|t| t.len))
+            .collect();
+        let parts: Vec<_> = after.iter().map(|p| p.parts.len()).collect();
+        let m = MIB as u64;
+        assert_eq!(
+            tails,
+            [
+                None,
+                None,
+                None,
+                Some(2 * m),
+                None,
+                Some(2 * m),
+                Some(2 * m + 1)
+            ]
+        );
+        assert_eq!(parts, [1, 2, 3, 4, 5, 7, 7]);
+        assert!(after.iter().all(|p| p.part_size == Some(5 * m)));
+        assert_eq!(hasher.finalize(), Digest::of(&data));
+        let dest = Path::from("blobs/equal/data");
+        b.publish(&id, data.len() as u64, &mut state, &dest)
+            .await
+            .unwrap();
+        let stored = a.store.get(&dest).await.unwrap().bytes().await.unwrap();
+        assert!(stored.as_ref() == data.as_slice());
+        a.remove(&id, Some(&state)).await.unwrap();
+        assert_eq!(server.open_multipart_uploads(), 0);
+    }
+
+    /// The part size is chosen only while no part was sent, and only
+    /// between S3's minimum and the area's: a first chunk under 5 MiB is a
+    /// tail, the first request ending with 5 to 8 MiB chooses its length,
+    /// and a first chunk above the area's part size is cut into parts of
+    /// that size (memory per request is bounded by the area, not by the
+    /// client).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn part_size_is_chosen_once_and_bounded() {
+        let server = oci_test_s3::S3Server::start().await.unwrap();
+        let a = area(&server, MIB as u64).await.with_part_size(8 * MIB);
+        let m = MIB as u64;
+        for (sizes, part_size) in [
+            (vec![MIB, 5 * MIB, 6 * MIB, 4 * MIB], 6 * m),
+            (vec![3 * MIB, 5 * MIB, 5 * MIB], 8 * m),
+            (vec![40 * MIB + 5, 5 * MIB], 8 * m),
+            (vec![MIB, MIB, MIB], 8 * m),
+        ] {
+            let data = blob(sizes.iter().sum());
+            let id = Uuid::new_v4();
+            let mut state = AreaState::Null;
+            let mut hasher = DigestHasher::new(DigestAlgorithm::Sha256);
+            let after = write_chunks(&[&a], &id, &data, &sizes, &mut state, &mut hasher).await;
+            let last = after.last().unwrap();
+            assert_eq!(last.part_size(a.part_size) as u64, part_size, "{sizes:?}");
+            let dest = Path::from(format!("blobs/{id}/data").as_str());
+            a.publish(&id, data.len() as u64, &mut state, &dest)
+                .await
+                .unwrap();
+            let stored = a.store.get(&dest).await.unwrap().bytes().await.unwrap();
+            assert!(stored.as_ref() == data.as_slice(), "{sizes:?}");
+            a.remove(&id, Some(&state)).await.unwrap();
+        }
+    }
+
+    /// A state saved before sessions chose their part size (no
+    /// `part_size`) is read with the area's part size.
+    #[test]
+    fn state_without_part_size_uses_the_area_part_size() {
+        let state = serde_json::json!({"upload_id": "u", "parts": ["a", "b"]});
+        let progress = Progress::from_state(&state).unwrap();
+        assert_eq!(progress.committed(8 * MIB), 16 * MIB as u64);
+        let zero = serde_json::json!({"upload_id": "u", "parts": ["a"], "part_size": 0});
+        assert!(Progress::from_state(&zero).is_err());
     }
 
     /// A blob smaller than one part never starts a multipart upload.

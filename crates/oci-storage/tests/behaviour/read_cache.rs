@@ -148,3 +148,59 @@ pub async fn small_blobs_whole_and_ranged(f: Fixture) {
         }
     }
 }
+
+/// A blob `HEAD` (`blob_stat`) answers from the cached size of a blob too
+/// large to keep, but only after the repository's link was validated:
+/// once another replica unlinks the blob, or unlinks it and collects its
+/// bytes, the next `HEAD` is 404, and it stays 404 for that repository
+/// when the same bytes are pushed again into another one.
+pub async fn cached_blob_size_needs_the_link(f: Fixture) {
+    let mut options = StorageOptions::default();
+    let mut cache = CacheOptions::default();
+    cache.max_blob = 4096;
+    options.cache = cache;
+    let f = f.with_options(options).await;
+    let s = &f.storage;
+    let (name, other_name) = (repo("cached/size"), repo("cached/elsewhere"));
+    let data = bytes_of(31, 10_000);
+    let digest = push_blob(s, &name, &data).await;
+    tokio::time::sleep(SETTLE).await;
+    for _ in 0..3 {
+        assert_eq!(s.blob_stat(&name, &digest).await.unwrap().size, 10_000);
+    }
+    assert_err!(
+        s.blob_stat(&other_name, &digest).await,
+        StorageError::BlobUnknown(_)
+    );
+    // Unlinked through another replica (this one where there is none).
+    let other = f.other_replica().await.unwrap_or_else(|| s.clone());
+    other.blob_delete(&name, &digest).await.unwrap();
+    assert_err!(
+        s.blob_stat(&name, &digest).await,
+        StorageError::BlobUnknown(_)
+    );
+    // Linked again, read, then unlinked and collected over there.
+    push_blob(&other, &name, &data).await;
+    tokio::time::sleep(SETTLE).await;
+    assert_eq!(s.blob_stat(&name, &digest).await.unwrap().size, 10_000);
+    other.blob_delete(&name, &digest).await.unwrap();
+    let report = other
+        .collect_garbage(&oci_storage::GcOptions::with_grace(Duration::ZERO))
+        .await
+        .unwrap();
+    assert!(!s.blob_stored(&digest).await.unwrap(), "{report:?}");
+    assert_err!(
+        s.blob_stat(&name, &digest).await,
+        StorageError::BlobUnknown(_)
+    );
+    // The same bytes pushed into another repository: still not this one's.
+    push_blob(&other, &other_name, &data).await;
+    assert_err!(
+        s.blob_stat(&name, &digest).await,
+        StorageError::BlobUnknown(_)
+    );
+    assert_eq!(
+        s.blob_stat(&other_name, &digest).await.unwrap().size,
+        10_000
+    );
+}
