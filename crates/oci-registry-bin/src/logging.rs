@@ -133,15 +133,26 @@ fn timestamp(out: &mut Vec<u8>) {
     out.push(b'Z');
 }
 
+/// Appends an IPv4 octet in decimal.
+fn octet_digits(out: &mut Vec<u8>, n: u8) {
+    if n >= 100 {
+        out.push(b'0' + n / 100);
+    }
+    if n >= 10 {
+        out.push(b'0' + n / 10 % 10);
+    }
+    out.push(b'0' + n % 10);
+}
+
 /// Appends a socket address (IPv4 without the formatting machinery).
 fn address(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
     match addr {
         std::net::SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().iter().enumerate() {
+            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
                 if i > 0 {
                     out.push(b'.');
                 }
-                int(out, *octet);
+                octet_digits(out, octet);
             }
             out.push(b':');
             int(out, v4.port());
@@ -187,16 +198,20 @@ fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
 }
 
 /// `text` in double quotes, with `"` and `\` escaped (what `{:?}` does for
-/// the visible ASCII a header value holds).
+/// the visible ASCII a header value holds). Most texts (user agents,
+/// request ids) need no escape and are copied whole.
 fn quoted(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    let mut rest = text.as_bytes();
-    while let Some(at) = memchr::memchr2(b'"', b'\\', rest) {
-        out.extend_from_slice(&rest[..at]);
-        out.extend_from_slice(&[b'\\', rest[at]]);
-        rest = &rest[at + 1..];
+    if text.bytes().all(|b| b != b'"' && b != b'\\') {
+        out.extend_from_slice(text.as_bytes());
+    } else {
+        for b in text.bytes() {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
     }
-    out.extend_from_slice(rest);
     out.push(b'"');
 }
 
@@ -525,6 +540,14 @@ mod tests {
 
     #[test]
     fn ipv6_remotes_and_plain_agents_are_written_whole() {
+        for (remote, octets) in [
+            ("0.9.10.255:0", "0.9.10.255:0"),
+            ("100.20.3.199:65535", "100.20.3.199:65535"),
+        ] {
+            let (text, _) = record_from("-", remote);
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains(&format!("remote={octets} ")), "{text}");
+        }
         let (text, json) = record_from("curl/8.5.0", "[::1]:4000");
         let text = String::from_utf8(text).unwrap();
         assert!(
