@@ -17,7 +17,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::hmac;
-use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
@@ -55,12 +54,11 @@ pub(crate) struct Session {
     pub nonce: String,
 }
 
-/// 32 random bytes.
+/// 32 random bytes from the operating system's CSPRNG (`getrandom`: no
+/// seeding of a userspace generator at start).
 pub(crate) fn random_bytes() -> [u8; 32] {
     let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the system's random source works");
+    getrandom::fill(&mut bytes).expect("the system's random source works");
     bytes
 }
 
