@@ -585,6 +585,33 @@ impl TestServer {
             .map_or(self.base.as_str(), |(_, host)| host)
     }
 
+    /// `name:tag` pulled with oci-client over plain HTTP as `auth` (layers
+    /// of the OCI layer media types, plain or gzip); panics naming the
+    /// image if the pull fails.
+    pub async fn oci_client_pull(
+        &self,
+        name: &str,
+        tag: &str,
+        auth: &oci_client::secrets::RegistryAuth,
+    ) -> oci_client::client::ImageData {
+        let reference =
+            oci_client::Reference::with_tag(self.host().to_owned(), name.into(), tag.into());
+        oci_client::Client::new(oci_client::client::ClientConfig {
+            protocol: oci_client::client::ClientProtocol::Http,
+            ..Default::default()
+        })
+        .pull(
+            &reference,
+            auth,
+            vec![
+                oci_client::manifest::IMAGE_LAYER_MEDIA_TYPE,
+                oci_client::manifest::IMAGE_LAYER_GZIP_MEDIA_TYPE,
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("oci-client pull of {name}:{tag}: {e}"))
+    }
+
     /// The URL the storage was opened from.
     pub fn storage_url(&self) -> &str {
         &self.storage_url

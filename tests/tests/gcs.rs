@@ -7,33 +7,13 @@
 //! distribution spec's pull workflow ("Pulling manifests", "Pulling
 //! blobs"), content discovery and redirects.
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use oci_e2e::*;
 use reqwest::StatusCode;
 
 /// The servers' configuration: the web UI off, as it stores its session
 /// signing key when it starts (`_keys/ui-session-key`), a write.
 const NO_UI: &str = "[ui]\nenabled = false\n";
-
-/// oci-client pulls `name:tag` from `srv` and gets exactly `image`.
-async fn assert_oci_client_pulls(srv: &TestServer, name: &str, tag: &str, image: &Image) {
-    let reference = Reference::with_tag(srv.host().to_owned(), name.into(), tag.into());
-    let pulled = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-    .pull(
-        &reference,
-        &RegistryAuth::Anonymous,
-        vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
-    )
-    .await
-    .expect("oci-client pull");
-    image.assert_pulled(&pulled);
-}
 
 /// Manifests and blobs by tag and digest, `HEAD`s, ranges, tag lists and
 /// the catalog page by page, byte for byte what was pushed; a push fails
@@ -121,8 +101,14 @@ async fn pulls_a_store_copied_into_gcs() {
         serde_json::json!(["team/app", "team/other"])
     );
 
-    assert_oci_client_pulls(&srv, "team/app", "v1", &image).await;
-    assert_oci_client_pulls(&srv, "team/other", "latest", &other).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("team/app", "v1", &RegistryAuth::Anonymous)
+            .await,
+    );
+    other.assert_pulled(
+        &srv.oci_client_pull("team/other", "latest", &RegistryAuth::Anonymous)
+            .await,
+    );
 
     // A push needs the writes the emulator lacks: a server error, and
     // nothing stored.
@@ -214,6 +200,9 @@ async fn redirects_to_a_signed_url_of_the_bucket() {
     assert_eq!(ranged.status(), StatusCode::PARTIAL_CONTENT);
     assert!(ranged.bytes().await.unwrap() == image.layers[0][10..20]);
 
-    assert_oci_client_pulls(&srv, "team/app", "v1", &image).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("team/app", "v1", &RegistryAuth::Anonymous)
+            .await,
+    );
     srv.stop().await;
 }

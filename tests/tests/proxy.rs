@@ -5,10 +5,7 @@
 
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use oci_e2e::fake_upstream::FakeUpstream;
 use oci_e2e::*;
 use reqwest::StatusCode;
@@ -76,27 +73,6 @@ timeout = "5s"
     .await
 }
 
-fn client() -> Client {
-    Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-}
-
-/// Pulls `repo:tag` from `srv` with oci-client and checks it is `image`.
-async fn pull_with_oci_client(srv: &TestServer, repo: &str, tag: &str, image: &Image) {
-    let reference = Reference::with_tag(srv.host().to_owned(), repo.to_owned(), tag.to_owned());
-    let pulled = client()
-        .pull(
-            &reference,
-            &RegistryAuth::Anonymous,
-            vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
-        )
-        .await
-        .unwrap_or_else(|e| panic!("oci-client pull of {repo}:{tag}: {e}"));
-    image.assert_pulled(&pulled);
-}
-
 /// Whether the blob `digest` is stored within 10 s (a fetched blob is
 /// served as it arrives and published into storage right after).
 async fn eventually_stored(srv: &TestServer, digest: &str) -> bool {
@@ -124,7 +100,10 @@ async fn cold_warm_and_upstream_down(backend: Backend) {
     let srv = cache(backend, up.base(), "hub", "0s").await;
 
     // Cold, through Docker Hub style short names (library/ added).
-    pull_with_oci_client(&srv, "hub/app", "v1", &image).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("hub/app", "v1", &RegistryAuth::Anonymous)
+            .await,
+    );
     // The content is stored as an ordinary repository under the prefix.
     let resp = srv.get("/v2/_catalog").await;
     let catalog: Value = resp.json().await.unwrap();
@@ -140,7 +119,10 @@ async fn cold_warm_and_upstream_down(backend: Backend) {
         );
     }
     // Warm, by the long name, through the same cache.
-    pull_with_oci_client(&srv, "hub/library/app", "v1", &image).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("hub/library/app", "v1", &RegistryAuth::Anonymous)
+            .await,
+    );
 
     // Tags are listed as upstream has them, paged as asked.
     up.push_image("library/app", "v0", 1).await;
@@ -158,7 +140,10 @@ async fn cold_warm_and_upstream_down(backend: Backend) {
     // Upstream gone: a tag (tag_ttl 0: upstream is asked every time) is
     // served stale, blobs and manifests by digest from the cache.
     up.stop().await;
-    pull_with_oci_client(&srv, "hub/app", "v1", &image).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("hub/app", "v1", &RegistryAuth::Anonymous)
+            .await,
+    );
     let resp = srv
         .get(&format!("/v2/hub/app/manifests/{}", image.digest))
         .await;
@@ -386,7 +371,10 @@ async fn mirror_mode_answers_docker_style_requests() {
             Some(image.digest.clone())
         );
     }
-    pull_with_oci_client(&srv, "alpine", "3", &image).await;
+    image.assert_pulled(
+        &srv.oci_client_pull("alpine", "3", &RegistryAuth::Anonymous)
+            .await,
+    );
     let resp = srv.get("/v2/_catalog").await;
     let catalog: Value = resp.json().await.unwrap();
     assert_eq!(

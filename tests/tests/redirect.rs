@@ -8,10 +8,7 @@
 
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::manifest::{IMAGE_LAYER_GZIP_MEDIA_TYPE, IMAGE_LAYER_MEDIA_TYPE};
 use oci_client::secrets::RegistryAuth;
-use oci_client::{Client, Reference};
 use oci_e2e::fake_upstream::FakeUpstream;
 use oci_e2e::*;
 use reqwest::StatusCode;
@@ -66,19 +63,9 @@ async fn redirect_of(srv: &TestServer, path: &str, digest: &str) -> String {
 async fn oci_client_pulls_from_the_store() {
     let srv = TestServer::start_with_config(Backend::S3, &redirecting("5m")).await;
     let image = srv.push_image("team/app", "v1", 3).await;
-    let reference = Reference::with_tag(srv.host().to_owned(), "team/app".into(), "v1".into());
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    });
-    let pulled = client
-        .pull(
-            &reference,
-            &RegistryAuth::Anonymous,
-            vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
-        )
-        .await
-        .expect("oci-client pull");
+    let pulled = srv
+        .oci_client_pull("team/app", "v1", &RegistryAuth::Anonymous)
+        .await;
     image.assert_pulled(&pulled);
 
     let s3 = srv.s3().unwrap();
@@ -235,19 +222,8 @@ async fn only_readers_get_a_url() {
     assert!(header(&stranger, "location").is_none());
     assert_error(stranger, 403, &["DENIED"]).await;
 
-    let reference = Reference::with_tag(srv.host().to_owned(), "team/app".into(), "v1".into());
-    let client = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    });
-    let pulled = client
-        .pull(
-            &reference,
-            &RegistryAuth::Basic("owner".into(), "ownerpass".into()),
-            vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
-        )
-        .await
-        .expect("oci-client pull with credentials");
+    let owner = RegistryAuth::Basic("owner".into(), "ownerpass".into());
+    let pulled = srv.oci_client_pull("team/app", "v1", &owner).await;
     assert!(pulled.layers[0].data == image.layers[0], "layer differs");
     let gets = srv.s3().unwrap().gets(&blob_key(&digest));
     assert_eq!((gets.signed, gets.presigned), (0, 1));
@@ -337,18 +313,9 @@ async fn azure_redirects_to_a_sas_url() {
     let refused = bare().get(&other).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
 
-    let reference = Reference::with_tag(srv.host().to_owned(), "team/app".into(), "v1".into());
-    let pulled = Client::new(ClientConfig {
-        protocol: ClientProtocol::Http,
-        ..Default::default()
-    })
-    .pull(
-        &reference,
-        &RegistryAuth::Anonymous,
-        vec![IMAGE_LAYER_MEDIA_TYPE, IMAGE_LAYER_GZIP_MEDIA_TYPE],
-    )
-    .await
-    .expect("oci-client pull");
+    let pulled = srv
+        .oci_client_pull("team/app", "v1", &RegistryAuth::Anonymous)
+        .await;
     image.assert_pulled(&pulled);
     srv.stop().await;
 }
