@@ -142,6 +142,24 @@ enum Key {
     Size(Path),
 }
 
+/// A [`Key`] by reference, to look entries up without cloning the path.
+/// Its derived `Hash` equals the `Key`'s: the same variants in the same
+/// order, and a `&Path` hashes as its `Path`.
+#[derive(Hash)]
+enum KeyRef<'a> {
+    Copy(&'a Path),
+    Size(&'a Path),
+}
+
+impl quick_cache::Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        match (self, key) {
+            (KeyRef::Copy(a), Key::Copy(b)) | (KeyRef::Size(a), Key::Size(b)) => *a == b,
+            _ => false,
+        }
+    }
+}
+
 /// A cached copy or size.
 #[derive(Debug, Clone)]
 enum Value {
@@ -212,7 +230,7 @@ impl ReadCache {
 
     /// The cached copy of `path`, if any (not validated).
     pub(crate) fn get(&self, path: &Path) -> Option<Entry> {
-        match self.entries.get(&Key::Copy(path.clone()))? {
+        match self.entries.get(&KeyRef::Copy(path))? {
             Value::Copy(entry) => Some(entry),
             Value::Size(_) => None,
         }
@@ -220,7 +238,7 @@ impl ReadCache {
 
     /// The cached size of the content by digest at `path`, if any.
     pub(crate) fn size(&self, path: &Path) -> Option<u64> {
-        match self.entries.get(&Key::Size(path.clone()))? {
+        match self.entries.get(&KeyRef::Size(path))? {
             Value::Size(size) => Some(size),
             Value::Copy(_) => None,
         }
@@ -262,8 +280,8 @@ impl ReadCache {
     /// Forgets `path`, its copy and its size (written or deleted by this
     /// process).
     pub(crate) fn forget(&self, path: &Path) {
-        self.entries.remove(&Key::Copy(path.clone()));
-        self.entries.remove(&Key::Size(path.clone()));
+        self.entries.remove(&KeyRef::Copy(path));
+        self.entries.remove(&KeyRef::Size(path));
     }
 
     /// Bytes held, as the budget counts them.
@@ -453,6 +471,29 @@ mod tests {
         assert!(cache.fresh(&cache.get(&path).unwrap()));
         cache.forget(&path);
         assert!(cache.get(&path).is_none());
+    }
+
+    #[test]
+    fn copies_and_sizes_are_found_by_reference_and_kept_apart() {
+        use std::hash::BuildHasher;
+        let hasher = quick_cache::DefaultHashBuilder::default();
+        let path = Path::from("blobs/sha256/ab/abc/data");
+        assert_eq!(
+            hasher.hash_one(KeyRef::Copy(&path)),
+            hasher.hash_one(Key::Copy(path.clone()))
+        );
+        assert_eq!(
+            hasher.hash_one(KeyRef::Size(&path)),
+            hasher.hash_one(Key::Size(path.clone()))
+        );
+        let cache = ReadCache::new(&CacheOptions::default()).unwrap();
+        cache.insert_size(&path, 7);
+        assert_eq!(cache.size(&path), Some(7));
+        assert!(cache.get(&path).is_none(), "a size is no copy");
+        cache.insert(&path, Bytes::from_static(b"1234567"), Version::Immutable);
+        assert_eq!(cache.get(&path).map(|e| e.bytes.len()), Some(7));
+        cache.forget(&path);
+        assert!(cache.get(&path).is_none() && cache.size(&path).is_none());
     }
 
     #[test]
