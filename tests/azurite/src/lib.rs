@@ -67,6 +67,9 @@ const AZURITE: Emulator = Emulator {
         "10000",
         "--inMemoryPersistence",
         "--skipApiVersionCheck",
+        // It would otherwise try to reach Microsoft's telemetry service
+        // (unreachable from CI; it logs the failure).
+        "--disableTelemetry",
         "--silent",
     ],
 };
