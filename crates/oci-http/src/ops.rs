@@ -68,8 +68,8 @@ impl MetricsHandle {
     pub fn render(&self) -> String {
         self.process.collect();
         let mut text = self.prometheus.render();
-        telemetry::render_histograms(&mut text);
-        oci_storage::telemetry::render_histograms(&mut text);
+        telemetry::render(&mut text);
+        oci_storage::telemetry::render(&mut text);
         oci_proxy::telemetry::render_histograms(&mut text);
         text
     }

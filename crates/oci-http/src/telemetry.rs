@@ -1,14 +1,15 @@
-//! Request, connection and refusal metrics, recorded through the
-//! [`metrics`] facade once [`crate::ops::install_recorder`] has
-//! installed the Prometheus recorder (before that, recording is off and
-//! costs one relaxed atomic load).
+//! Request, connection and refusal metrics, recorded once
+//! [`crate::ops::install_recorder`] has installed the Prometheus recorder
+//! (before that, recording is off and costs one relaxed atomic load).
 //!
 //! Labels are bounded: the endpoint kind (a fixed set, see
 //! [`crate::EndpointKind`]), the method (the API's methods,
 //! else `other`), the status class (`2xx`...) and the limit that refused a
-//! request. Never a repository name, tag or digest. Each handle of a fixed
-//! label set is resolved once, on first use, into a static table, so a
-//! request costs a few atomic adds and a histogram sample.
+//! request. Never a repository name, tag or digest. A
+//! request's counters and latency are kept in static tables sharded by
+//! thread ([`FixedCounters`], [`FixedHistogram`]), so a request costs a
+//! few uncontended atomic adds; [`render`] appends them to the exporter's
+//! text. The rest (connections, refusals) go through the facade.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Gauge, Unit};
 use axum::http::{Method, StatusCode};
-use oci_storage::telemetry::FixedHistogram;
+use oci_storage::telemetry::{FixedCounters, FixedHistogram, render_counter, render_histogram};
 
 use crate::EndpointKind;
 
@@ -50,21 +51,6 @@ pub(crate) fn enabled() -> bool {
 
 /// Describes the metrics and starts recording (by the installer, once).
 pub(crate) fn enable() {
-    ::metrics::describe_counter!(
-        REQUESTS,
-        Unit::Count,
-        "HTTP requests answered, by endpoint kind, method and status class"
-    );
-    ::metrics::describe_counter!(
-        RECEIVED_BYTES,
-        Unit::Bytes,
-        "Request body bytes received, by endpoint kind"
-    );
-    ::metrics::describe_counter!(
-        SENT_BYTES,
-        Unit::Bytes,
-        "Response body bytes sent, by endpoint kind"
-    );
     ::metrics::describe_gauge!(OPEN_CONNECTIONS, Unit::Count, "Open HTTP connections");
     ::metrics::describe_counter!(
         REFUSED,
@@ -79,13 +65,11 @@ const METHODS: [&str; 7] = ["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE", "ot
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 const N_REQUESTS: usize = EndpointKind::ALL.len() * METHODS.len() * CLASSES.len();
-static REQUEST_COUNTERS: [OnceLock<Counter>; N_REQUESTS] = [const { OnceLock::new() }; N_REQUESTS];
+static REQUEST_COUNTERS: FixedCounters<N_REQUESTS> = FixedCounters::new();
 static DURATIONS: [FixedHistogram; EndpointKind::ALL.len()] =
     [const { FixedHistogram::new() }; EndpointKind::ALL.len()];
-static RECEIVED: [OnceLock<Counter>; EndpointKind::ALL.len()] =
-    [const { OnceLock::new() }; EndpointKind::ALL.len()];
-static SENT: [OnceLock<Counter>; EndpointKind::ALL.len()] =
-    [const { OnceLock::new() }; EndpointKind::ALL.len()];
+static RECEIVED: FixedCounters<{ EndpointKind::ALL.len() }> = FixedCounters::new();
+static SENT: FixedCounters<{ EndpointKind::ALL.len() }> = FixedCounters::new();
 
 fn method_index(method: &Method) -> usize {
     match *method {
@@ -106,15 +90,41 @@ fn class_index(status: StatusCode) -> usize {
     }
 }
 
-/// Appends the request-latency histogram (see
-/// [`oci_storage::telemetry::render_histogram`]).
-pub fn render_histograms(out: &mut String) {
-    let families: Vec<(&str, &FixedHistogram)> = EndpointKind::ALL
-        .iter()
-        .map(|k| k.as_str())
-        .zip(DURATIONS.iter())
-        .collect();
-    oci_storage::telemetry::render_histogram(
+/// Appends the metrics kept in this crate's own tables rather than the
+/// exporter's: requests, bytes and request latency (see
+/// [`oci_storage::telemetry::FixedCounters`]).
+pub fn render(out: &mut String) {
+    let kinds = EndpointKind::ALL.map(|k| k.as_str());
+    render_counter(
+        out,
+        REQUESTS,
+        "HTTP requests answered, by endpoint kind, method and status class",
+        (0..N_REQUESTS).map(|i| {
+            let labels = [
+                ("endpoint", kinds[i / (METHODS.len() * CLASSES.len())]),
+                ("method", METHODS[i / CLASSES.len() % METHODS.len()]),
+                ("status", CLASSES[i % CLASSES.len()]),
+            ];
+            (labels, REQUEST_COUNTERS.get(i))
+        }),
+    );
+    let by_kind = |counters: &'static FixedCounters<{ EndpointKind::ALL.len() }>| {
+        (0..kinds.len()).map(move |k| ([("endpoint", kinds[k])], counters.get(k)))
+    };
+    render_counter(
+        out,
+        RECEIVED_BYTES,
+        "Request body bytes received, by endpoint kind",
+        by_kind(&RECEIVED),
+    );
+    render_counter(
+        out,
+        SENT_BYTES,
+        "Response body bytes sent, by endpoint kind",
+        by_kind(&SENT),
+    );
+    let families: Vec<(&str, &FixedHistogram)> = kinds.into_iter().zip(DURATIONS.iter()).collect();
+    render_histogram(
         out,
         REQUEST_DURATION,
         "HTTP request duration until the response body was sent, by endpoint kind",
@@ -135,26 +145,13 @@ pub(crate) fn request(
     let k = kind.index();
     let m = method_index(method);
     let c = class_index(status);
-    REQUEST_COUNTERS[(k * METHODS.len() + m) * CLASSES.len() + c]
-        .get_or_init(|| {
-            ::metrics::counter!(
-                REQUESTS,
-                "endpoint" => kind.as_str(),
-                "method" => METHODS[m],
-                "status" => CLASSES[c]
-            )
-        })
-        .increment(1);
+    REQUEST_COUNTERS.add((k * METHODS.len() + m) * CLASSES.len() + c, 1);
     DURATIONS[k].record(elapsed);
     if received > 0 {
-        RECEIVED[k]
-            .get_or_init(|| ::metrics::counter!(RECEIVED_BYTES, "endpoint" => kind.as_str()))
-            .increment(received);
+        RECEIVED.add(k, received);
     }
     if sent > 0 {
-        SENT[k]
-            .get_or_init(|| ::metrics::counter!(SENT_BYTES, "endpoint" => kind.as_str()))
-            .increment(sent);
+        SENT.add(k, sent);
     }
 }
 

@@ -2,9 +2,12 @@
 //! facade (the binary installs an exporter; this crate only records).
 //!
 //! Nothing is recorded until [`enable`] is called, once a recorder is
-//! installed: until then an operation costs one relaxed atomic load. Each
-//! metric handle of a fixed label set is resolved once, on first use, and
-//! kept in a static table, so recording is a few atomic adds.
+//! installed: until then an operation costs one relaxed atomic load. The
+//! metrics recorded on the request path (operations, their latency, cache
+//! lookups) are kept in this crate's own tables, sharded by thread
+//! ([`FixedCounters`], [`FixedHistogram`]), and appended to the exporter's
+//! text by [`render`]; the others go through the facade, each handle of a
+//! fixed label set resolved once and kept in a static.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -33,12 +36,18 @@
 //! upload area's appends are not counted.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ::metrics::{Counter, Gauge, Unit};
+
+mod fixed;
+
 use async_trait::async_trait;
+pub use fixed::{
+    DURATION_BUCKETS, FixedCounters, FixedHistogram, render_counter, render_histogram,
+};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use object_store::path::Path;
@@ -103,107 +112,34 @@ pub fn per_repository(on: bool) {
     PER_REPOSITORY.store(on, Ordering::Relaxed);
 }
 
-/// Upper bounds (seconds) of the latency histograms' buckets: 250 µs to
-/// 5 min.
-pub const DURATION_BUCKETS: &[f64] = &[
-    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-    10.0, 30.0, 60.0, 300.0,
-];
-
-/// Buckets of a [`FixedHistogram`]: one per bound, then `+Inf`.
-const SLOTS: usize = 19;
-const _: () = assert!(SLOTS == DURATION_BUCKETS.len() + 1);
-
-/// A latency histogram over [`DURATION_BUCKETS`], recorded with two
-/// relaxed atomic adds and no allocation, and rendered as Prometheus text
-/// by [`render_histogram`]. The metrics exporter's own histograms keep
-/// every sample until its upkeep folds them into buckets; on the request
-/// path that cost shows (`cargo xtask bench --metrics --peer-self`).
-#[derive(Debug)]
-pub struct FixedHistogram {
-    counts: [AtomicU64; SLOTS],
-    sum_nanos: AtomicU64,
-}
-
-impl FixedHistogram {
-    /// An empty histogram (usable in statics).
-    pub const fn new() -> Self {
-        Self {
-            counts: [const { AtomicU64::new(0) }; SLOTS],
-            sum_nanos: AtomicU64::new(0),
-        }
-    }
-
-    /// Records one duration.
-    pub fn record(&self, d: std::time::Duration) {
-        let secs = d.as_secs_f64();
-        let slot = DURATION_BUCKETS.partition_point(|bound| *bound < secs);
-        self.counts[slot].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-}
-
-impl Default for FixedHistogram {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Appends the Prometheus text of a histogram family: `# HELP`, `# TYPE`,
-/// then for each `(label value, histogram)` that recorded anything, its
-/// cumulative `_bucket{label="...",le="..."}` series, `_sum` and
-/// `_count` (families and series nothing recorded are left out, as the
-/// exporter does).
-pub fn render_histogram(
-    out: &mut String,
-    name: &str,
-    help: &str,
-    label: &str,
-    histograms: &[(&str, &FixedHistogram)],
-) {
-    use std::fmt::Write as _;
-    let mut header = false;
-    for (value, h) in histograms {
-        let counts: Vec<u64> = h.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect();
-        let total: u64 = counts.iter().sum();
-        if total == 0 {
-            continue;
-        }
-        if !header {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} histogram");
-            header = true;
-        }
-        let mut cumulative = 0;
-        for (i, count) in counts.iter().enumerate() {
-            cumulative += count;
-            match DURATION_BUCKETS.get(i) {
-                Some(bound) => {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{label}=\"{value}\",le=\"{bound}\"}} {cumulative}"
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{label}=\"{value}\",le=\"+Inf\"}} {cumulative}"
-                    );
-                }
-            }
-        }
-        let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{label}=\"{value}\"}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{label}=\"{value}\"}} {total}");
-    }
-    if header {
-        out.push('\n');
-    }
-}
-
-/// Appends the storage engine's histograms (see [`render_histogram`]).
-pub fn render_histograms(out: &mut String) {
+/// Appends the metrics kept in this crate's own tables rather than the
+/// exporter's: the operation and cache lookup counters and the operation
+/// latency histograms (see [`FixedCounters`]).
+pub fn render(out: &mut String) {
+    render_counter(
+        out,
+        OPERATIONS,
+        "Storage backend operations, by kind of operation and result",
+        (0..OPS.len() * OUTCOMES.len()).map(|i| {
+            let labels = [
+                ("op", OPS[i / OUTCOMES.len()]),
+                ("result", OUTCOMES[i % OUTCOMES.len()]),
+            ];
+            (labels, OPERATION_COUNTERS.get(i))
+        }),
+    );
+    render_counter(
+        out,
+        CACHE_LOOKUPS,
+        "In-memory read cache lookups, by kind (content, metadata, size) and result (hit, miss)",
+        (0..CACHE_KINDS.len() * CACHE_RESULTS.len()).map(|i| {
+            let labels = [
+                ("kind", CACHE_KINDS[i / CACHE_RESULTS.len()]),
+                ("result", CACHE_RESULTS[i % CACHE_RESULTS.len()]),
+            ];
+            (labels, CACHE_COUNTERS.get(i))
+        }),
+    );
     let families: Vec<(&str, &FixedHistogram)> =
         OPS.iter().copied().zip(DURATIONS.iter()).collect();
     render_histogram(
@@ -224,17 +160,7 @@ pub fn enable() {
     if ENABLED.swap(true, Ordering::AcqRel) {
         return;
     }
-    ::metrics::describe_counter!(
-        OPERATIONS,
-        Unit::Count,
-        "Storage backend operations, by kind of operation and result"
-    );
     ::metrics::describe_counter!(UPLOADS_OPENED, Unit::Count, "Upload sessions opened");
-    ::metrics::describe_counter!(
-        CACHE_LOOKUPS,
-        Unit::Count,
-        "In-memory read cache lookups, by kind (content, metadata) and result (hit, miss)"
-    );
     ::metrics::describe_gauge!(
         CACHE_BYTES,
         Unit::Bytes,
@@ -399,8 +325,7 @@ pub(crate) enum Outcome {
 
 const OUTCOMES: [&str; 4] = ["ok", "not_found", "conflict", "error"];
 
-static OPERATION_COUNTERS: [OnceLock<Counter>; OPS.len() * OUTCOMES.len()] =
-    [const { OnceLock::new() }; OPS.len() * OUTCOMES.len()];
+static OPERATION_COUNTERS: FixedCounters<{ OPS.len() * OUTCOMES.len() }> = FixedCounters::new();
 static DURATIONS: [FixedHistogram; OPS.len()] = [const { FixedHistogram::new() }; OPS.len()];
 
 impl Outcome {
@@ -463,12 +388,7 @@ impl Timer {
             return;
         };
         let op = self.op as usize;
-        let i = op * OUTCOMES.len() + outcome as usize;
-        OPERATION_COUNTERS[i]
-            .get_or_init(|| {
-                ::metrics::counter!(OPERATIONS, "op" => OPS[op], "result" => OUTCOMES[outcome as usize])
-            })
-            .increment(1);
+        OPERATION_COUNTERS.add(op * OUTCOMES.len() + outcome as usize, 1);
         DURATIONS[op].record(started.elapsed());
     }
 }
@@ -486,7 +406,8 @@ pub(crate) enum Cached {
 
 const CACHE_KINDS: [&str; 3] = ["content", "metadata", "size"];
 const CACHE_RESULTS: [&str; 2] = ["hit", "miss"];
-static CACHE_COUNTERS: [OnceLock<Counter>; 6] = [const { OnceLock::new() }; 6];
+static CACHE_COUNTERS: FixedCounters<{ CACHE_KINDS.len() * CACHE_RESULTS.len() }> =
+    FixedCounters::new();
 static CACHE_WEIGHT: OnceLock<Gauge> = OnceLock::new();
 
 /// Counts a read cache lookup; after a miss, sets the cache's size.
@@ -499,11 +420,7 @@ pub(crate) fn cache_lookup(
         return;
     }
     let (k, r) = (kind as usize, result as usize);
-    CACHE_COUNTERS[k * CACHE_RESULTS.len() + r]
-        .get_or_init(|| {
-            ::metrics::counter!(CACHE_LOOKUPS, "kind" => CACHE_KINDS[k], "result" => CACHE_RESULTS[r])
-        })
-        .increment(1);
+    CACHE_COUNTERS.add(k * CACHE_RESULTS.len() + r, 1);
     if result == crate::read_cache::Lookup::Miss {
         CACHE_WEIGHT
             .get_or_init(|| ::metrics::gauge!(CACHE_BYTES))
@@ -694,47 +611,5 @@ impl ObjectStore for InstrumentedStore {
         let result = self.inner.rename_opts(from, to, options).await;
         timer.done(Outcome::of_store(&result));
         result
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn fixed_histograms_render_cumulative_buckets() {
-        let h = super::FixedHistogram::new();
-        let empty = super::FixedHistogram::new();
-        for ms in [0.1, 0.3, 0.3, 7.0, 400_000.0] {
-            h.record(std::time::Duration::from_secs_f64(ms / 1000.0));
-        }
-        let mut out = String::new();
-        super::render_histogram(
-            &mut out,
-            "x_seconds",
-            "help",
-            "op",
-            &[("get", &h), ("put", &empty)],
-        );
-        let line = |series: &str| {
-            out.lines()
-                .find(|l| l.starts_with(series))
-                .unwrap_or_else(|| panic!("{series} in {out}"))
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .to_owned()
-        };
-        assert!(out.starts_with("# HELP x_seconds help\n# TYPE x_seconds histogram\n"));
-        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.00025\"}"), "1");
-        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.0005\"}"), "3");
-        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"0.01\"}"), "4");
-        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"300\"}"), "4");
-        assert_eq!(line("x_seconds_bucket{op=\"get\",le=\"+Inf\"}"), "5");
-        assert_eq!(line("x_seconds_count{op=\"get\"}"), "5");
-        let sum: f64 = line("x_seconds_sum{op=\"get\"}").parse().unwrap();
-        assert!((sum - 400.0077).abs() < 1e-6, "{sum}");
-        assert!(!out.contains("op=\"put\""), "{out}");
-        let mut none = String::new();
-        super::render_histogram(&mut none, "x_seconds", "help", "op", &[("put", &empty)]);
-        assert!(none.is_empty());
     }
 }
