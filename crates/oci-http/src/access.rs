@@ -45,13 +45,30 @@ pub struct Peer(pub SocketAddr);
 /// Longest client-chosen request id kept.
 const MAX_ID_LEN: usize = 128;
 
+/// Ids a thread takes from the process's counter at a time.
+const ID_BLOCK: u64 = 1 << 16;
+
 /// A new request id: UUID-shaped, a random per-process prefix and a
-/// counter (no system call per request, unlike a random v4 UUID).
+/// counter (no system call per request, unlike a random v4 UUID). Each
+/// thread counts through a block of [`ID_BLOCK`] numbers of its own, so
+/// threads on different cores do not contend for one counter.
 fn new_id() -> HeaderValue {
     static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        /// The next number of this thread's block, and the block's end.
+        static BLOCK: std::cell::Cell<(u64, u64)> = const { std::cell::Cell::new((0, 0)) };
+    }
     let prefix = *PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let n = BLOCK.with(|block| {
+        let (mut next, mut end) = block.get();
+        if next == end {
+            next = COUNTER.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        block.set((next + 1, end));
+        next
+    });
     let id = uuid::Uuid::from_u64_pair(prefix, n);
     let mut buf = uuid::Uuid::encode_buffer();
     HeaderValue::from_str(id.hyphenated().encode_lower(&mut buf))
@@ -86,7 +103,7 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         Routed::To(endpoint) => endpoint.kind(),
         Routed::Answered { kind, .. } => *kind,
     };
-    let logged = tracing::enabled!(target: "oci_http::access", tracing::Level::INFO);
+    let logged = logged();
     let measured = crate::telemetry::enabled();
     if !logged && !measured {
         let mut response = match routed {
@@ -229,7 +246,8 @@ const MAX_USER_AGENT: usize = 256;
 
 impl Drop for Entry {
     fn drop(&mut self) {
-        let elapsed = self.started.elapsed();
+        let finished = Instant::now();
+        let elapsed = finished.saturating_duration_since(self.started);
         let (received, sent) = match &self.counts {
             Some(counts) => (
                 counts.received.load(Ordering::Relaxed),
@@ -258,6 +276,7 @@ impl Drop for Entry {
             bytes_in: received,
             bytes_out: sent,
             duration: elapsed,
+            finished,
             remote: line.remote,
             user: line.user.as_deref().unwrap_or("-"),
             user_agent: line
@@ -268,7 +287,7 @@ impl Drop for Entry {
             request_id: line.id.to_str().unwrap_or("-"),
         };
         match WRITER.get() {
-            Some(writer) => writer.write(&record),
+            Some(installed) => installed.writer.write(&record),
             None => record.emit(),
         }
     }
@@ -291,6 +310,8 @@ pub struct AccessRecord<'a> {
     pub bytes_out: u64,
     /// From the request's arrival to the end of the response body.
     pub duration: std::time::Duration,
+    /// When the response body ended (the end of `duration`).
+    pub finished: Instant,
     /// The client's address.
     pub remote: Option<SocketAddr>,
     /// The authenticated user, or `-` (anonymous, or no access control).
@@ -325,22 +346,46 @@ impl AccessRecord<'_> {
 
 /// Writes access-log lines itself instead of through a `tracing` event: a
 /// binary that knows its log format and sink can format the fixed fields
-/// of a line far more cheaply than a generic event formatter. Whether a
-/// line is written is still decided by the `tracing` filter
-/// (`oci_http::access` at `info`).
+/// of a line far more cheaply than a generic event formatter. Whether
+/// lines are written is still decided by the `tracing` filter
+/// (`oci_http::access` at `info`), once, when the writer is installed
+/// ([`set_access_log_writer`]).
 pub trait AccessLogWriter: Send + Sync + 'static {
     /// Writes one line for `record`.
     fn write(&self, record: &AccessRecord<'_>);
 }
 
-static WRITER: std::sync::OnceLock<Box<dyn AccessLogWriter>> = std::sync::OnceLock::new();
+/// The installed writer, and whether lines are written at all.
+struct Installed {
+    writer: Box<dyn AccessLogWriter>,
+    logged: bool,
+}
+
+static WRITER: std::sync::OnceLock<Installed> = std::sync::OnceLock::new();
 
 /// Installs the process's access-log writer (once; a second call returns
 /// `writer` back).
+///
+/// Install it after the global `tracing` subscriber, and keep that
+/// subscriber's filter fixed: whether access lines are written is asked
+/// of the filter once, here, instead of at every request. Without a
+/// writer, every request asks the current subscriber.
 pub fn set_access_log_writer(
     writer: Box<dyn AccessLogWriter>,
 ) -> Result<(), Box<dyn AccessLogWriter>> {
-    WRITER.set(writer)
+    let logged = tracing::enabled!(target: "oci_http::access", tracing::Level::INFO);
+    WRITER
+        .set(Installed { writer, logged })
+        .map_err(|installed| installed.writer)
+}
+
+/// Whether this request's access line is written (see
+/// [`set_access_log_writer`]).
+fn logged() -> bool {
+    match WRITER.get() {
+        Some(installed) => installed.logged,
+        None => tracing::enabled!(target: "oci_http::access", tracing::Level::INFO),
+    }
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
@@ -384,5 +429,18 @@ mod tests {
             assert!(seen.insert(new), "ids are unique");
         }
         assert!(uuid::Uuid::parse_str(request_id(None).to_str().unwrap()).is_ok());
+    }
+
+    #[test]
+    fn new_ids_are_unique_across_threads_and_blocks() {
+        let per_thread = usize::try_from(ID_BLOCK).unwrap() + 10;
+        let ids: Vec<Vec<HeaderValue>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..3)
+                .map(|_| s.spawn(|| (0..per_thread).map(|_| new_id()).collect()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).collect()
+        });
+        let all: std::collections::HashSet<_> = ids.iter().flatten().collect();
+        assert_eq!(all.len(), 3 * per_thread);
     }
 }

@@ -11,7 +11,7 @@
 
 use std::io::Write;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use oci_http::access::{AccessLogWriter, AccessRecord};
 use tracing::{Level, Metadata};
@@ -31,12 +31,10 @@ pub fn init_logging(log: &LogConfig) -> Result<LogGuard, Box<dyn std::error::Err
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)?;
     let writer = BufferedStderr::default();
     let guard = LogGuard::start(writer.clone());
-    // Access lines skip the generic event formatter (same fields, same
-    // shape); a second call in one process keeps the first writer.
-    let _ = oci_http::access::set_access_log_writer(Box::new(AccessLines {
+    let lines = AccessLines {
         format: log.format,
         out: writer.clone(),
-    }));
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -54,6 +52,10 @@ pub fn init_logging(log: &LogConfig) -> Result<LogGuard, Box<dyn std::error::Err
             .with_span_list(false)
             .try_init()?,
     }
+    // Access lines skip the generic event formatter (same fields, same
+    // shape). Installed after the subscriber, whose filter it asks once; a
+    // second call in one process keeps the first writer.
+    let _ = oci_http::access::set_access_log_writer(Box::new(lines));
     Ok(guard)
 }
 
@@ -84,15 +86,14 @@ fn int(out: &mut Vec<u8>, n: impl itoa::Integer) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
-/// Appends `n` with at least `width` digits, zero-padded.
-fn padded(out: &mut Vec<u8>, n: u64, width: usize) {
-    let mut buffer = itoa::Buffer::new();
-    let digits = buffer.format(n);
-    out.extend(std::iter::repeat_n(
-        b'0',
-        width.saturating_sub(digits.len()),
-    ));
-    out.extend_from_slice(digits.as_bytes());
+/// The last `N` decimal digits of `n`, zero-padded (`N` at most 20).
+fn digits<const N: usize>(mut n: u64) -> [u8; N] {
+    let mut out = [b'0'; N];
+    for digit in out.iter_mut().rev() {
+        *digit = b'0' + (n % 10) as u8;
+        n /= 10;
+    }
+    out
 }
 
 /// Appends milliseconds with three decimals, from whole microseconds.
@@ -100,61 +101,107 @@ fn millis(out: &mut Vec<u8>, d: Duration) {
     let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
     int(out, micros / 1000);
     out.push(b'.');
-    padded(out, micros % 1000, 3);
+    out.extend_from_slice(&digits::<3>(micros % 1000));
+}
+
+/// The second a thread last wrote a timestamp in: when it began, as an
+/// [`Instant`], and its text (`2026-11-30T07:43:32`).
+#[derive(Clone, Copy)]
+struct Second {
+    began: Instant,
+    text: [u8; 19],
 }
 
 thread_local! {
-    /// The last second formatted (`2026-11-30T07:43:32`), per thread: the
-    /// date changes once a second, lines come thousands of times a second.
-    static SECOND: std::cell::RefCell<(u64, [u8; 19])> = const { std::cell::RefCell::new((u64::MAX, [0; 19])) };
+    /// This thread's last [`Second`]: the date changes once a second, lines
+    /// come thousands of times a second.
+    static SECOND: std::cell::Cell<Option<Second>> = const { std::cell::Cell::new(None) };
 }
 
-/// Appends the time now as RFC 3339 with microseconds, as the `tracing`
-/// formatter writes it (`2026-11-30T07:43:32.222305Z`).
-fn timestamp(out: &mut Vec<u8>) {
-    let now = SystemTime::now();
-    let since = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = since.as_secs();
-    SECOND.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if cell.0 != secs {
-            let text = humantime::format_rfc3339_seconds(now).to_string();
-            if let Some(prefix) = text.as_bytes().get(..19) {
-                cell.1.copy_from_slice(prefix);
-                cell.0 = secs;
-            }
-        }
-        out.extend_from_slice(&cell.1);
+/// Appends the wall-clock time of `at` as RFC 3339 with microseconds, as
+/// the `tracing` formatter writes it (`2026-11-30T07:43:32.222305Z`).
+///
+/// The wall clock is read once a second per thread: within a second, the
+/// time is that second's start plus the monotonic time since (the two
+/// clocks drift apart by microseconds a second at most; a step of the
+/// wall clock shows within a second).
+fn timestamp(out: &mut Vec<u8>, at: Instant) {
+    let cached = SECOND.get().and_then(|second| {
+        let into = at.checked_duration_since(second.began)?;
+        (into < Duration::from_secs(1)).then_some((second, into))
     });
+    let (second, into) = match cached {
+        Some(found) => found,
+        None => {
+            let (now, monotonic) = (SystemTime::now(), Instant::now());
+            let wall = match at.checked_duration_since(monotonic) {
+                Some(ahead) => now.checked_add(ahead),
+                None => now.checked_sub(monotonic.duration_since(at)),
+            }
+            .unwrap_or(now);
+            let since = wall
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let into = Duration::from_nanos(u64::from(since.subsec_nanos()));
+            let began = at.checked_sub(into).unwrap_or(at);
+            let mut text = [b'0'; 19];
+            let formatted = humantime::format_rfc3339_seconds(wall).to_string();
+            if let Some(prefix) = formatted.as_bytes().get(..19) {
+                text.copy_from_slice(prefix);
+            }
+            let second = Second { began, text };
+            SECOND.set(Some(second));
+            (second, into)
+        }
+    };
+    out.extend_from_slice(&second.text);
     out.push(b'.');
-    padded(out, u64::from(since.subsec_micros()), 6);
+    out.extend_from_slice(&digits::<6>(u64::from(into.subsec_micros())));
     out.push(b'Z');
 }
 
-/// Appends an IPv4 octet in decimal.
-fn octet_digits(out: &mut Vec<u8>, n: u8) {
-    if n >= 100 {
-        out.push(b'0' + n / 100);
+/// Every octet's decimal digits (padded with zeros to three) and their
+/// count.
+const OCTETS: [([u8; 3], usize); 256] = {
+    let mut table = [([0u8; 3], 0); 256];
+    let mut n = 0;
+    while n < 256 {
+        let len = if n >= 100 {
+            3
+        } else if n >= 10 {
+            2
+        } else {
+            1
+        };
+        let digits = [(n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8];
+        let mut text = [0u8; 3];
+        let mut i = 0;
+        while i < len {
+            text[i] = b'0' + digits[3 - len + i];
+            i += 1;
+        }
+        table[n] = (text, len);
+        n += 1;
     }
-    if n >= 10 {
-        out.push(b'0' + n / 10 % 10);
-    }
-    out.push(b'0' + n % 10);
-}
+    table
+};
 
-/// Appends a socket address (IPv4 without the formatting machinery).
+/// Appends a socket address (IPv4 from a table of octets: no formatting
+/// machinery, one copy).
 fn address(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
     match addr {
         std::net::SocketAddr::V4(v4) => {
-            for (i, octet) in v4.ip().octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                octet_digits(out, octet);
+            // `255.255.255.255:`, and room to copy three bytes at the end.
+            let mut text = [0u8; 19];
+            let mut len = 0;
+            for octet in v4.ip().octets() {
+                let (digits, n) = OCTETS[usize::from(octet)];
+                text[len..len + 3].copy_from_slice(&digits);
+                text[len + n] = b'.';
+                len += n + 1;
             }
-            out.push(b':');
+            text[len - 1] = b':';
+            out.extend_from_slice(&text[..len]);
             int(out, v4.port());
         }
         v6 => {
@@ -167,7 +214,7 @@ fn address(out: &mut Vec<u8>, addr: std::net::SocketAddr) {
 /// path=/v2/... endpoint="manifest" status=200 ...`
 fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
     out.reserve(line_len(r));
-    timestamp(out);
+    timestamp(out, r.finished);
     out.extend_from_slice(b"  INFO oci_http::access: request method=");
     out.extend_from_slice(r.method.as_str().as_bytes());
     out.extend_from_slice(b" path=");
@@ -202,7 +249,7 @@ fn text_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
 /// request ids) need no escape and are copied whole.
 fn quoted(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
-    if text.bytes().all(|b| b != b'"' && b != b'\\') {
+    if !needs_escape(text.as_bytes()) {
         out.extend_from_slice(text.as_bytes());
     } else {
         for b in text.bytes() {
@@ -215,12 +262,33 @@ fn quoted(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
+/// Whether `text` holds a `"` or a `\`, eight bytes at a time (a word
+/// holds byte `b` if `word ^ (b * LOW)` has a zero byte; the classic test
+/// for one is exact on whether there is one).
+fn needs_escape(text: &[u8]) -> bool {
+    const LOW: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero_byte = |word: u64| word.wrapping_sub(LOW) & !word & HIGH != 0;
+    let mut words = text.chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        if has_zero_byte(word ^ (LOW * u64::from(b'"')))
+            || has_zero_byte(word ^ (LOW * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| b == b'"' || b == b'\\')
+}
+
 /// One JSON object, the fields at the top level as the JSON formatter
 /// writes them.
 fn json_line(out: &mut Vec<u8>, r: &AccessRecord<'_>) -> std::io::Result<()> {
     out.reserve(line_len(r));
     out.extend_from_slice(b"{\"timestamp\":\"");
-    timestamp(out);
+    timestamp(out, r.finished);
     out.extend_from_slice(b"\",\"level\":\"INFO\",\"message\":\"request\",\"method\":\"");
     out.extend_from_slice(r.method.as_str().as_bytes());
     out.extend_from_slice(b"\",\"path\":");
@@ -502,6 +570,7 @@ mod tests {
             bytes_in: 0,
             bytes_out: 512,
             duration: Duration::from_micros(1_234),
+            finished: Instant::now(),
             remote: Some(remote.parse().unwrap()),
             user: "al\"ice",
             user_agent,
@@ -538,11 +607,70 @@ mod tests {
         assert!(value["timestamp"].as_str().unwrap().ends_with('Z'));
     }
 
+    /// The time of a line, as written and as `SystemTime`.
+    fn written(at: Instant) -> (String, SystemTime) {
+        let mut out = Vec::new();
+        timestamp(&mut out, at);
+        let text = String::from_utf8(out).unwrap();
+        let parsed = humantime::parse_rfc3339(&text).unwrap();
+        (text, parsed)
+    }
+
+    #[test]
+    fn timestamps_follow_the_wall_clock_across_seconds() {
+        let distance = |a: SystemTime, b: SystemTime| {
+            a.duration_since(b)
+                .unwrap_or_else(|e| e.duration())
+                .as_secs_f64()
+        };
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let (text, first) = written(now);
+        assert_eq!(text.len(), "2026-11-30T07:43:32.222305Z".len(), "{text}");
+        assert!(distance(first, wall) < 0.01, "{text}");
+        // Within the cached second, past its end, and back before it: each
+        // the first time plus the monotonic time between.
+        for offset in [0.3, 0.9, 1.2, 2.7, 0.1] {
+            let at = now + Duration::from_secs_f64(offset);
+            let (text, time) = written(at);
+            let expected = first + Duration::from_secs_f64(offset);
+            assert!(distance(time, expected) < 0.01, "{offset}: {text}");
+        }
+    }
+
+    #[test]
+    fn escapes_are_found_at_every_position_among_every_byte() {
+        for len in 0..20 {
+            for at in 0..len {
+                for byte in 0..=255u8 {
+                    let mut text = vec![b'a'; len];
+                    text[at] = byte;
+                    let naive = text.iter().any(|&b| b == b'"' || b == b'\\');
+                    assert_eq!(needs_escape(&text), naive, "{byte} at {at} of {len}");
+                }
+            }
+        }
+        // Bytes next to the two in value, and high bytes, are not them.
+        assert!(!needs_escape(b"!#[]\x80\xff!#[]]\x80\xff"));
+        assert!(needs_escape(b"abcdefgh\\"));
+    }
+
+    #[test]
+    fn digits_are_zero_padded_and_cut() {
+        assert_eq!(&digits::<6>(42), b"000042");
+        assert_eq!(&digits::<3>(999), b"999");
+        assert_eq!(&digits::<3>(1234), b"234");
+        let mut out = Vec::new();
+        millis(&mut out, Duration::from_micros(12_003_045));
+        assert_eq!(out, b"12003.045");
+    }
+
     #[test]
     fn ipv6_remotes_and_plain_agents_are_written_whole() {
         for (remote, octets) in [
             ("0.9.10.255:0", "0.9.10.255:0"),
             ("100.20.3.199:65535", "100.20.3.199:65535"),
+            ("255.255.255.255:1", "255.255.255.255:1"),
         ] {
             let (text, _) = record_from("-", remote);
             let text = String::from_utf8(text).unwrap();
