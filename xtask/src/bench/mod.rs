@@ -802,25 +802,52 @@ async fn requests(
         format!("/v2/bench/blobs/{}", image.blob),
         vec![],
     );
+    // The load of one measurement (with the registry's credentials).
+    let load_on = |t: &Target,
+                   method: &'static str,
+                   path: &str,
+                   headers: &[String],
+                   concurrency: usize,
+                   duration: Duration| {
+        let mut headers = headers.to_vec();
+        if let Some(value) = &t.authorization {
+            headers.push(format!("Authorization: {value}"));
+        }
+        load::Load {
+            url: format!("{}{path}", t.base),
+            method,
+            headers,
+            concurrency,
+            duration,
+            threads: args.loadgen_threads,
+        }
+    };
     let mut loadgen_cores: f64 = 0.0;
+    // One unmeasured second of each workload on each registry first: the
+    // first load on a fresh process pays for its warm-up (allocator
+    // growth, lazily built tables, a new log file's first pages), and in
+    // round 0 the same registry always goes first.
+    for t in registries.order(0) {
+        for (group, method, path, headers) in [&manifest, &head, &get] {
+            let most = args.concurrency.iter().copied().max().unwrap_or(16);
+            let load = load_on(t, method, path, headers, most, Duration::from_secs(1));
+            let outcome = load::run(oha, &load)?;
+            if outcome.failures > 0 {
+                return Err(format!(
+                    "{group} on {} (warm-up): {} failed requests",
+                    t.label, outcome.failures
+                )
+                .into());
+            }
+        }
+    }
     for round in 0..rounds {
         for &c in &args.concurrency {
             for (group, method, path, headers) in [&manifest, &head, &get] {
                 for t in registries.order(round) {
                     let cpu_before = t.cpu_time();
                     let started = Instant::now();
-                    let mut headers = headers.clone();
-                    if let Some(value) = &t.authorization {
-                        headers.push(format!("Authorization: {value}"));
-                    }
-                    let load = load::Load {
-                        url: format!("{}{path}", t.base),
-                        method,
-                        headers,
-                        concurrency: c,
-                        duration,
-                        threads: args.loadgen_threads,
-                    };
+                    let load = load_on(t, method, path, headers, c, duration);
                     let outcome = load::run(oha, &load)?;
                     let wall = started.elapsed();
                     if outcome.failures > 0 {
