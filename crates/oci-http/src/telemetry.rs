@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use ::metrics::{Counter, Gauge, Unit};
 use axum::http::{Method, StatusCode};
-use oci_storage::telemetry::{FixedCounters, FixedHistogram, render_counter, render_histogram};
+use oci_storage::telemetry::{
+    FixedCounters, FixedHistogram, combination, render_counter, render_histogram,
+};
 
 use crate::EndpointKind;
 
@@ -100,11 +102,8 @@ pub fn render(out: &mut String) {
         REQUESTS,
         "HTTP requests answered, by endpoint kind, method and status class",
         (0..N_REQUESTS).map(|i| {
-            let labels = [
-                ("endpoint", kinds[i / (METHODS.len() * CLASSES.len())]),
-                ("method", METHODS[i / CLASSES.len() % METHODS.len()]),
-                ("status", CLASSES[i % CLASSES.len()]),
-            ];
+            let names = ["endpoint", "method", "status"];
+            let labels = combination(names, [&kinds, &METHODS, &CLASSES], i);
             (labels, REQUEST_COUNTERS.get(i))
         }),
     );

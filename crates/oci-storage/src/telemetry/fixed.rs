@@ -103,8 +103,7 @@ pub fn render_counter<'a, L>(
             continue;
         }
         if !header {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
+            family_header(out, name, help, "counter");
             header = true;
         }
         out.push_str(name);
@@ -122,6 +121,32 @@ pub fn render_counter<'a, L>(
     if header {
         out.push('\n');
     }
+}
+
+/// The label pairs of counter `index` of a table laid out as every
+/// combination of the labels' values, the last label's varying fastest
+/// (`index = (a * values[1].len() + b) * values[2].len() + c` for three).
+pub fn combination<'a, const L: usize>(
+    names: [&'a str; L],
+    values: [&[&'a str]; L],
+    mut index: usize,
+) -> [(&'a str, &'a str); L] {
+    let mut labels = [("", ""); L];
+    for k in (0..L).rev() {
+        let count = values[k].len().max(1);
+        labels[k] = (
+            names[k],
+            values[k].get(index % count).copied().unwrap_or(""),
+        );
+        index /= count;
+    }
+    labels
+}
+
+/// `# HELP` and `# TYPE` of a family.
+fn family_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 /// Upper bounds (seconds) of the latency histograms' buckets: 250 µs to
@@ -229,8 +254,7 @@ pub fn render_histogram(
             continue;
         }
         if !header {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} histogram");
+            family_header(out, name, help, "histogram");
             header = true;
         }
         let mut cumulative = 0;
@@ -360,6 +384,17 @@ mod tests {
                 "# HELP x_total help\n# TYPE x_total counter\n\
                  x_total{{n=\"a\",k=\"v\"}} {even}\nx_total{{n=\"b\",k=\"v\"}} {odd}\n\n"
             )
+        );
+        let values: [&[&str]; 3] = [&["a", "b"], &["x", "y", "z"], &["1", "2"]];
+        let names = ["p", "q", "r"];
+        assert_eq!(
+            // a = 1 ("b"), b = 2 ("z"), c = 0 ("1").
+            combination(names, values, 10),
+            [("p", "b"), ("q", "z"), ("r", "1")]
+        );
+        assert_eq!(
+            combination(names, values, 1),
+            [("p", "a"), ("q", "x"), ("r", "2")]
         );
         let mut unlabelled = String::new();
         render_counter(&mut unlabelled, "y_total", "h", [([], 7)]);

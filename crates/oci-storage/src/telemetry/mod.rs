@@ -46,7 +46,7 @@ mod fixed;
 
 use async_trait::async_trait;
 pub use fixed::{
-    DURATION_BUCKETS, FixedCounters, FixedHistogram, render_counter, render_histogram,
+    DURATION_BUCKETS, FixedCounters, FixedHistogram, combination, render_counter, render_histogram,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -121,10 +121,7 @@ pub fn render(out: &mut String) {
         OPERATIONS,
         "Storage backend operations, by kind of operation and result",
         (0..OPS.len() * OUTCOMES.len()).map(|i| {
-            let labels = [
-                ("op", OPS[i / OUTCOMES.len()]),
-                ("result", OUTCOMES[i % OUTCOMES.len()]),
-            ];
+            let labels = combination(["op", "result"], [&OPS, &OUTCOMES], i);
             (labels, OPERATION_COUNTERS.get(i))
         }),
     );
@@ -133,10 +130,7 @@ pub fn render(out: &mut String) {
         CACHE_LOOKUPS,
         "In-memory read cache lookups, by kind (content, metadata, size) and result (hit, miss)",
         (0..CACHE_KINDS.len() * CACHE_RESULTS.len()).map(|i| {
-            let labels = [
-                ("kind", CACHE_KINDS[i / CACHE_RESULTS.len()]),
-                ("result", CACHE_RESULTS[i % CACHE_RESULTS.len()]),
-            ];
+            let labels = combination(["kind", "result"], [&CACHE_KINDS, &CACHE_RESULTS], i);
             (labels, CACHE_COUNTERS.get(i))
         }),
     );
