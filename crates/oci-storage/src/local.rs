@@ -462,8 +462,9 @@ pub(crate) fn is_staging_name(name: &str) -> bool {
         .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
 }
 
-/// Attempts at a write whose directory vanished under it (an empty upload
-/// session directory removed by a concurrent request, say).
+/// Attempts at a write whose directory vanished under it (an emptied
+/// directory pruned by the collector, an empty upload session directory
+/// removed by a concurrent request): see [`in_dir`].
 const WRITE_ATTEMPTS: usize = 3;
 
 /// `<target>#<digits>`: a staging name next to `target`, unique, and of
@@ -485,21 +486,12 @@ pub(crate) fn write_file(
         .parent()
         .ok_or_else(|| std::io::Error::other("object path has no directory"))?;
     let staging = staging_path(target);
-    let mut attempt = 0;
-    let mut file = loop {
-        create_dirs(dir, fsync)?;
-        match std::fs::OpenOptions::new()
+    let mut file = in_dir(dir, fsync, || {
+        std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&staging)
-        {
-            Ok(file) => break file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt + 1 < WRITE_ATTEMPTS => {
-                attempt += 1;
-            }
-            Err(e) => return Err(e),
-        }
-    };
+    })?;
     let published = (|| {
         file.write_all(bytes)?;
         if fsync {
@@ -541,8 +533,66 @@ pub(crate) fn write_file(
     published
 }
 
+/// Runs `op`, which creates an entry in `dir`, after creating `dir` and
+/// its missing ancestors. The collector removes the directories it empties
+/// (a blob's `<hex>/`, a finished run's `_gc/runs/<generation>/`): when a
+/// directory vanishes between being found or created and being used, the
+/// step fails with `NotFound` and is tried again, [`WRITE_ATTEMPTS`] times
+/// in all. `op` must leave nothing behind when it fails.
+pub(crate) fn in_dir<T>(
+    dir: &std::path::Path,
+    fsync: bool,
+    mut op: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let mut attempt = 1;
+    loop {
+        let done = create_dirs(dir, fsync).and_then(|()| {
+            interfere(Step::Use);
+            op()
+        });
+        match done {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < WRITE_ATTEMPTS => {
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Where a test may act as a concurrent collector between a write's steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Step {
+    /// Before one missing directory is created.
+    Create,
+    /// After the directories exist, before the entry is made in them.
+    Use,
+}
+
+/// What a test runs at each [`Step`] of a write.
+#[cfg(test)]
+type Interference = Box<dyn FnMut(Step)>;
+
+#[cfg(test)]
+thread_local! {
+    /// The [`Interference`] of writes on this thread.
+    static INTERFERE: std::cell::RefCell<Option<Interference>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg_attr(not(test), allow(unused_variables))]
+fn interfere(step: Step) {
+    #[cfg(test)]
+    INTERFERE.with(|hook| {
+        if let Some(hook) = hook.borrow_mut().as_mut() {
+            hook(step);
+        }
+    });
+}
+
 /// Creates `dir` and its missing ancestors; with `fsync`, each new
-/// directory's entry is made durable in its parent.
+/// directory's entry is made durable in its parent. Fails with `NotFound`
+/// when an ancestor it found is removed before it creates the next one
+/// (see [`in_dir`]).
 pub(crate) fn create_dirs(dir: &std::path::Path, fsync: bool) -> std::io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = dir;
@@ -563,6 +613,7 @@ pub(crate) fn create_dirs(dir: &std::path::Path, fsync: bool) -> std::io::Result
         }
     }
     for new in missing.into_iter().rev() {
+        interfere(Step::Create);
         match std::fs::create_dir(new) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -1140,6 +1191,74 @@ mod tests {
         assert!(err.is_err());
         assert_eq!(std::fs::read(dir.path().join("f")).unwrap(), b"file");
         assert!(staging_files(dir.path()).is_empty());
+    }
+
+    /// Runs `write_file` with `hook` acting at each step on this thread,
+    /// as a collector pruning emptied directories would.
+    fn write_interfered(
+        target: &std::path::Path,
+        hook: impl FnMut(Step) + 'static,
+    ) -> std::io::Result<bool> {
+        INTERFERE.with(|h| *h.borrow_mut() = Some(Box::new(hook)));
+        let written = write_file(target, b"bytes", WriteMode::Create, true);
+        INTERFERE.with(|h| *h.borrow_mut() = None);
+        written
+    }
+
+    #[test]
+    fn a_directory_pruned_mid_write_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let runs = dir.path().join("_gc/runs");
+        std::fs::create_dir_all(&runs).unwrap();
+        let target = runs.join("0001/journal/entry");
+
+        // A finished run's empty directory is removed after the write
+        // created it and before it creates the next level.
+        let generation = runs.join("0001");
+        let mut removed = 0;
+        let written = write_interfered(&target, move |step| {
+            if step == Step::Create && removed == 0 && generation.is_dir() {
+                std::fs::remove_dir(&generation).unwrap();
+                removed += 1;
+            }
+        });
+        assert!(written.unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"bytes");
+        assert!(staging_files(target.parent().unwrap()).is_empty());
+
+        // The directory is removed after it was found and before the
+        // staging file is opened in it, twice.
+        let target = dir.path().join("blobs/ab/abcd/data");
+        let blob_dir = target.parent().unwrap().to_path_buf();
+        let mut removed = 0;
+        let written = write_interfered(&target, move |step| {
+            if step == Step::Use && removed < 2 {
+                std::fs::remove_dir(&blob_dir).unwrap();
+                removed += 1;
+            }
+        });
+        assert!(written.unwrap());
+        assert_eq!(std::fs::read(&target).unwrap(), b"bytes");
+
+        // Bounded: a directory that keeps vanishing fails the write with
+        // NotFound after WRITE_ATTEMPTS, and leaves nothing behind.
+        let target = dir.path().join("blobs/cd/cdef/data");
+        let blob_dir = target.parent().unwrap().to_path_buf();
+        let mut attempts = 0;
+        let counted = std::rc::Rc::new(std::cell::Cell::new(0));
+        let seen = counted.clone();
+        let err = write_interfered(&target, move |step| {
+            if step == Step::Use {
+                std::fs::remove_dir(&blob_dir).unwrap();
+                attempts += 1;
+                seen.set(attempts);
+            }
+        })
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert_eq!(counted.get(), WRITE_ATTEMPTS);
+        assert!(!target.exists());
+        assert!(staging_files(&dir.path().join("blobs/cd")).is_empty());
     }
 
     #[tokio::test]

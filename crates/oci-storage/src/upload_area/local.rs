@@ -225,16 +225,7 @@ impl UploadArea for LocalUploadArea {
             let dir = dest.parent().ok_or_else(|| not_in_dir(&dest))?;
             // The garbage collector removes a blob's emptied directory: if
             // it went between creating and renaming, create it again.
-            let mut attempt = 0;
-            loop {
-                crate::local::create_dirs(dir, fsync)?;
-                match std::fs::rename(&src, &dest) {
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => {
-                        attempt += 1;
-                    }
-                    other => break other?,
-                }
-            }
+            crate::local::in_dir(dir, fsync, || std::fs::rename(&src, &dest))?;
             if fsync {
                 crate::local::sync_dir(dir)?;
             }
