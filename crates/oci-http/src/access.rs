@@ -96,7 +96,6 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 /// `oci_http::access` target is enabled at `info`). With neither it costs
 /// next to nothing beyond the routing every request needs.
 pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next) -> Response {
-    let started = Instant::now();
     let id = request_id(request.headers().get(X_REQUEST_ID));
     let routed = crate::endpoint::route_in(&routes, request.method(), request.uri().path());
     let kind = match &routed {
@@ -118,6 +117,7 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         response.headers_mut().insert(X_REQUEST_ID, id);
         return response;
     }
+    let started = Instant::now();
     let line = logged.then(|| Line {
         // Clones of shared bytes, not copies: the line is formatted only
         // when written.
@@ -140,8 +140,10 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
     let mut response = match routed {
         Routed::To(endpoint) => {
             // A request without a body (most GETs and HEADs) is not
-            // wrapped: it has nothing to count.
-            let has_body = crate::body::declares_body(request.headers());
+            // wrapped: it has nothing to count. Its size hint says so
+            // without looking headers up (hyper's is exact: zero without
+            // a body, the length with one, unknown when chunked).
+            let has_body = http_body::Body::size_hint(request.body()).exact() != Some(0);
             let extensions = request.extensions_mut();
             extensions.insert(endpoint);
             extensions.insert(RequestId(id.clone()));

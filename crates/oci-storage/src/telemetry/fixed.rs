@@ -205,7 +205,11 @@ impl FixedHistogram {
 
     /// Records one duration.
     pub fn record(&self, d: Duration) {
-        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.record_nanos(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    }
+
+    /// Records one duration of `nanos` nanoseconds.
+    pub fn record_nanos(&self, nanos: u64) {
         // Bounds are inclusive (`le`): the first bound at or above.
         let slot = BUCKET_NANOS.partition_point(|&bound| bound < nanos);
         let slots = &self.shards[shard()].0;
@@ -215,7 +219,7 @@ impl FixedHistogram {
 
     /// Each bucket's count (not cumulative) and the sum in nanoseconds,
     /// over all shards.
-    fn totals(&self) -> ([u64; SLOTS], u64) {
+    pub(crate) fn totals(&self) -> ([u64; SLOTS], u64) {
         let mut counts = [0u64; SLOTS];
         let mut sum = 0u64;
         for shard in &self.shards {
