@@ -124,6 +124,12 @@ pub struct Args {
     /// off: with --telemetry, the ratio is their overhead.
     #[arg(long, conflicts_with_all = ["peer", "peer_distribution"])]
     peer_self: bool,
+    /// Restart every registry the bench started before each round of the
+    /// request-rate workload (then warm it up again): the same binary
+    /// serves ~5 % faster or slower from one process to the next on a
+    /// small VM, so comparing two processes once measures their luck.
+    #[arg(long, conflicts_with = "auth")]
+    restart_each_round: bool,
     /// Run ours with access control, `basic` or `token` (a bench account
     /// that is admin, a token for the bench repository), against a peer
     /// without it: with --peer-self, the ratio is the cost of checking
@@ -823,25 +829,30 @@ async fn requests(
         }
     };
     let mut loadgen_cores: f64 = 0.0;
-    // One unmeasured second of each workload on each registry first: the
-    // first load on a fresh process pays for its warm-up (allocator
-    // growth, lazily built tables, a new log file's first pages), and in
-    // round 0 the same registry always goes first.
-    for t in registries.order(0) {
-        for (group, method, path, headers) in [&manifest, &head, &get] {
-            let most = args.concurrency.iter().copied().max().unwrap_or(16);
-            let load = load_on(t, method, path, headers, most, Duration::from_secs(1));
-            let outcome = load::run(oha, &load)?;
-            if outcome.failures > 0 {
-                return Err(format!(
-                    "{group} on {} (warm-up): {} failed requests",
-                    t.label, outcome.failures
-                )
-                .into());
+    for round in 0..rounds {
+        if round == 0 || args.restart_each_round {
+            for t in registries.order(round) {
+                if round > 0 {
+                    t.restart().await?;
+                }
+                // One unmeasured second of each workload first: the first
+                // load on a fresh process pays for its warm-up (allocator
+                // growth, lazily built tables, a new log file's first
+                // pages), and in round 0 the same registry goes first.
+                for (group, method, path, headers) in [&manifest, &head, &get] {
+                    let most = args.concurrency.iter().copied().max().unwrap_or(16);
+                    let load = load_on(t, method, path, headers, most, Duration::from_secs(1));
+                    let outcome = load::run(oha, &load)?;
+                    if outcome.failures > 0 {
+                        return Err(format!(
+                            "{group} on {} (warm-up): {} failed requests",
+                            t.label, outcome.failures
+                        )
+                        .into());
+                    }
+                }
             }
         }
-    }
-    for round in 0..rounds {
         for &c in &args.concurrency {
             for (group, method, path, headers) in [&manifest, &head, &get] {
                 for t in registries.order(round) {
