@@ -10,8 +10,8 @@
 //! lost if the process is killed (`SIGKILL`); a graceful stop loses none.
 //!
 //! Access lines wait in the buffer as compact records and are formatted
-//! together when it is written out ([`records`]); their text is made by
-//! [`lines`].
+//! together when it is written out (the private `records` module); their
+//! text is made by the `lines` module.
 
 mod lines;
 mod records;
@@ -69,8 +69,8 @@ pub fn init_logging(log: &LogConfig) -> Result<LogGuard, Box<dyn std::error::Err
 }
 
 /// The access log's own writer: keeps an [`AccessRecord`] in the thread's
-/// log buffer, formatted when the buffer is written out (see
-/// [`records`]) in the shape the `tracing` formatter gives any other event
+/// log buffer, formatted when the buffer is written out (see the module
+/// docs) in the shape the `tracing` formatter gives any other event
 /// (text, or one JSON object per line).
 pub struct AccessLines {
     format: LogFormat,
