@@ -96,15 +96,17 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
 /// `oci_http::access` target is enabled at `info`). With neither it costs
 /// next to nothing beyond the routing every request needs.
 pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next) -> Response {
+    let logged = logged();
+    let measured = crate::telemetry::enabled();
+    // The clock is read only for a request that is recorded.
+    let started = (logged || measured).then(Instant::now);
     let id = request_id(request.headers().get(X_REQUEST_ID));
     let routed = crate::endpoint::route_in(&routes, request.method(), request.uri().path());
     let kind = match &routed {
         Routed::To(endpoint) => endpoint.kind(),
         Routed::Answered { kind, .. } => *kind,
     };
-    let logged = logged();
-    let measured = crate::telemetry::enabled();
-    if !logged && !measured {
+    let Some(started) = started else {
         let mut response = match routed {
             Routed::To(endpoint) => {
                 let extensions = request.extensions_mut();
@@ -116,8 +118,7 @@ pub async fn log(State(routes): State<Routes>, mut request: Request, next: Next)
         };
         response.headers_mut().insert(X_REQUEST_ID, id);
         return response;
-    }
-    let started = Instant::now();
+    };
     let line = logged.then(|| Line {
         // Clones of shared bytes, not copies: the line is formatted only
         // when written.
