@@ -70,7 +70,7 @@ impl MetricsHandle {
         let mut text = self.prometheus.render();
         telemetry::render(&mut text);
         oci_storage::telemetry::render(&mut text);
-        oci_proxy::telemetry::render_histograms(&mut text);
+        oci_proxy::telemetry::render(&mut text);
         text
     }
 }

@@ -143,9 +143,10 @@ pub fn describe() {
     );
 }
 
-/// Appends the upstream latency histogram (see
+/// Appends the metrics kept in this crate's own tables rather than the
+/// exporter's: the upstream latency histogram (see
 /// [`oci_storage::telemetry::render_histogram`]).
-pub fn render_histograms(out: &mut String) {
+pub fn render(out: &mut String) {
     let families: Vec<(&str, &FixedHistogram)> = Kind::ALL
         .iter()
         .map(|k| k.as_str())

@@ -111,7 +111,8 @@ impl Pending {
             slot.copy_from_slice(&n.to_ne_bytes());
         }
         for (slot, s) in header[54..].chunks_exact_mut(4).zip(strings) {
-            let len = u32::try_from(s.len()).unwrap_or(u32::MAX);
+            // Fits: cut to MAX_STRING above.
+            let len = s.len() as u32;
             slot.copy_from_slice(&len.to_ne_bytes());
         }
         let total: usize = strings.iter().map(|s| s.len()).sum();
