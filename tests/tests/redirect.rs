@@ -6,7 +6,7 @@
 //! (`S3Server::gets`): that is how these tests see that bytes did not flow
 //! through the registry.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oci_client::secrets::RegistryAuth;
 use oci_e2e::fake_upstream::FakeUpstream;
@@ -144,16 +144,25 @@ async fn get_answers_307_to_a_presigned_url() {
 }
 
 /// A presigned URL is refused by the store once tampered with or expired
-/// (`redirect_expiry = "1s"`); a fresh `GET` gets a fresh URL.
+/// (`redirect_expiry = "3s"`); a fresh `GET` gets a fresh URL.
+///
+/// `X-Amz-Date` has whole seconds, so a URL signed at `t` is valid until
+/// somewhere in `(t + 2 s, t + 3 s]`: every check that expects `200` runs
+/// within two seconds of its URL's signing, and the expired one more than
+/// three seconds after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn urls_expire_and_cannot_be_altered() {
-    let srv = TestServer::start_with_config(Backend::S3, &redirecting("1s")).await;
+    const EXPIRY: Duration = Duration::from_secs(3);
+    let srv = TestServer::start_with_config(Backend::S3, &redirecting("3s")).await;
     let data = random_blob(5_000, 8);
     let digest = srv.push_blob("team/app", &data).await;
     let other = srv.push_blob("team/app", b"another blob").await;
     let path = format!("/v2/team/app/blobs/{digest}");
     let location = redirect_of(&srv, &path, &digest).await;
-    assert!(location.contains("X-Amz-Expires=1&"), "{location}");
+    let signed_by = Instant::now();
+    assert!(location.contains("X-Amz-Expires=3&"), "{location}");
+    let resp = bare().get(&location).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
 
     // The signature covers the key: it does not open another blob.
     let hex = |d: &str| d.strip_prefix("sha256:").unwrap().to_owned();
@@ -165,10 +174,7 @@ async fn urls_expire_and_cannot_be_altered() {
     let resp = bare().get(&moved).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 
-    let resp = bare().get(&location).send().await.unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    // X-Amz-Date has whole seconds: past 2 s the URL is surely expired.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep_until((signed_by + EXPIRY + Duration::from_millis(200)).into()).await;
     let resp = bare().get(&location).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     assert!(resp.text().await.unwrap().contains("expired"));
