@@ -58,13 +58,73 @@ pub(crate) type Streamed = (u64, Option<Range<u64>>, BoxStream<'static, Result<B
 const DIR_CACHE_MIN_NAMES: usize = 1024;
 /// Listings kept at most (one per directory).
 const DIR_CACHE_ENTRIES: usize = 64;
+/// Memory all kept listings may take together, as [`listing_bytes`]
+/// counts it (a listing of 100,000 tags is about 4 MiB): a listing that
+/// would not fit even alone is not kept.
+const DIR_CACHE_BYTES: usize = 32 << 20;
 /// A listing is kept only if its directory was last modified at least this
 /// long before it was read: a later change then gets a later timestamp even
 /// on filesystems whose timestamps are coarse.
 const DIR_CACHE_SETTLED: Duration = Duration::from_secs(2);
 
 /// Listings kept in memory: by directory and what was listed.
-type ListingCache = Mutex<HashMap<(PathBuf, Listed), CachedNames>>;
+type ListingCache = Mutex<Listings>;
+
+/// The kept listings and the memory they take, bounded by
+/// [`DIR_CACHE_ENTRIES`] and [`DIR_CACHE_BYTES`].
+#[derive(Debug, Default)]
+struct Listings {
+    kept: HashMap<(PathBuf, Listed), CachedNames>,
+    bytes: usize,
+}
+
+impl Listings {
+    fn get(&self, key: &(PathBuf, Listed)) -> Option<&CachedNames> {
+        self.kept.get(key)
+    }
+
+    /// Keeps `names` for `key` if they fit, evicting other listings to
+    /// make room; a listing too large to keep alone is not kept (and any
+    /// older copy is dropped).
+    fn keep(&mut self, key: (PathBuf, Listed), modified: SystemTime, names: Arc<Vec<String>>) {
+        self.forget(&key);
+        let bytes = listing_bytes(&key.0, &names);
+        if bytes > DIR_CACHE_BYTES {
+            return;
+        }
+        while self.kept.len() >= DIR_CACHE_ENTRIES || self.bytes + bytes > DIR_CACHE_BYTES {
+            let Some(evict) = self.kept.keys().next().cloned() else {
+                break;
+            };
+            self.forget(&evict);
+        }
+        self.bytes += bytes;
+        self.kept.insert(
+            key,
+            CachedNames {
+                modified,
+                names,
+                bytes,
+            },
+        );
+    }
+
+    fn forget(&mut self, key: &(PathBuf, Listed)) {
+        if let Some(old) = self.kept.remove(key) {
+            self.bytes -= old.bytes;
+        }
+    }
+}
+
+/// What a kept listing of `names` in `dir` takes in memory: the names'
+/// bytes and their `String`s, the `Vec`, the key and the map's entry.
+fn listing_bytes(dir: &std::path::Path, names: &[String]) -> usize {
+    let strings: usize = names
+        .iter()
+        .map(|n| n.len() + std::mem::size_of::<String>())
+        .sum();
+    strings + dir.as_os_str().len() + 128
+}
 
 /// What a kept listing holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +140,8 @@ enum Listed {
 struct CachedNames {
     modified: SystemTime,
     names: Arc<Vec<String>>,
+    /// What [`listing_bytes`] counted for it.
+    bytes: usize,
 }
 
 /// The filesystem backend's root, for direct access.
@@ -758,24 +820,15 @@ fn cached_listing(
         .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
     let mut cache = lock(cache);
     if settled && names.len() >= DIR_CACHE_MIN_NAMES {
-        if cache.len() >= DIR_CACHE_ENTRIES
-            && !cache.contains_key(&key)
-            && let Some(evict) = cache.keys().next().cloned()
-        {
-            cache.remove(&evict);
-        }
-        let names = Arc::clone(&names);
-        cache.insert(key, CachedNames { modified, names });
+        cache.keep(key, modified, Arc::clone(&names));
     } else {
-        cache.remove(&key);
+        cache.forget(&key);
     }
     Ok(names)
 }
 
 /// The listing cache, even if a holder panicked.
-fn lock(
-    cache: &ListingCache,
-) -> std::sync::MutexGuard<'_, HashMap<(PathBuf, Listed), CachedNames>> {
+fn lock(cache: &ListingCache) -> std::sync::MutexGuard<'_, Listings> {
     cache.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -1038,6 +1091,58 @@ mod tests {
         let after_remove = listed(&files).await;
         assert_eq!(kept.len(), DIR_CACHE_MIN_NAMES + 1);
         assert_eq!(after_remove.len(), DIR_CACHE_MIN_NAMES);
+    }
+
+    /// Kept listings stay within [`DIR_CACHE_BYTES`] and
+    /// [`DIR_CACHE_ENTRIES`] together, however large the directories: older
+    /// listings are evicted to make room, a listing larger than the whole
+    /// budget is not kept (and drops its older copy), and replacing a
+    /// listing counts only the new one.
+    #[test]
+    fn kept_listings_are_bounded_in_bytes_and_number() {
+        let names = |n: usize, len: usize| -> Arc<Vec<String>> {
+            Arc::new((0..n).map(|i| format!("{i:0len$}")).collect())
+        };
+        let key = |i: usize| (PathBuf::from(format!("/r/{i}/_tags")), Listed::Files);
+        let check = |l: &Listings| {
+            let counted: usize = l.kept.values().map(|c| c.bytes).sum();
+            assert_eq!(l.bytes, counted);
+            assert!(l.bytes <= DIR_CACHE_BYTES, "{} bytes kept", l.bytes);
+            assert!(l.kept.len() <= DIR_CACHE_ENTRIES);
+        };
+        let now = SystemTime::now();
+        let mut listings = Listings::default();
+
+        // 3 MiB listings: only ten fit in 32 MiB.
+        let big = names(50_000, 40);
+        let big_bytes = listing_bytes(&key(0).0, &big);
+        assert!((3 << 20..4 << 20).contains(&big_bytes), "{big_bytes}");
+        for i in 0..30 {
+            listings.keep(key(i), now, Arc::clone(&big));
+            check(&listings);
+            assert!(listings.get(&key(i)).is_some(), "the newest is kept");
+        }
+        assert_eq!(listings.kept.len(), DIR_CACHE_BYTES / big_bytes);
+
+        // Small listings: bounded by number.
+        for i in 100..300 {
+            listings.keep(key(i), now, names(1024, 8));
+            check(&listings);
+        }
+        assert_eq!(listings.kept.len(), DIR_CACHE_ENTRIES);
+
+        // Replaced by a newer copy of the same directory: counted once.
+        let before = listings.bytes;
+        listings.keep(key(299), now, names(1024, 8));
+        check(&listings);
+        assert_eq!(listings.bytes, before);
+
+        // Larger than the whole budget: not kept, and the old copy goes.
+        let huge = names(DIR_CACHE_BYTES / 40, 20);
+        listings.keep(key(299), now, huge);
+        check(&listings);
+        assert!(listings.get(&key(299)).is_none());
+        assert_eq!(listings.kept.len(), DIR_CACHE_ENTRIES - 1);
     }
 
     /// A page of a namespace of thousands of repositories starts at `after`
