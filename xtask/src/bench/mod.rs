@@ -124,6 +124,11 @@ pub struct Args {
     /// off: with --telemetry, the ratio is their overhead.
     #[arg(long, conflicts_with_all = ["peer", "peer_distribution"])]
     peer_self: bool,
+    /// The peer is another build of ours (e.g. the previous commit's
+    /// `oci-registry`), started like ours with the access log and metrics
+    /// off: the ratio is what a change gained or cost.
+    #[arg(long, conflicts_with_all = ["peer", "peer_distribution", "peer_self"])]
+    peer_binary: Option<PathBuf>,
     /// Restart every registry the bench started before each round of the
     /// request-rate workload (then warm it up again): the same binary
     /// serves ~5 % faster or slower from one process to the next on a
@@ -394,7 +399,7 @@ pub async fn run(args: Args) -> Result<(), Error> {
         ours.authorization = Some(auth::authorization(&ours, mode).await?);
     }
     let (peer, peer_label) = match (&args.peer, &args.peer_distribution) {
-        _ if args.peer_self => {
+        _ if args.peer_self || args.peer_binary.is_some() => {
             let port = free_port()?;
             let (storage, files) = match &s3 {
                 Some(s3) => (s3.url("bench-peer"), s3.blob_files("bench-peer")),
@@ -403,8 +408,9 @@ pub async fn run(args: Args) -> Result<(), Error> {
                     (root.display().to_string(), BlobFiles::Dir(root))
                 }
             };
+            let peer_binary = args.peer_binary.clone().unwrap_or_else(|| binary.clone());
             let command = target::ours_command(
-                binary.clone(),
+                peer_binary,
                 storage,
                 env.clone(),
                 port,
@@ -413,10 +419,11 @@ pub async fn run(args: Args) -> Result<(), Error> {
             let peer = Target::start("peer", port, dir.path().join("peer.log"), command)
                 .await?
                 .with_blob_files(files);
-            (
-                Some(peer),
-                Some("ours again, access log and metrics off".to_owned()),
-            )
+            let label = match &args.peer_binary {
+                Some(path) => format!("{}, access log and metrics off", path.display()),
+                None => "ours again, access log and metrics off".to_owned(),
+            };
+            (Some(peer), Some(label))
         }
         (Some(url), _) => (
             Some(Target::remote("peer", url.clone(), args.peer_pid)),
@@ -1002,6 +1009,34 @@ async fn lists(
 mod tests {
     use super::*;
     use crate::server::testing::debug_registry;
+
+    /// `--peer-binary` names the build the peer runs; it replaces the
+    /// other ways of naming a peer instead of joining them.
+    #[test]
+    fn peer_binary_is_one_way_to_name_the_peer() {
+        #[derive(clap::Parser)]
+        struct Bench {
+            #[command(flatten)]
+            args: Args,
+        }
+        use clap::Parser as _;
+        let parsed = Bench::try_parse_from(["bench", "--peer-binary", "/tmp/previous"]).unwrap();
+        assert_eq!(
+            parsed.args.peer_binary.as_deref(),
+            Some(std::path::Path::new("/tmp/previous"))
+        );
+        assert!(!parsed.args.peer_self);
+        for other in [
+            &["--peer-self"][..],
+            &["--peer", "http://127.0.0.1:5000"],
+            &["--peer-distribution", "/usr/bin/docker-registry"],
+        ] {
+            let argv = ["bench", "--peer-binary", "/tmp/previous"]
+                .into_iter()
+                .chain(other.iter().copied());
+            assert!(Bench::try_parse_from(argv).is_err(), "{other:?}");
+        }
+    }
 
     /// The bench's workloads against the debug registry over real HTTP, at
     /// small sizes: every push kind, blob reclaim, pulls, seeding, paging
