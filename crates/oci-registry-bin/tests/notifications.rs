@@ -5,6 +5,8 @@
 mod common;
 
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
@@ -68,18 +70,30 @@ async fn kill_9_loses_no_acknowledged_event() {
     };
     let mut run = start(serve);
     let client = Client::new();
-    // Some pushes finish before the kill, some are cut by it.
+    // Some pushes finish before the kill, some are cut by it: the kill
+    // comes as soon as one is acknowledged (not after a fixed time, which a
+    // loaded machine may spend before any push finishes), while the later
+    // ones are still starting, 15 ms apart.
+    let finished = Arc::new(AtomicUsize::new(0));
     let pushes: Vec<_> = (0..40)
         .map(|i| {
             let (client, base) = (client.clone(), run.base.clone());
+            let finished = Arc::clone(&finished);
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(i * 15)).await;
                 let tag = format!("t{i}");
-                push(&client, &base, "crash/app", &tag).await.then_some(tag)
+                let pushed = push(&client, &base, "crash/app", &tag).await;
+                if pushed {
+                    finished.fetch_add(1, Ordering::SeqCst);
+                }
+                pushed.then_some(tag)
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while finished.load(Ordering::SeqCst) == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     run.child.kill().unwrap();
     run.child.wait().unwrap();
     let mut acknowledged = Vec::new();
