@@ -81,16 +81,16 @@ fn client_of(ca: &Ca) -> reqwest::Client {
     https_client(ca.pem.as_bytes(), None, &["h2", "http/1.1"])
 }
 
-/// Waits up to 10 s for a new connection to be served `want`.
+/// Waits up to 60 s for a new connection to be served `want`.
 async fn wait_for_cert(srv: &TestServer, ca: &Ca, want: &Leaf) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if peer_cert(srv, &client_of(ca)).await == want.der {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "new connections still see the old certificate after 10 s"
+            "new connections still see the old certificate after 60 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -129,9 +129,9 @@ impl std::io::Write for LogWriter {
     }
 }
 
-/// Waits up to 10 s for a log line containing every one of `parts`.
+/// Waits up to 60 s for a log line containing every one of `parts`.
 async fn wait_for_log(logs: &Mutex<Vec<u8>>, parts: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
         if let Some(line) = text.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
@@ -139,7 +139,7 @@ async fn wait_for_log(logs: &Mutex<Vec<u8>>, parts: &[&str]) -> String {
         }
         assert!(
             Instant::now() < deadline,
-            "no log line with {parts:?} after 10 s; logs:\n{text}"
+            "no log line with {parts:?} after 60 s; logs:\n{text}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -441,45 +441,73 @@ async fn client_certificates() {
 }
 
 /// A client that opens TCP and sends nothing holds its connection slot
-/// only for the header timeout; while it does, a connection over the cap
-/// is answered `503` over TLS.
+/// only for the header timeout (1 s); while it does, a connection over the
+/// cap is answered `503` over TLS.
+///
+/// The over-cap requests must end within the header timeout of the silent
+/// connection's start, measured here, or the slot is free again by then
+/// and they are rightly served: a loaded machine that overruns that window
+/// proves nothing, and once the silent connection is closed the round is
+/// tried again, a bounded number of times.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_is_bounded_by_the_header_timeout() {
+    const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
     let ca = Ca::new("registry test CA");
     let dir = CertDir::new();
     dir.write(&ca.server(1));
     let mut limits = oci_http::Limits::default();
-    limits.header_timeout = Duration::from_secs(1);
+    limits.header_timeout = HEADER_TIMEOUT;
     limits.max_connections = 1;
     let tls = Tls::load(dir.files()).unwrap();
     let srv = TestServer::start_tls_limited(Backend::Memory, limits, tls, ca.pem.as_bytes()).await;
 
-    let started = Instant::now();
-    let mut silent = tokio::net::TcpStream::connect(srv.host()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    for alpn in [&["h2", "http/1.1"][..], &["http/1.1"]] {
-        let resp = https_client(ca.pem.as_bytes(), None, alpn)
-            .get(srv.url("/v2/"))
-            .send()
-            .await
-            .expect("an over-cap connection is answered");
-        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{alpn:?}");
-        assert_eq!(header(&resp, "retry-after").as_deref(), Some("1"));
-        assert_error(resp, 503, &["TOOMANYREQUESTS"]).await;
-    }
+    for round in 0..5 {
+        let started = Instant::now();
+        let mut silent = tokio::net::TcpStream::connect(srv.host()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut answers = Vec::new();
+        for alpn in [&["h2", "http/1.1"][..], &["http/1.1"]] {
+            let resp = https_client(ca.pem.as_bytes(), None, alpn)
+                .get(srv.url("/v2/"))
+                .send()
+                .await
+                .expect("an over-cap connection is answered");
+            answers.push((alpn, resp));
+        }
+        let overran = started.elapsed() >= HEADER_TIMEOUT;
+        if overran {
+            // Served, perhaps: their connections close now.
+            drop(answers);
+        } else {
+            for (alpn, resp) in answers {
+                assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE, "{alpn:?}");
+                assert_eq!(header(&resp, "retry-after").as_deref(), Some("1"));
+                assert_error(resp, 503, &["TOOMANYREQUESTS"]).await;
+            }
+        }
 
-    let mut buf = [0u8; 16];
-    let closed = tokio::time::timeout(Duration::from_secs(10), silent.read(&mut buf))
-        .await
-        .expect("a silent connection must be closed by the server");
-    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
-    let held = started.elapsed();
-    assert!(
-        held >= Duration::from_millis(900) && held < Duration::from_secs(5),
-        "closed after {held:?}"
-    );
-    assert_eq!(srv.get("/v2/").await.status(), StatusCode::OK, "slot freed");
-    srv.stop().await;
+        let mut buf = [0u8; 16];
+        let closed = tokio::time::timeout(Duration::from_secs(30), silent.read(&mut buf))
+            .await
+            .expect("a silent connection must be closed by the server");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+        let held = started.elapsed();
+        assert!(
+            held >= Duration::from_millis(900) && held < Duration::from_secs(20),
+            "closed after {held:?}"
+        );
+        if overran {
+            eprintln!("round {round}: the over-cap requests ended after the header timeout; again");
+            // Whatever connection is left is closed by its own header
+            // timeout by then, and the slot is free for the next round.
+            tokio::time::sleep(HEADER_TIMEOUT * 2).await;
+            continue;
+        }
+        assert_eq!(srv.get("/v2/").await.status(), StatusCode::OK, "slot freed");
+        srv.stop().await;
+        return;
+    }
+    panic!("every round overran the {HEADER_TIMEOUT:?} window: the machine is too slow to tell");
 }
 
 /// `oci-client` (rustls) trusting the CA through
