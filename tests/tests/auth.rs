@@ -1288,18 +1288,23 @@ async fn accounts_reload_on_change() {
     let htpasswd = files.path("htpasswd");
     let authenticator = &srv.auth().unwrap().options().authenticator;
     let watch = oci_http::reload::watch(authenticator.clone(), Duration::from_millis(50));
-    std::fs::write(
-        &htpasswd,
-        format!("admin:{}\n", bcrypt::hash("new-pw", 4).unwrap()),
-    )
-    .unwrap();
+    // Each version of the file replaces the last whole (written aside,
+    // then renamed): a watch that polled between a plain write's truncate
+    // and its bytes, which a loaded machine can hold apart, would load an
+    // empty file, which is valid (no accounts).
+    let replace = |text: &str| {
+        let aside = files.path("htpasswd.new");
+        std::fs::write(&aside, text).unwrap();
+        std::fs::rename(&aside, &htpasswd).unwrap();
+    };
+    replace(&format!("admin:{}\n", bcrypt::hash("new-pw", 4).unwrap()));
     wait_until(|| async { status("admin", "new-pw").await == StatusCode::OK }).await;
     assert_eq!(status("admin", "admin-pw").await, StatusCode::UNAUTHORIZED);
     assert_eq!(
         status("reader", "reader-pw").await,
         StatusCode::UNAUTHORIZED
     );
-    std::fs::write(&htpasswd, "admin:{SHA}plain\n").unwrap();
+    replace("admin:{SHA}plain\n");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         status("admin", "new-pw").await,
@@ -1315,11 +1320,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while !check().await {
         assert!(
             std::time::Instant::now() < deadline,
-            "condition not met within 10 s"
+            "condition not met within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
