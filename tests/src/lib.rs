@@ -870,9 +870,9 @@ impl TestServer {
             let _ = tx.send(());
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(20), task)
+            tokio::time::timeout(Duration::from_secs(60), task)
                 .await
-                .expect("server did not shut down within 20 s")
+                .expect("server did not shut down within 60 s")
                 .expect("server task panicked");
         }
         if let Some(delivery) = self.delivery.take() {

@@ -44,7 +44,8 @@ async fn driver(test: &str) -> Option<Driver> {
         .spawn()
         .expect("start chromedriver");
     let d = Driver { child, port };
-    for _ in 0..100 {
+    // Up to a minute: a loaded machine starts it slowly.
+    for _ in 0..600 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
             .await
             .is_ok()
@@ -99,11 +100,11 @@ async fn click_link(c: &Client, text: &str) {
         .unwrap();
 }
 
-/// The page's `h1` once it is the one `expected` accepts (at most 10 s:
+/// The page's `h1` once it is the one `expected` accepts (at most 30 s:
 /// a click returns before the next page may have loaded), or the last one
 /// seen.
 async fn heading(c: &Client, expected: impl Fn(&str) -> bool) -> String {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let h = text_of(c, "h1").await;
         if expected(&h) || std::time::Instant::now() > deadline {
@@ -113,12 +114,12 @@ async fn heading(c: &Client, expected: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// The text of the first element `css` selects, waiting (at most 10 s)
+/// The text of the first element `css` selects, waiting (at most 30 s)
 /// for it to appear: a click that submits a form returns before the next
 /// page has loaded.
 async fn text_of(c: &Client, css: &str) -> String {
     c.wait()
-        .at_most(std::time::Duration::from_secs(10))
+        .at_most(std::time::Duration::from_secs(30))
         .for_element(Locator::Css(css))
         .await
         .unwrap_or_else(|e| panic!("{css}: {e}"))
