@@ -10,12 +10,15 @@
 //! distribution-spec's `UNAUTHORIZED`/`DENIED` codes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use oci_auth::{AccessEntry, SigningKey, TokenClaims};
 use oci_e2e::*;
+use oci_http::reload::Reload;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -1287,7 +1290,11 @@ async fn accounts_reload_on_change() {
     assert_eq!(status("admin", "admin-pw").await, StatusCode::OK);
     let htpasswd = files.path("htpasswd");
     let authenticator = &srv.auth().unwrap().options().authenticator;
-    let watch = oci_http::reload::watch(authenticator.clone(), Duration::from_millis(50));
+    let counted = Arc::new(Counted {
+        inner: authenticator.clone(),
+        refused: AtomicUsize::new(0),
+    });
+    let watch = oci_http::reload::watch(counted.clone(), Duration::from_millis(50));
     // Each version of the file replaces the last whole (written aside,
     // then renamed): a watch that polled between a plain write's truncate
     // and its bytes, which a loaded machine can hold apart, would load an
@@ -1305,7 +1312,7 @@ async fn accounts_reload_on_change() {
         StatusCode::UNAUTHORIZED
     );
     replace("admin:{SHA}plain\n");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_until(|| async { counted.refused.load(Ordering::SeqCst) >= 1 }).await;
     assert_eq!(
         status("admin", "new-pw").await,
         StatusCode::OK,
@@ -1313,6 +1320,29 @@ async fn accounts_reload_on_change() {
     );
     drop(watch);
     assert!(Path::new(&htpasswd).exists());
+}
+
+/// The accounts as the watch reloads them, counting the reloads refused,
+/// so the test knows the watch has read the broken file.
+struct Counted {
+    inner: Arc<dyn Reload>,
+    refused: AtomicUsize,
+}
+
+impl Reload for Counted {
+    fn what(&self) -> &'static str {
+        self.inner.what()
+    }
+    fn files(&self) -> Vec<PathBuf> {
+        self.inner.files()
+    }
+    fn reload(&self) -> Result<(), String> {
+        let result = self.inner.reload();
+        if result.is_err() {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
 }
 
 async fn wait_until<F, Fut>(mut check: F)
