@@ -54,7 +54,9 @@ admins = ["puller"]
     (srv, dir)
 }
 
-/// A cache of `upstream` under `prefix`, with `tag_ttl`.
+/// A cache of `upstream` under `prefix`, with `tag_ttl` and the default
+/// 30 s upstream timeout (the upstream runs in this test process, and a
+/// loaded machine can pause it past a shorter one).
 async fn cache(backend: Backend, upstream: &str, prefix: &str, tag_ttl: &str) -> TestServer {
     TestServer::start_with_config(
         backend,
@@ -66,7 +68,7 @@ username = "puller"
 password = "secret"
 library = true
 tag_ttl = "{tag_ttl}"
-timeout = "5s"
+timeout = "30s"
 "#
         ),
     )
