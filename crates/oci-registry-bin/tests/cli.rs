@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{oci_digest, signal, start, stop_and_read_log, wait_exit};
+use common::{hold_upload, oci_digest, signal, start, stop_and_read_log, wait_exit};
 
 #[tokio::test]
 async fn flags_startup_line_and_sigterm() {
@@ -194,10 +194,16 @@ fn bad_storage_url_fails_cleanly() {
 
 /// SIGTERM while an upload is streaming: the request completes, then the
 /// process exits 0.
+///
+/// The signal comes once the upload is known to be in the server: with
+/// `max_requests = 1`, when a `GET /v2/` beside it is refused with 429
+/// (polled, up to 60 s; see `hold_upload`), not after a fixed pause a
+/// loaded machine may spend before the upload arrives.
 #[tokio::test]
 async fn in_flight_requests_finish_after_sigterm() {
     let mut run = start(|c| {
-        c.args(["--listen", "127.0.0.1:0", "--storage", "memory://"]);
+        c.args(["--listen", "127.0.0.1:0", "--storage", "memory://"])
+            .env("OCI_REGISTRY_LIMITS_MAX_REQUESTS", "1");
     });
     let client = reqwest::Client::new();
     let r = client
@@ -207,16 +213,15 @@ async fn in_flight_requests_finish_after_sigterm() {
         .unwrap();
     assert_eq!(r.status(), 202);
     let location = r.headers()["location"].to_str().unwrap().to_owned();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
-    tx.unbounded_send(Ok(Bytes::from_static(b"first half, ")))
-        .unwrap();
-    let patch = tokio::spawn(
-        client
-            .patch(format!("{}{location}", run.base))
-            .body(reqwest::Body::wrap_stream(rx))
-            .send(),
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (tx, patch) = hold_upload(
+        &client,
+        &run.base,
+        &location,
+        Bytes::from_static(b"first half, "),
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("the upload never reached the server");
     signal(&run.child, "TERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use common::{clear_env, oci_digest, signal, start, stop_and_read_log, wait_exit};
+use common::{clear_env, hold_upload, oci_digest, signal, start, stop_and_read_log, wait_exit};
 
 fn oci_registry(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
@@ -90,33 +90,39 @@ async fn file_then_environment_then_flags() {
 }
 
 /// A limit from the file holds, and the environment overrides it: with
-/// `max_requests = 1` a second request in flight is refused with 429.
+/// `max_requests = 1`, from the file or from the variable over a file's
+/// 100, a request beside one held upload is refused with 429.
 #[tokio::test]
 async fn limits_from_the_file_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
-    let file = write(
-        dir.path(),
-        "registry.toml",
-        "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"memory://\"\n[limits]\nmax_requests = 1\n",
-    );
-    let status = status_with_one_request_held(|cmd| {
-        cmd.arg("--config").arg(&file);
+    let limit = |n: usize| {
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[storage]\nurl = \"memory://\"\n[limits]\nmax_requests = {n}\n"
+        )
+    };
+    let one = write(dir.path(), "one.toml", &limit(1));
+    let refused = refused_beside_a_held_upload(|cmd| {
+        cmd.arg("--config").arg(&one);
     })
     .await;
-    assert_eq!(status, 429, "the file's max_requests = 1 holds");
-    let status = status_with_one_request_held(|cmd| {
+    assert!(refused, "the file's max_requests = 1 holds");
+    let hundred = write(dir.path(), "hundred.toml", &limit(100));
+    let refused = refused_beside_a_held_upload(|cmd| {
         cmd.arg("--config")
-            .arg(&file)
-            .env("OCI_REGISTRY_LIMITS_MAX_REQUESTS", "100");
+            .arg(&hundred)
+            .env("OCI_REGISTRY_LIMITS_MAX_REQUESTS", "1");
     })
     .await;
-    assert_eq!(status, 200, "the variable overrides the file");
+    assert!(refused, "the variable overrides the file");
 }
 
-/// Starts the binary as `configure` says, holds one request in flight (a
-/// PATCH whose body does not end), and answers the status of a second
-/// request meanwhile.
-async fn status_with_one_request_held(configure: impl FnOnce(&mut Command)) -> u16 {
+/// Starts the binary as `configure` says and holds one upload in flight
+/// (a PATCH whose body does not end): whether a `GET /v2/` beside it was
+/// refused with 429. Polled (see `hold_upload`), as a fixed pause may
+/// pass on a loaded machine before the upload arrives; a server that
+/// admits more requests never refuses, and is given up on after 30 s.
+/// The held upload then completes.
+async fn refused_beside_a_held_upload(configure: impl FnOnce(&mut Command)) -> bool {
     let mut run = start(configure);
     let client = reqwest::Client::new();
     let upload = client
@@ -125,28 +131,22 @@ async fn status_with_one_request_held(configure: impl FnOnce(&mut Command)) -> u
         .await
         .unwrap();
     let location = upload.headers()["location"].to_str().unwrap().to_owned();
-    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<bytes::Bytes, std::io::Error>>();
-    tx.unbounded_send(Ok(bytes::Bytes::from_static(b"x")))
-        .unwrap();
-    let held = tokio::spawn(
-        client
-            .patch(format!("{}{location}", run.base))
-            .body(reqwest::Body::wrap_stream(rx))
-            .send(),
-    );
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let status = client
-        .get(format!("{}/v2/", run.base))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        .as_u16();
-    drop(tx);
-    held.await.unwrap().unwrap();
+    let held = hold_upload(
+        &client,
+        &run.base,
+        &location,
+        bytes::Bytes::from_static(b"x"),
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    let refused = held.is_some();
+    if let Some((body, patch)) = held {
+        drop(body);
+        assert_eq!(patch.await.unwrap().unwrap().status(), 202);
+    }
     signal(&run.child, "TERM");
     assert!(wait_exit(&mut run.child).success());
-    status
+    refused
 }
 
 #[test]

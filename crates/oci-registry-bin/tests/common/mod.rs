@@ -132,3 +132,58 @@ pub async fn scrape(run: &Running) -> String {
         .await
         .expect("metrics text")
 }
+
+/// The sender of a held request body, and the request.
+pub type HeldUpload = (
+    futures::channel::mpsc::UnboundedSender<Result<bytes::Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+);
+
+/// Holds an upload in flight on a server that admits one request at a
+/// time (`max_requests = 1`): a PATCH of `first` to `location` whose body
+/// does not end. It is known to be in the server once a `GET /v2/` beside
+/// it is refused with 429 (a fixed pause may pass on a loaded machine
+/// before it arrives), polled until `patience` runs out (then `None`, the
+/// upload ended and answered). A PATCH refused because a poll held the
+/// place is sent again.
+pub async fn hold_upload(
+    client: &reqwest::Client,
+    base: &str,
+    location: &str,
+    first: bytes::Bytes,
+    patience: Duration,
+) -> Option<HeldUpload> {
+    let send = || {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        tx.unbounded_send(Ok(first.clone())).unwrap();
+        let patch = tokio::spawn(
+            client
+                .patch(format!("{base}{location}"))
+                .body(reqwest::Body::wrap_stream(rx))
+                .send(),
+        );
+        (tx, patch)
+    };
+    let mut held = send();
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        if held.1.is_finished() {
+            match (&mut held.1).await.unwrap() {
+                Ok(r) if r.status() != 429 => panic!("the held upload answered {}", r.status()),
+                _ => held = send(),
+            }
+        }
+        let r = client.get(format!("{base}/v2/")).send().await.unwrap();
+        if r.status() == 429 {
+            return Some(held);
+        }
+        assert_eq!(r.status(), 200);
+        if std::time::Instant::now() >= deadline {
+            // Its body ends, and it is answered before the caller goes on.
+            drop(held.0);
+            let _ = held.1.await;
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
