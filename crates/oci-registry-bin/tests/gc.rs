@@ -697,7 +697,7 @@ async fn usage_metrics_follow_collections() {
     // A collection that started after the pushes.
     let storage = oci_storage::Storage::open(&url).await.unwrap();
     let after = storage.gc_state().await.unwrap().generation + 1;
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let state = storage.gc_state().await.unwrap();
         if state.generation > after && state.is_idle() {

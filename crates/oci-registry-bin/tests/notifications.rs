@@ -110,7 +110,7 @@ async fn kill_9_loses_no_acknowledged_event() {
 
     let receiver = Receiver::start_at(addr).await;
     let mut run = start(serve);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let tags: Vec<String> = receiver
             .delivered()
@@ -201,8 +201,8 @@ async fn metrics_count_events_per_endpoint() {
     });
     let client = Client::new();
     assert!(push(&client, &run.base, "m/app", "v1").await);
-    ok.wait_requests(1, Duration::from_secs(20)).await;
-    failing.wait_requests(2, Duration::from_secs(20)).await;
+    ok.wait_requests(1, Duration::from_secs(60)).await;
+    failing.wait_requests(2, Duration::from_secs(60)).await;
     let want = [
         "oci_registry_notifications_queued_total{endpoint=\"ok\"} 1",
         "oci_registry_notifications_delivered_total{endpoint=\"ok\"} 1",
@@ -211,7 +211,7 @@ async fn metrics_count_events_per_endpoint() {
         "oci_registry_notifications_dead_lettered_total{endpoint=\"failing\"} 1",
         "oci_registry_notifications_delivering{endpoint=\"ok\"} 1",
     ];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let text = scrape(&run).await;
         let missing: Vec<_> = want.iter().filter(|w| !text.contains(*w)).collect();
