@@ -20,9 +20,16 @@ use tokio::sync::oneshot;
 const MIB: usize = 1024 * 1024;
 
 /// Two replicas (engines) on one bucket, with a short lease.
+///
+/// The holder must keep its lease while it sends the head of its body,
+/// up to the stall: it renews every `lease_ttl / 4` and counts itself
+/// fenced without a renewal within `lease_ttl / 2`. At 2 s that tolerates
+/// a second of a loaded machine's pause (at 300 ms, a 150 ms one could
+/// fence it before the stall, ending the test early); the taker then
+/// waits about `lease_ttl` after the holder stalls.
 async fn replicas(server: &oci_test_s3::S3Server) -> (Storage, Storage) {
     let mut options = StorageOptions::with_backend(&server.options());
-    options.lease_ttl = Duration::from_millis(300);
+    options.lease_ttl = Duration::from_secs(2);
     options.lock_wait = Duration::from_secs(10);
     let url = server.url("reg");
     let a = Storage::open_with_options(&url, options.clone())
