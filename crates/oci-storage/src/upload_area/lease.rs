@@ -411,17 +411,21 @@ mod tests {
 
     /// Two replicas race for one expired lease, round after round: never
     /// both hold it, and the winner keeps it while it renews.
+    ///
+    /// A 1 s lease: the winner renews every 250 ms and counts itself lost
+    /// after 500 ms without a renewal, so a loaded machine's pause must
+    /// pass half a second to tell (with 200 ms, a 100 ms pause did).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_takers_never_both_win() {
         let server = oci_test_s3::S3Server::start().await.unwrap();
         let store = store(&server);
-        let ttl = Duration::from_millis(200);
+        let ttl = Duration::from_secs(1);
         let a = LeaseLocks::new(Arc::clone(&store), ttl);
         let b = LeaseLocks::new(Arc::clone(&store), ttl);
         for _ in 0..4 {
             let id = Uuid::new_v4();
             plant_dead(store.as_ref(), &id).await;
-            let wait = ttl * 5;
+            let wait = ttl * 3;
             let (la, lb) = tokio::join!(a.lock(&id, within(wait)), b.lock(&id, within(wait)));
             let winner = match (la, lb) {
                 (Ok(l), Err(StorageError::Busy(_))) | (Err(StorageError::Busy(_)), Ok(l)) => l,
