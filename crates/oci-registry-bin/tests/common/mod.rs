@@ -33,6 +33,17 @@ pub struct Running {
     pub base: String,
 }
 
+/// A test that fails before it stops its server leaves no process behind
+/// (one still running would hold the port and the test's output pipe).
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn start(configure: impl FnOnce(&mut Command)) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_oci-registry"));
     cmd.arg("serve");
