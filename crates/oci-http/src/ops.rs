@@ -307,6 +307,16 @@ mod tests {
         (probe, runs)
     }
 
+    /// `n` checks of `readiness` started at once, on tasks of their own.
+    fn concurrent_checks(readiness: &Readiness, n: usize) -> Vec<tokio::task::JoinHandle<Verdict>> {
+        (0..n)
+            .map(|_| {
+                let r = readiness.clone();
+                tokio::spawn(async move { r.check().await })
+            })
+            .collect()
+    }
+
     /// A verdict is fresh for `fresh_for` from when the probe (200 ms)
     /// answered, so at least 700 ms from the round's start: the checks
     /// that share the probe and the one that reuses its verdict must all
@@ -319,13 +329,7 @@ mod tests {
             let (probe, runs) = counting(delay, true);
             let readiness = Readiness::new(probe, Duration::from_secs(2), fresh_for);
             let started = Instant::now();
-            let checks: Vec<_> = (0..100)
-                .map(|_| {
-                    let r = readiness.clone();
-                    tokio::spawn(async move { r.check().await })
-                })
-                .collect();
-            for check in checks {
+            for check in concurrent_checks(&readiness, 100) {
                 assert!(check.await.unwrap().is_ok());
             }
             let shared = runs.load(Ordering::SeqCst);
@@ -360,13 +364,7 @@ mod tests {
             let (probe, runs) = counting(Duration::from_secs(3600), true);
             let readiness = Readiness::new(probe, timeout, fresh_for);
             let started = Instant::now();
-            let checks: Vec<_> = (0..50)
-                .map(|_| {
-                    let r = readiness.clone();
-                    tokio::spawn(async move { r.check().await })
-                })
-                .collect();
-            for check in checks {
+            for check in concurrent_checks(&readiness, 50) {
                 let verdict = check.await.unwrap();
                 assert!(verdict.unwrap_err().contains("no answer"));
             }
