@@ -30,11 +30,10 @@
 //! and every listing here skip, so a crash mid-write leaves at worst a
 //! staging file, never a partial object.
 
-use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::ops::{ControlFlow, Range};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -56,7 +55,8 @@ pub(crate) type Streamed = (u64, Option<Range<u64>>, BoxStream<'static, Result<B
 
 /// Directories with fewer entries are listed afresh every time.
 const DIR_CACHE_MIN_NAMES: usize = 1024;
-/// Listings kept at most (one per directory).
+/// Listings kept at most (one per directory): each weighs at least
+/// [`DIR_CACHE_BYTES`] / this.
 const DIR_CACHE_ENTRIES: usize = 64;
 /// Memory all kept listings may take together, as [`listing_bytes`]
 /// counts it (a listing of 100,000 tags is about 4 MiB): a listing that
@@ -67,53 +67,40 @@ const DIR_CACHE_BYTES: usize = 32 << 20;
 /// on filesystems whose timestamps are coarse.
 const DIR_CACHE_SETTLED: Duration = Duration::from_secs(2);
 
-/// Listings kept in memory: by directory and what was listed.
-type ListingCache = Mutex<Listings>;
+/// Listings kept in memory, by directory and what was listed, in the
+/// weight-bounded cache the read cache uses too: at most
+/// [`DIR_CACHE_BYTES`] together and [`DIR_CACHE_ENTRIES`] in number.
+type ListingCache = quick_cache::sync::Cache<(PathBuf, Listed), CachedNames, ListingWeight>;
 
-/// The kept listings and the memory they take, bounded by
-/// [`DIR_CACHE_ENTRIES`] and [`DIR_CACHE_BYTES`].
-#[derive(Debug, Default)]
-struct Listings {
-    kept: HashMap<(PathBuf, Listed), CachedNames>,
-    bytes: usize,
+/// A kept listing's weight: what [`listing_bytes`] counted when it was
+/// read (stored, as the cache asks for it on each eviction and removal),
+/// and at least a [`DIR_CACHE_ENTRIES`]th of the budget, which bounds
+/// their number.
+#[derive(Debug, Clone, Copy)]
+struct ListingWeight;
+
+impl quick_cache::Weighter<(PathBuf, Listed), CachedNames> for ListingWeight {
+    fn weight(&self, _key: &(PathBuf, Listed), kept: &CachedNames) -> u64 {
+        kept.bytes.max(DIR_CACHE_BYTES / DIR_CACHE_ENTRIES) as u64
+    }
 }
 
-impl Listings {
-    fn get(&self, key: &(PathBuf, Listed)) -> Option<&CachedNames> {
-        self.kept.get(key)
-    }
-
-    /// Keeps `names` for `key` if they fit, evicting other listings to
-    /// make room; a listing too large to keep alone is not kept (and any
-    /// older copy is dropped).
-    fn keep(&mut self, key: (PathBuf, Listed), modified: SystemTime, names: Arc<Vec<String>>) {
-        self.forget(&key);
-        let bytes = listing_bytes(&key.0, &names);
-        if bytes > DIR_CACHE_BYTES {
-            return;
-        }
-        while self.kept.len() >= DIR_CACHE_ENTRIES || self.bytes + bytes > DIR_CACHE_BYTES {
-            let Some(evict) = self.kept.keys().next().cloned() else {
-                break;
-            };
-            self.forget(&evict);
-        }
-        self.bytes += bytes;
-        self.kept.insert(
-            key,
-            CachedNames {
-                modified,
-                names,
-                bytes,
-            },
-        );
-    }
-
-    fn forget(&mut self, key: &(PathBuf, Listed)) {
-        if let Some(old) = self.kept.remove(key) {
-            self.bytes -= old.bytes;
-        }
-    }
+/// An empty listing cache. One shard, so that a single listing may take
+/// nearly the whole budget (a sharded cache splits it, and would refuse
+/// a 100,000-name listing on a many-core machine).
+fn listing_cache() -> ListingCache {
+    let options = quick_cache::OptionsBuilder::new()
+        .estimated_items_capacity(DIR_CACHE_ENTRIES)
+        .weight_capacity(DIR_CACHE_BYTES as u64)
+        .shards(1)
+        .build()
+        .expect("valid listing cache options");
+    ListingCache::with_options(
+        options,
+        ListingWeight,
+        quick_cache::DefaultHashBuilder::default(),
+        Default::default(),
+    )
 }
 
 /// What a kept listing of `names` in `dir` takes in memory: the names'
@@ -136,7 +123,7 @@ enum Listed {
 }
 
 /// A directory listing and the modification time it was read at.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct CachedNames {
     modified: SystemTime,
     names: Arc<Vec<String>>,
@@ -190,7 +177,7 @@ impl LocalFiles {
         Self {
             store,
             root,
-            dir_cache: Arc::default(),
+            dir_cache: Arc::new(listing_cache()),
             fsync,
         }
     }
@@ -804,10 +791,10 @@ fn cached_listing(
         Err(e) => return Err(StorageError::Io(e)),
     };
     let key = (dir.to_owned(), listed);
-    if let Some(kept) = lock(cache).get(&key)
+    if let Some(kept) = cache.get(&key)
         && kept.modified == modified
     {
-        return Ok(Arc::clone(&kept.names));
+        return Ok(kept.names);
     }
     let mut names = match listed {
         Listed::Files => read_file_names(dir)?,
@@ -818,18 +805,31 @@ fn cached_listing(
     let settled = SystemTime::now()
         .duration_since(modified)
         .is_ok_and(|age| age >= DIR_CACHE_SETTLED);
-    let mut cache = lock(cache);
     if settled && names.len() >= DIR_CACHE_MIN_NAMES {
-        cache.keep(key, modified, Arc::clone(&names));
+        keep(cache, key, modified, Arc::clone(&names));
     } else {
-        cache.forget(&key);
+        cache.remove(&key);
     }
     Ok(names)
 }
 
-/// The listing cache, even if a holder panicked.
-fn lock(cache: &ListingCache) -> std::sync::MutexGuard<'_, Listings> {
-    cache.lock().unwrap_or_else(|e| e.into_inner())
+/// Keeps `names` for `key`, evicting other listings to make room; a
+/// listing too large to keep alone is not kept (and drops an older copy).
+fn keep(
+    cache: &ListingCache,
+    key: (PathBuf, Listed),
+    modified: SystemTime,
+    names: Arc<Vec<String>>,
+) {
+    let bytes = listing_bytes(&key.0, &names);
+    cache.insert(
+        key,
+        CachedNames {
+            modified,
+            names,
+            bytes,
+        },
+    );
 }
 
 /// Runs blocking file work on the blocking pool.
@@ -1096,53 +1096,63 @@ mod tests {
     /// Kept listings stay within [`DIR_CACHE_BYTES`] and
     /// [`DIR_CACHE_ENTRIES`] together, however large the directories: older
     /// listings are evicted to make room, a listing larger than the whole
-    /// budget is not kept (and drops its older copy), and replacing a
-    /// listing counts only the new one.
+    /// budget is not kept (and drops its older copy), replacing a listing
+    /// counts only the new one, and one of most of the budget is kept.
     #[test]
     fn kept_listings_are_bounded_in_bytes_and_number() {
         let names = |n: usize, len: usize| -> Arc<Vec<String>> {
             Arc::new((0..n).map(|i| format!("{i:0len$}")).collect())
         };
         let key = |i: usize| (PathBuf::from(format!("/r/{i}/_tags")), Listed::Files);
-        let check = |l: &Listings| {
-            let counted: usize = l.kept.values().map(|c| c.bytes).sum();
-            assert_eq!(l.bytes, counted);
-            assert!(l.bytes <= DIR_CACHE_BYTES, "{} bytes kept", l.bytes);
-            assert!(l.kept.len() <= DIR_CACHE_ENTRIES);
+        let check = |l: &ListingCache| {
+            let counted: usize = l.iter().map(|(_, c)| c.bytes).sum();
+            assert!(counted <= DIR_CACHE_BYTES, "{counted} bytes kept");
+            assert!(l.weight() <= DIR_CACHE_BYTES as u64);
+            assert!(l.len() <= DIR_CACHE_ENTRIES);
         };
         let now = SystemTime::now();
-        let mut listings = Listings::default();
+        let listings = listing_cache();
 
         // 3 MiB listings: only ten fit in 32 MiB.
         let big = names(50_000, 40);
         let big_bytes = listing_bytes(&key(0).0, &big);
         assert!((3 << 20..4 << 20).contains(&big_bytes), "{big_bytes}");
         for i in 0..30 {
-            listings.keep(key(i), now, Arc::clone(&big));
+            keep(&listings, key(i), now, Arc::clone(&big));
             check(&listings);
             assert!(listings.get(&key(i)).is_some(), "the newest is kept");
         }
-        assert_eq!(listings.kept.len(), DIR_CACHE_BYTES / big_bytes);
+        assert_eq!(listings.len(), DIR_CACHE_BYTES / big_bytes);
 
-        // Small listings: bounded by number.
+        // Small listings: bounded by number (in a cache of their own: in
+        // this one the big listings, admitted first, are the ones it keeps
+        // and the newcomers take turns in what is left).
+        let listings = listing_cache();
         for i in 100..300 {
-            listings.keep(key(i), now, names(1024, 8));
+            keep(&listings, key(i), now, names(1024, 8));
             check(&listings);
         }
-        assert_eq!(listings.kept.len(), DIR_CACHE_ENTRIES);
+        assert_eq!(listings.len(), DIR_CACHE_ENTRIES);
 
         // Replaced by a newer copy of the same directory: counted once.
-        let before = listings.bytes;
-        listings.keep(key(299), now, names(1024, 8));
+        let before = listings.weight();
+        keep(&listings, key(299), now, names(1024, 8));
         check(&listings);
-        assert_eq!(listings.bytes, before);
+        assert_eq!(listings.weight(), before);
 
         // Larger than the whole budget: not kept, and the old copy goes.
         let huge = names(DIR_CACHE_BYTES / 40, 20);
-        listings.keep(key(299), now, huge);
+        keep(&listings, key(299), now, huge);
         check(&listings);
         assert!(listings.get(&key(299)).is_none());
-        assert_eq!(listings.kept.len(), DIR_CACHE_ENTRIES - 1);
+        assert_eq!(listings.len(), DIR_CACHE_ENTRIES - 1);
+
+        // Three quarters of the budget: kept, in place of the others (the
+        // budget is not split among shards).
+        let large = names(DIR_CACHE_BYTES * 3 / 4 / 40, 16);
+        keep(&listings, key(400), now, large);
+        check(&listings);
+        assert!(listings.get(&key(400)).is_some());
     }
 
     /// A page of a namespace of thousands of repositories starts at `after`
